@@ -1,0 +1,145 @@
+"""Symbolic derivatives from the op table's rules (forward mode over the DAG).
+
+derive(e, "x") is de/dx for elementwise expressions. Through a reduction it is the
+derivative along an all-ones change of x (a directional derivative, as forward mode
+gives); per-element gradients of reductions are the business of a VJP.
+Integer- and bool-valued nodes are piecewise constant: their derivative is zero
+(so a range reduction's k = floor(x / ln2) contributes nothing, as it should). A float
+made by bitcast from integers that depend on the variable has no such excuse (a
+mantissa rebuilt from bits varies with x), so differentiating through it is an error.
+Piecewise ops use the usual subgradients: abs'(0) = 0, relu'(0) = 0, min/max pick
+the first argument on ties.
+
+The result gets a light clean-up: x*1, 1*x, x+0, 0+x, x-0, x/1, --x are dropped, and
+arithmetic on literals is folded only where it is exact in the dtype.
+"""
+from __future__ import annotations
+
+from fractions import Fraction
+
+from . import dtypes as dt
+from .expr import Expr, F, as_expr, const, make, rebuild
+
+
+def derive(expr: Expr, wrt) -> Expr:
+    """d expr / d wrt, where wrt is a variable name or node."""
+    target = _find_var(expr, wrt)
+    d: dict[Expr, Expr | None] = {}  # None means zero
+    depends: dict[Expr, bool] = {}
+    for node in expr.toposort():
+        depends[node] = node is target or any(depends[a] for a in node.args)
+        if node.op == "bitcast" and dt.is_float(node.dtype) and depends[node]:
+            raise ValueError(f"cannot differentiate through bitcast to {node.dtype}: the bits "
+                             f"depend on {target.name}")
+        d[node] = _node_derivative(node, target, d)
+    result = d[expr]
+    if result is None:
+        return const(0, expr.dtype) if not expr.is_weak else const(0.0)
+    return cleanup(result)
+
+
+def _find_var(expr: Expr, wrt):
+    if isinstance(wrt, Expr):
+        if wrt.op != "var":
+            raise TypeError("derive with respect to a variable")
+        return wrt
+    for v in expr.variables():
+        if v.name == wrt:
+            return v
+    return None  # not in the expression: the derivative is zero
+
+
+def _node_derivative(node: Expr, target, d):
+    if node.op == "var":
+        return const(1, node.dtype) if node is target else None
+    if not node.args or not dt.is_float(node.dtype):
+        return None
+    tangents = [d[a] for a in node.args]
+    if all(t is None for t in tangents):
+        return None
+    o = node.spec
+    if o.jvp is not None:
+        if o.group == "reduce" and not tangents[0].variables():
+            # a constant tangent has no shape: spread it over the reduced argument first
+            tangents[0] = F.where(True, tangents[0], node.args[0])
+        return o.jvp(node.args, node, [0 if t is None else t for t in tangents], F)
+    if o.deriv is None:
+        raise ValueError(f"{o.spelling} has no derivative (it depends on {target.name})")
+    partials = o.deriv(node.args, node, F)
+    total = None
+    for partial, t in zip(partials, tangents):
+        if t is None or partial is None or (not isinstance(partial, Expr) and partial == 0):
+            continue
+        term = t if (not isinstance(partial, Expr) and partial == 1) else \
+            make("neg", (t,)) if (not isinstance(partial, Expr) and partial == -1) else \
+            as_expr(partial) * t
+        total = term if total is None else total + term
+    return total
+
+
+# --- clean-up --------------------------------------------------------------------------
+
+def _literal(e: Expr):
+    """Exact value of a finite numeric literal, else None."""
+    if e.op == "const" and not isinstance(e.attr, (str, bool)):
+        return Fraction(e.attr)
+    return None
+
+
+def _representable(q: Fraction, dtype: str) -> bool:
+    if dt.is_float(dtype):
+        return Fraction(dt.round_fraction(q, dtype)) == q
+    if dt.is_int(dtype):
+        bits = dt.BITS[dtype]
+        return q.denominator == 1 and -(1 << (bits - 1)) <= q < (1 << (bits - 1))
+    return q.denominator == 1  # weak: any exact value
+
+
+def _fold(node: Expr, args):
+    """One clean-up step: identities and exact literal arithmetic, else None."""
+    op = node.op
+    vals = [_literal(a) for a in args]
+    if op in ("add", "sub", "mul") and all(v is not None for v in vals):
+        a, b = vals
+        q = a + b if op == "add" else a - b if op == "sub" else a * b
+        if _representable(q, node.dtype):
+            value = int(q) if node.dtype in ("~i",) + dt.INTS else q
+            return const(value, None if node.is_weak else node.dtype)
+    if op == "mul":
+        if vals[0] == 1:
+            return args[1]
+        if vals[1] == 1:
+            return args[0]
+    if op == "add":
+        if vals[0] == 0:
+            return args[1]
+        if vals[1] == 0:
+            return args[0]
+    if op == "sub" and vals[1] == 0:
+        return args[0]
+    if op == "div" and vals[1] == 1:
+        return args[0]
+    if op == "pow" and vals[1] == 1:
+        return args[0]
+    if op == "neg" and args[0].op == "neg":
+        return args[0].args[0]
+    if op == "mul" and -1 in vals:  # exact in IEEE: x * -1 == -x
+        return make("neg", (args[1] if vals[0] == -1 else args[0],))
+    if op == "add" and args[1].op == "neg":  # a + -b == a - b, exactly
+        return make("sub", (args[0], args[1].args[0]))
+    return None
+
+
+def cleanup(expr: Expr) -> Expr:
+    def visit(node, args):
+        rebuilt = node if all(x is y for x, y in zip(args, node.args)) else \
+            make(node.op, args, node.attr)
+        folded = _fold(rebuilt, rebuilt.args) if rebuilt.args else None
+        if folded is not None and folded.dtype != rebuilt.dtype and not rebuilt.is_weak:
+            folded = make("cast", (folded,), rebuilt.dtype)
+        return folded if folded is not None else rebuilt
+    return rebuild(expr, visit)
+
+
+def grad(expr: Expr, wrt) -> Expr:
+    return derive(expr, wrt)

@@ -1,0 +1,36 @@
+"""exprforge: math in, fast verified kernels out.
+
+    import exprforge as xf
+    e = xf.parse("exp(x) - 1", vars={"x": "float32"})
+    xf.evaluate(e, {"x": values})            # float32 in, float32 out, every op rounded
+    xf.exact(e, {"x": values})                # the true value, correctly rounded (mpmath)
+    xf.ulps(computed, reference)              # elementwise ULP distance
+    xf.grad(e, "x")                           # symbolic derivative, an Expr
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from exprforge.engine.derive import derive, grad
+from exprforge.engine.errors import (ErrorStats, bits_of_error, count_float32, float32_range,
+                                     summarize, ulp_error, ulps)
+from exprforge.engine.evaluate import exact, oracle
+from exprforge.engine.evaluate import evaluate as _evaluate
+from exprforge.engine.expr import Expr, concretize, const, make, named, retype, var
+from exprforge.engine.ops import OPS
+from exprforge.engine.parse import ParseError, parse
+from exprforge.engine.printing import to_latex, to_text
+from exprforge.engine.sympy_bridge import from_sympy, to_sympy
+
+
+def evaluate(expr, env=None, dtype: str | None = None):
+    """Evaluate an Expr (or expression text) on NumPy arrays with exact dtype semantics."""
+    if isinstance(expr, str):
+        expr = parse(expr, dtype=dtype or "float64")
+    return _evaluate(expr, env, dtype)
+
+
+__all__ = ["__version__", "Expr", "OPS", "ParseError", "parse", "evaluate", "exact", "oracle",
+           "ulps", "ulp_error", "bits_of_error", "summarize", "ErrorStats", "float32_range",
+           "count_float32", "grad", "derive", "var", "const", "named", "make", "concretize",
+           "retype", "to_text", "to_latex", "to_sympy", "from_sympy"]

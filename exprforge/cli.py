@@ -1,0 +1,184 @@
+"""The `exprforge` command. Each subcommand computes a result dict; --json prints it as
+JSON on stdout, otherwise it is shown as text. A user error prints one line on stderr
+and exits 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+
+import numpy as np
+
+import exprforge as xf
+from exprforge.engine import dtypes as dt
+from exprforge.engine.evaluate import literal_value, prepare
+from exprforge.engine.expr import _exact as exact_literal
+
+
+class UserError(Exception):
+    """Bad input from the user: reported in one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse prints usage plus a line; we want one line
+        raise UserError(message)
+
+
+# --- eval ---------------------------------------------------------------------------------
+
+def _add_eval(p):
+    p.add_argument("expr", help='expression text, e.g. "exp(x) - 1"')
+    p.add_argument("values", nargs="*", metavar="NAME=VALUE",
+                   help="variable values (exact decimal or hex float; comma lists give arrays)")
+    p.add_argument("--dtype", default="float64", choices=dt.DTYPES[:4],
+                   help="dtype of the program and its variables (default float64)")
+    p.add_argument("--check", action="store_true",
+                   help="also compute the exact value (mpmath) and the error in ULPs")
+    p.add_argument("--prec", type=int, default=256, help="bits of precision for --check")
+
+
+def _input_values(pairs, expr) -> dict:
+    env = {}
+    types = {v.name: v.dtype for v in expr.variables()}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or not name:
+            raise UserError(f"expected NAME=VALUE, got {pair!r}")
+        if name not in types:
+            known = ", ".join(types) or "none"
+            raise UserError(f"{name} is not a variable of the expression (variables: {known})")
+        try:
+            values = [exact_literal(t)[0] for t in text.split(",")]
+            env[name] = np.array([literal_value(v, types[name]) for v in values]).reshape(-1) \
+                if "," in text else literal_value(values[0], types[name])
+        except (ValueError, TypeError, ZeroDivisionError, OverflowError) as e:
+            raise UserError(f"bad value for {name}: {text!r} ({e})") from None
+    missing = [n for n in types if n not in env]
+    if missing:
+        raise UserError(f"no value given for {', '.join(missing)} (pass NAME=VALUE)")
+    return env
+
+
+def _number(x):
+    """JSON-safe number: finite floats as numbers, others as strings."""
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    if isinstance(x, (int, np.integer)):
+        return int(x)
+    x = float(x)
+    return x if math.isfinite(x) else ("nan" if x != x else ("inf" if x > 0 else "-inf"))
+
+
+def _listify(a, fn=_number):
+    a = np.asarray(a)
+    return fn(a.item()) if a.ndim == 0 else [fn(v) for v in a.ravel()]
+
+
+def _shortest(v, dtype):
+    """Shortest text that reads back as the same value of `dtype`."""
+    if dt.is_float(dtype):
+        return np.format_float_positional(np.asarray(v, dtype=dtype)[()], unique=True, trim="-") \
+            if np.isfinite(v) and 1e-5 <= abs(float(v)) < 1e16 or v == 0 else \
+            np.format_float_scientific(np.asarray(v, dtype=dtype)[()], unique=True, trim="-")
+    return str(v)
+
+
+def run_eval(args) -> dict:
+    try:
+        expr = xf.parse(args.expr, dtype=args.dtype)
+    except xf.ParseError as e:
+        raise UserError(f"cannot parse expression: {e}") from None
+    expr = prepare(expr, args.dtype)
+    env = _input_values(args.values, expr)
+    value = xf.evaluate(expr, env)
+    types = {v.name: v.dtype for v in expr.variables()}
+    result = {"expr": xf.to_text(expr), "dtype": expr.dtype,
+              "inputs": {k: _listify(v) for k, v in env.items()},
+              "inputs_text": {k: _listify(v, lambda x, t=types[k]: _shortest(x, t))
+                              for k, v in env.items()},
+              "value": _listify(value), "value_text": _listify(value, lambda v: _shortest(
+                  v, expr.dtype))}
+    if args.check:
+        if not dt.is_float(expr.dtype):
+            raise UserError("--check needs a float-valued expression")
+        truth = xf.oracle(expr, env, prec=args.prec)
+        rounded = xf.exact(expr, env, prec=args.prec)
+        err = xf.ulp_error(np.asarray(value), truth)
+        result.update({
+            "exact": _listify(truth, lambda v: _mp_text(v)),
+            "exact_rounded": _listify(rounded),
+            "ulp_error": _listify(err),
+            "ulps_from_correctly_rounded": _listify(xf.ulps(value, rounded)),
+            "correctly_rounded": _listify(xf.ulps(value, rounded) == 0, bool),
+            "prec_bits": args.prec,
+        })
+    return result
+
+
+def _mp_text(v) -> str:
+    import mpmath as mp
+    if isinstance(v, mp.mpf):
+        return mp.nstr(v, 25, min_fixed=-5, max_fixed=16)
+    return str(v)
+
+
+def show_eval(r: dict) -> str:
+    inputs = ", ".join(f"{k} = {v}" for k, v in r["inputs_text"].items())
+    lines = [f"{r['expr']}   [{r['dtype']}]" + (f"   at {inputs}" if inputs else ""),
+             f"value    {r['value_text']}"]
+    if "exact" in r:
+        lines += [f"exact    {r['exact']}",
+                  f"error    {_fmt_ulps(r['ulp_error'])} ULP   "
+                  f"({_rounding_note(r)})"]
+    return "\n".join(lines)
+
+
+def _rounding_note(r: dict) -> str:
+    ok = r["correctly_rounded"]
+    if ok is True or (isinstance(ok, list) and all(ok)):
+        return "correctly rounded"
+    return f"ULPs from the correctly rounded result: {_fmt_ulps(r['ulps_from_correctly_rounded'])}"
+
+
+def _fmt_ulps(e):
+    return ", ".join(_fmt_ulps(x) for x in e) if isinstance(e, list) else \
+        (f"{e:.3g}" if isinstance(e, float) else str(e))
+
+
+COMMANDS = {
+    "eval": (_add_eval, run_eval, show_eval,
+             "evaluate an expression at given values, with --check its ULP error"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="exprforge", description="exprforge: math in, fast verified kernels out")
+    parser.add_argument("--version", action="version", version=f"exprforge {xf.__version__}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    for name, (add, _, _, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+        add(p)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help(sys.stderr)
+            return 2
+        _, run, show, _ = COMMANDS[args.command]
+        result = run(args)
+    except UserError as e:
+        print(f"exprforge: error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2) if args.json else show(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""exprforge.rewrite"""
