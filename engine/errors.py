@@ -166,10 +166,12 @@ def count_float32(lo: float, hi: float) -> int:
 def _bounds32(lo: float, hi: float) -> tuple[int, int]:
     if np.isnan(lo) or np.isnan(hi):
         raise ValueError("domain bounds must not be NaN")
-    f_lo, f_hi = np.float32(lo), np.float32(hi)
-    if f_lo < lo:  # rounding moved the bound outside the interval: step inward
+    with np.errstate(over="ignore"):
+        f_lo, f_hi = np.float32(lo), np.float32(hi)
+    # compare as Python floats: NEP 50 would round lo to float32 and always find equality
+    if float(f_lo) < lo:  # rounding moved the bound outside the interval: step inward
         f_lo = np.nextafter(f_lo, np.float32(np.inf))
-    if f_hi > hi:
+    if float(f_hi) > hi:
         f_hi = np.nextafter(f_hi, np.float32(-np.inf))
     return _key32(f_lo), _key32(f_hi)
 

@@ -336,6 +336,9 @@ def as_expr(x) -> Expr:
 
 # --- building nodes ----------------------------------------------------------------------
 
+_BOOL_FORMS = {"bitand": "and", "bitor": "or", "bitnot": "not"}
+
+
 def make(opname: str, args=(), attr=None) -> Expr:
     """Build (or find) the node opname(args) with dtype inference, casts and checks."""
     o = get_op(opname)
@@ -346,6 +349,8 @@ def make(opname: str, args=(), attr=None) -> Expr:
             raise TypeError(f"{opname} takes no arguments")
         return named(opname, attr or "~f")
     args = tuple(as_expr(a) for a in args)
+    if opname in _BOOL_FORMS and args and all(a.dtype == "bool" for a in args):
+        opname, o = _BOOL_FORMS[opname], get_op(_BOOL_FORMS[opname])  # one node per meaning
     if opname == "neg" and len(args) == 1 and args[0].op == "const":
         return _negated_literal(args[0])  # one node for -0.5 however it was written
     to = attr if o.group == "convert" else None
@@ -355,8 +360,8 @@ def make(opname: str, args=(), attr=None) -> Expr:
     fixed = []
     for a, want in zip(args, targets):
         if want is None or want.startswith("~"):
-            if a.is_weak and not out.startswith("~"):
-                want = "float64" if a.dtype == "~f" else "int64"
+            if a.is_weak and not out.startswith("~"):  # a strong result from weak operands:
+                want = "float64" if want == "~f" else "int64"  # the slot's default dtype
             else:
                 fixed.append(a)
                 continue

@@ -196,7 +196,8 @@ def _np_cast(x, to):
 
 
 def _np_bitcast(x, to):
-    return np.ascontiguousarray(x).view(to)
+    a = np.asarray(x)  # (ascontiguousarray would turn a 0-d array into 1-d)
+    return (a if a.flags.c_contiguous else np.array(a, order="C")).view(to)
 
 
 def _np_sigmoid(x):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import difflib
 import re
+import sys
 from fractions import Fraction
 
 from . import dtypes as dt
@@ -20,6 +21,7 @@ from .expr import Expr, as_expr, const, make, named, reserved_names, var, NAMED_
 from .ops import OPS
 
 MAX_LENGTH = 1_000_000
+_AST_DEPTH = 50_000
 
 _HEX_FLOAT = re.compile(r"(?<![\w.])0[xX](?=[0-9a-fA-F.]*[0-9a-fA-F])[0-9a-fA-F]*\.?[0-9a-fA-F]*"
                         r"[pP][+-]?[0-9]+")
@@ -43,7 +45,7 @@ class ParseError(ValueError):
 
     def caret(self) -> str:
         """The offending line with a ^ under the position."""
-        if self.pos is None or not self.text:
+        if self.pos is None:
             return str(self)
         start = self.text.rfind("\n", 0, self.pos) + 1
         end = self.text.find("\n", self.pos)
@@ -128,27 +130,40 @@ class _Converter:
     # --- positions and errors ----------------------------------------------------------
     def pos(self, node) -> int | None:
         line = getattr(node, "lineno", None)
-        if line is None:
-            return None
-        return self.line_starts[line - 1] + node.col_offset
+        return None if line is None else self.offset(line, node.col_offset)
+
+    def offset(self, line: int, col: int) -> int:
+        """Character offset in the user's text of (line, col) in the wrapped source."""
+        if line > len(self.line_starts):  # the closing parenthesis we added
+            return len(self.text.rstrip())
+        if line == 1:
+            col -= 1  # the opening parenthesis we added
+        return max(0, min(self.line_starts[line - 1] + col, len(self.text)))
 
     def error(self, message: str, node=None, pos=None):
         return ParseError(message, self.text, self.pos(node) if node is not None else pos)
 
     # --- driver ------------------------------------------------------------------------
     def run(self) -> Expr:
-        source = _HEX_FLOAT.sub(self._hex_placeholder, self.text)
+        # the parentheses allow leading blanks and line breaks; pos() maps offsets back
+        source = "(" + _HEX_FLOAT.sub(self._hex_placeholder, self.text) + "\n)"
+        limit = sys.getrecursionlimit()
         try:
+            # CPython builds the AST recursively: a 3000-term sum needs a higher limit.
+            # 50000 stays well inside the C stack (it overflows near 300000 here).
+            sys.setrecursionlimit(max(limit, _AST_DEPTH))
             tree = ast.parse(source, mode="eval")
         except SyntaxError as e:
             pos = None
-            if e.lineno is not None and e.offset and e.lineno <= len(self.line_starts):
-                pos = min(self.line_starts[e.lineno - 1] + e.offset - 1, len(self.text))
-            elif e.offset == 0:  # Python reports running out of input at offset 0
-                pos = len(self.text.rstrip())
+            if e.lineno is not None and e.offset:
+                pos = self.offset(e.lineno, e.offset - 1)
             raise ParseError(f"syntax error: {e.msg}", self.text, pos) from None
-        except (ValueError, RecursionError, MemoryError, OverflowError) as e:
+        except RecursionError:
+            raise ParseError(f"expression nests deeper than {_AST_DEPTH}", self.text) from None
+        except (ValueError, MemoryError, OverflowError) as e:
             raise ParseError(f"cannot parse: {type(e).__name__}: {e}", self.text) from None
+        finally:
+            sys.setrecursionlimit(limit)
         self.source = source
         return self.convert(tree.body)
 

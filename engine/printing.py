@@ -102,13 +102,10 @@ def _literal_prec(node: Expr) -> int:
 def _needs_dtype(parent: Expr | None, index: int) -> bool:
     """Would the literal at parent.args[index] come back with another dtype if bare?"""
     if parent is None:
-        child = None
-    else:
-        child = parent.args[index]
-    if child is not None and (child.is_weak or child.dtype == "bool"):
+        return True  # the root: callers only ask for strong literals
+    child = parent.args[index]
+    if child.is_weak or child.dtype == "bool":
         return False
-    if parent is None:
-        return True
     letter = parent.spec.args[index]
     if letter == "B":
         return False
@@ -148,7 +145,7 @@ def to_text(root: Expr) -> str:
 
     for node in root.toposort():
         text[node] = _node_text(node, ref)
-    if _is_literal(root) and _needs_dtype(None, 0):
+    if _is_literal(root) and not root.is_weak and root.dtype != "bool":
         return f"{root.dtype}({text[root][0]})"
     return text[root][0]
 
@@ -193,7 +190,9 @@ def _node_text(node: Expr, ref) -> tuple[str, int]:
         (ls, lp), (rs, rp) = args
         if o.infix == "**":  # right associative; the exponent may be a unary expression
             return f"{_paren(ls, lp, o.prec + 1)}**{_paren(rs, rp, UNARY)}", o.prec
-        return f"{_paren(ls, lp, o.prec)} {o.infix} {_paren(rs, rp, o.prec + 1)}", o.prec
+        chained = o.out == "B" and o.args == "TT"  # Python chains a < b < c: no left nesting
+        left_need = o.prec + 1 if chained else o.prec
+        return f"{_paren(ls, lp, left_need)} {o.infix} {_paren(rs, rp, o.prec + 1)}", o.prec
     return f"{o.spelling}({', '.join(s for s, _ in args)})", ATOM
 
 
