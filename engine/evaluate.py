@@ -45,7 +45,9 @@ def prepare(expr: Expr, dtype: str | None) -> Expr:
         dt.check(dtype)
         if dt.is_float(dtype):
             expr = retype(expr, dtype)
-    return concretize(expr, dtype or "float64") if expr.is_weak else expr
+    if not expr.is_weak:
+        return expr
+    return concretize(expr, dtype or ("int64" if expr.dtype == "~i" else "float64"))
 
 
 def evaluate(expr: Expr, env=None, dtype: str | None = None) -> np.ndarray:
@@ -117,8 +119,10 @@ def _mp_scalar(x, dtype):
 
 def _mp_input(v: Expr, value):
     a = _input_array(v, value)
-    return np.frompyfunc(lambda x: _mp_scalar(x, v.dtype), 1, 1)(a) if a.ndim else \
-        np.array(_mp_scalar(a, v.dtype), dtype=object)
+    with np.errstate(all="ignore"):
+        if a.ndim == 0:
+            return np.array(_mp_scalar(a, v.dtype), dtype=object)
+        return np.frompyfunc(lambda x: _mp_scalar(x, v.dtype), 1, 1)(a)
 
 
 def _wrap(x, dtype):
