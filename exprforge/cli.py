@@ -147,9 +147,57 @@ def _fmt_ulps(e):
         (f"{e:.3g}" if isinstance(e, float) else str(e))
 
 
+# --- simplify -----------------------------------------------------------------------------
+
+def _add_simplify(p):
+    p.add_argument("expr", help='expression text, e.g. "(a+b)**2 - (a-b)**2"')
+    p.add_argument("--cost", default="cycles", choices=["ops", "cycles"],
+                   help="cost model to minimize (default cycles)")
+    p.add_argument("--assume", action="append", default=[], metavar="FACT:VAR",
+                   help="a fact about a variable: positive, nonneg, nonzero or finite "
+                        "(repeatable), e.g. --assume positive:x")
+    p.add_argument("--assume-finite", action="store_true", help="every variable is finite")
+    p.add_argument("--timeout", type=float, default=1.0, help="seconds (default 1)")
+    p.add_argument("--node-limit", type=int, default=50_000, help="e-graph size limit")
+    p.add_argument("--dtype", default="float64", choices=dt.DTYPES[:4],
+                   help="dtype of undeclared variables")
+    p.add_argument("--explain", action="store_true", help="list the rules that fired")
+
+
+def run_simplify(args) -> dict:
+    from exprforge.rewrite.simplify import simplify_full
+    try:
+        r = simplify_full(args.expr, cost=args.cost, assume=args.assume,
+                          assume_finite=args.assume_finite, timeout=args.timeout,
+                          node_limit=args.node_limit, dtype=args.dtype)
+    except xf.ParseError as e:
+        raise UserError(f"cannot parse expression: {e}") from None
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    out = {"input": xf.to_text(r.original), "result": xf.to_text(r.expr),
+           "cost_model": r.cost_model, "input_cost": r.cost_before, "result_cost": r.cost_after,
+           "seconds": round(r.seconds, 4), "stop_reason": r.stop_reason,
+           "iterations": r.iterations, "egraph_nodes": r.nodes}
+    if args.explain:
+        out["fired"] = [{"iteration": i, "rule": name, "matches": n} for i, name, n in r.fired]
+    return out
+
+
+def show_simplify(r: dict) -> str:
+    lines = [f"input    {r['input']}   ({r['cost_model']} cost {r['input_cost']:g})",
+             f"result   {r['result']}   ({r['cost_model']} cost {r['result_cost']:g})",
+             f"time     {r['seconds']:.3f} s, {r['iterations']} iterations, "
+             f"{r['egraph_nodes']} e-graph nodes, stopped: {r['stop_reason']}"]
+    for f in r.get("fired", []):
+        lines.append(f"  iteration {f['iteration']}: {f['rule']} x{f['matches']}")
+    return "\n".join(lines)
+
+
 COMMANDS = {
     "eval": (_add_eval, run_eval, show_eval,
              "evaluate an expression at given values, with --check its ULP error"),
+    "simplify": (_add_simplify, run_simplify, show_simplify,
+                 "simplify an expression by e-graph rewriting under a cost model"),
 }
 
 

@@ -1,0 +1,103 @@
+"""simplify and prove: sound, bounded, never costlier."""
+import time
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+
+from exprforge.engine.evaluate import exact
+from exprforge.engine.expr import const
+from exprforge.engine.parse import parse
+from exprforge.rewrite.cost import cost
+from exprforge.rewrite.simplify import prove, simplify, simplify_full
+from tests.strategies import float_exprs
+
+
+@pytest.mark.parametrize("lhs,rhs,assume", [
+    ("(a+b)**2 - (a-b)**2", "4*a*b", ("finite:a", "finite:b")),  # at a = inf both sides differ
+    ("sin(x)**2 + cos(x)**2", "1", ("finite:x",)),
+    ("exp(log(x))", "x", ("positive:x",)),
+    ("exp(a) * exp(b)", "exp(a + b)", ()),
+    ("sqrt(x*x)", "abs(x)", ()),
+])
+def test_proofs_it_must_find(lhs, rhs, assume):
+    assert prove(lhs, rhs, assume=assume, timeout=10)
+
+
+@pytest.mark.parametrize("lhs,rhs,assume", [
+    ("x / x", "1", ()),
+    ("sqrt(x**2)", "x", ()),
+    ("sqrt(x*x)", "x", ()),
+    ("exp(log(x))", "x", ()),
+    ("x - x", "0", ()),
+    ("x * 0", "0", ()),
+    ("(x + 1) * (x - 1)", "x*x", ("finite:x",)),
+])
+def test_false_equalities_it_must_not_find(lhs, rhs, assume):
+    assert not prove(lhs, rhs, assume=assume, timeout=3)
+
+
+def test_assumptions_enable_conditional_rules():
+    assert simplify("x / x", assume=("nonzero:x", "finite:x")) is const(1, "float64")
+    assert simplify("x / x") is parse("x / x")
+    assert simplify("sqrt(x)**2", assume=("nonneg:x",)) is parse("x")
+
+
+def test_simplifies_and_reports():
+    r = simplify_full("(x + 2*3) * 1 + 0")
+    assert r.expr is parse("x + 6")
+    assert r.cost_after < r.cost_before
+    assert r.stop_reason in ("saturated", "iteration_limit", "time_limit", "node_limit")
+
+
+def test_dtype_is_kept():
+    e = parse("x * 1 + 0.5 * 2", vars={"x": "float32"})
+    out = simplify(e)
+    assert out.dtype == "float32"
+    assert out is parse("x + 1", vars={"x": "float32"})
+
+
+def test_explain_lists_rules_in_order():
+    out, fired = simplify("(x + 0) * 1", explain=True)
+    assert out is parse("x")
+    names = [name for _, name, _ in fired]
+    assert names and all(isinstance(n, str) for n in names)
+    iterations = [i for i, _, _ in fired]
+    assert iterations == sorted(iterations)
+
+
+def test_bad_assumptions():
+    with pytest.raises(ValueError, match="unknown assumption"):
+        simplify("x + 1", assume=("bigger:x",))
+    with pytest.raises(ValueError, match="not a variable"):
+        simplify("x + 1", assume=("positive:y",))
+
+
+def test_pathological_input_returns_within_its_timeout():
+    text = " + ".join(f"x{i % 50} * x{(i * 7) % 50}" for i in range(2000))
+    start = time.perf_counter()
+    r = simplify_full(text, timeout=1.0)
+    elapsed = time.perf_counter() - start
+    assert elapsed < 1.0 + 3.0, elapsed   # the timeout plus a margin for parsing and extraction
+    assert r.stop_reason in ("time_limit", "node_limit", "saturated", "iteration_limit")
+    assert r.cost_after <= r.cost_before
+
+
+OPS = ["add", "sub", "mul", "div", "neg", "sqrt", "exp", "log", "sin", "cos", "abs", "pow"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(float_exprs("float64", max_depth=4, ops=OPS))
+def test_random_expressions_agree_and_cost_never_rises(e):
+    r = simplify_full(e, timeout=0.5)
+    assert r.cost_after <= r.cost_before
+    assert cost(r.expr) <= cost(e)
+    rng = np.random.default_rng(0)
+    env = {v: rng.uniform(-3, 3, 24) for v in e.var_names()}
+    before = np.broadcast_to(exact(e, env, prec=120), (24,))
+    after = np.broadcast_to(exact(r.expr, {k: env[k] for k in r.expr.var_names()}, prec=120),
+                            (24,))
+    # the strict policy: undefined exactly where the input is undefined, equal elsewhere
+    np.testing.assert_array_equal(np.isnan(after), np.isnan(before))
+    both = np.isfinite(before)
+    np.testing.assert_allclose(after[both], before[both], rtol=1e-9, atol=1e-12)
