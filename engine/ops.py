@@ -291,7 +291,7 @@ ROWS = [
          sympy=lambda s, a: s.Max(a, 0), cost=1.0,
          jvp=lambda a, out, t, f: f.where(a[0] > 0, t[0], 0), domain=(WIDE,)),
     _row("copysign", 2, "TT", np_fn=np.copysign, mp_fn=lambda a, b: abs(a) * (-1 if b < 0 else 1),
-         sympy=lambda s, a, b: s.Abs(a) * s.sign(b), fpcore="copysign", cost=1.0,
+         sympy=None, fpcore="copysign", cost=1.0,  # SymPy has none (Abs*sign is wrong at 0)
          deriv=lambda a, out, f: (f.sign(a[0]) * f.copysign(1, a[1]), 0), domain=(WIDE, WIDE)),
 
     # roots, exponentials, logarithms
@@ -299,7 +299,8 @@ ROWS = [
            latex=r"\sqrt{{{0}}}"),
     _unary("cbrt", np.cbrt, lambda x: mp.sign(x) * mp.cbrt(abs(x)),
            lambda a, out, f: (1 / (3 * out * out),), cost=48.0, domain=WIDE, ulp32=2.0, ulp64=1.0,
-           sympy="cbrt", latex=r"\sqrt[3]{{{0}}}"),
+           sympy=lambda s, a: s.sign(a) * s.Abs(a) ** s.Rational(1, 3),  # sympy.cbrt is complex
+           latex=r"\sqrt[3]{{{0}}}"),
     _unary("exp", np.exp, mp.exp, lambda a, out, f: (out,), cost=16.0, domain=MOD,
            ulp32=3.0, ulp64=1.0, latex="e^{{{0}}}"),
     _unary("exp2", np.exp2, lambda x: mp.power(2, x), lambda a, out, f: (out * f.ln2(),),

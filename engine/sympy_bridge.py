@@ -145,8 +145,12 @@ def _from_sympy_node(s, args, dtype, declared) -> Expr:
         return out
     if cls in _FROM_CLASS:
         return make(_FROM_CLASS[cls], args)
-    if isinstance(s, sp.core.function.AppliedUndef) and cls in OPS:
-        return make(cls, args)
+    if isinstance(s, sp.core.function.AppliedUndef):
+        if cls in OPS:
+            return make(cls, args)
+        op, _, to = cls.partition("_")  # cast_int32, bitcast_int64 (see _to_sympy_node)
+        if op in ("cast", "bitcast") and to in dt.DTYPES:
+            return make(op, args, to)
     raise ValueError(f"no exprforge op for SymPy {cls}")
 
 

@@ -23,6 +23,21 @@ from exprforge.engine.printing import to_latex, to_text
 from exprforge.engine.sympy_bridge import from_sympy, to_sympy
 
 
+def simplify(expr, cost: str = "cycles", rules=None, assume=(), assume_finite: bool = False,
+             timeout: float = 1.0, node_limit: int = 50_000, explain: bool = False):
+    """Simplify by e-graph rewriting (egglog): the cheapest equivalent program found within
+    the limits. See exprforge.rewrite.simplify for the soundness policy."""
+    from exprforge.rewrite.simplify import simplify as _simplify  # egglog loads on first use
+    return _simplify(expr, cost=cost, rules=rules, assume=assume, assume_finite=assume_finite,
+                     timeout=timeout, node_limit=node_limit, explain=explain)
+
+
+def prove(lhs, rhs, assume=(), assume_finite: bool = False, timeout: float = 2.0) -> bool:
+    """True when the rewrite rules show lhs == rhs under the assumptions (False: not shown)."""
+    from exprforge.rewrite.simplify import prove as _prove
+    return _prove(lhs, rhs, assume=assume, assume_finite=assume_finite, timeout=timeout)
+
+
 def evaluate(expr, env=None, dtype: str | None = None):
     """Evaluate an Expr (or expression text) on NumPy arrays with exact dtype semantics."""
     if isinstance(expr, str):
@@ -33,4 +48,4 @@ def evaluate(expr, env=None, dtype: str | None = None):
 __all__ = ["__version__", "Expr", "OPS", "ParseError", "parse", "evaluate", "exact", "oracle",
            "ulps", "ulp_error", "bits_of_error", "summarize", "ErrorStats", "float32_range",
            "count_float32", "grad", "derive", "var", "const", "named", "make", "concretize",
-           "retype", "to_text", "to_latex", "to_sympy", "from_sympy"]
+           "retype", "to_text", "to_latex", "to_sympy", "from_sympy", "simplify", "prove"]

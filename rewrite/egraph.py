@@ -304,9 +304,11 @@ def run_bounded(graph, ruleset, root_term, *, timeout: float, node_limit: int,
         report = graph.run(eg.run(ruleset, scheduler=eg.back_off(match_limit=match_limit,
                                                                  ban_length=2)))
         last = time.perf_counter() - now
+        matches: dict[str, int] = {}  # both directions of a rule share its name
         for key, count in report.num_matches_per_rule.items():
             if count and key in labels:
-                fired.append((it, labels[key], count))
+                matches[labels[key]] = matches.get(labels[key], 0) + count
+        fired.extend((it, name, n) for name, n in sorted(matches.items()))
         new_size = graph_size(graph)
         if new_size > node_limit:
             reason = "node_limit"
