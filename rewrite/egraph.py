@@ -285,13 +285,18 @@ def graph_size(graph) -> int:
 
 
 def run_bounded(graph, ruleset, root_term, *, timeout: float, node_limit: int,
-                iter_limit: int, labels: dict, start: float, until=None) -> RunResult:
+                iter_limit: int, labels: dict, start: float, until=None,
+                patience: int | None = None) -> RunResult:
     """Iterate until saturation, a limit, or until() holds; says which stopped it.
 
     An iteration cannot be interrupted, so the loop also stops when the next one would
-    likely overrun the time limit (iterations grow: assume three times the last)."""
+    likely overrun the time limit (iterations grow: assume three times the last). With
+    `patience`, it stops ("stalled") once the cheapest extraction has not improved for
+    that many iterations: expansive rules can grow the graph long after the best
+    program was found."""
     fired, reason, it, last = [], "iteration_limit", 0, 0.0
     size = graph_size(graph)
+    best, stale = None, 0
     for it in range(1, iter_limit + 1):
         if until is not None and until():
             reason, it = "goal", it - 1
@@ -313,6 +318,12 @@ def run_bounded(graph, ruleset, root_term, *, timeout: float, node_limit: int,
         if new_size > node_limit:
             reason = "node_limit"
             break
+        if patience is not None:
+            _, now_cost = graph.extract(root_term, include_cost=True)
+            best, stale = (now_cost, 0) if best is None or now_cost < best else (best, stale + 1)
+            if stale >= patience:
+                reason = "stalled"
+                break
         if new_size == size and not any(r.rule_set_report.changed for r in report.iterations):
             # back-off may have banned rules: saturated only if a plain iteration agrees
             if not graph.run(ruleset).updated and graph_size(graph) == size:

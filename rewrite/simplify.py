@@ -23,6 +23,12 @@ from .egraph import (FACTS, Bridge, analysis_rules, deep_recursion, folding_rule
                      run_bounded)
 
 
+# Iterations without a cheaper extraction before stopping; None runs to a limit. Off by
+# default: measured on six textbook cases, patience 2-4 ran 2.5x faster but missed
+# (a+b)**2 - (a-b)**2 -> 4ab, which needs about six iterations of expansion first.
+PATIENCE = None
+
+
 @dataclass
 class Simplified:
     expr: Expr
@@ -31,7 +37,7 @@ class Simplified:
     cost_before: float
     cost_after: float
     seconds: float
-    stop_reason: str      # saturated | time_limit | node_limit | iteration_limit
+    stop_reason: str      # saturated | stalled | time_limit | node_limit | iteration_limit
     iterations: int
     nodes: int
     fired: list = field(default_factory=list)   # (iteration, rule name, matches), in order
@@ -83,7 +89,7 @@ def _compiled_rules(cost_model: str, groups: tuple | None):
 
 def simplify_full(expr, cost: str = "cycles", rules=None, assume=(), assume_finite: bool = False,
                   timeout: float = 1.0, node_limit: int = 50_000, iter_limit: int = 30,
-                  dtype: str = "float64") -> Simplified:
+                  patience: int | None = PATIENCE, dtype: str = "float64") -> Simplified:
     """Simplify and report: costs, time, which limit stopped the run, the rules that fired.
 
     `timeout` bounds the e-graph work (building, running, extracting); the one-time
@@ -111,7 +117,8 @@ def simplify_full(expr, cost: str = "cycles", rules=None, assume=(), assume_fini
                 graph.register(lang.facts["finite"](lang.var(name)))
         ruleset = eg.ruleset(*rewrites, *analysis_rules(lang), name=f"simplify_{id(graph)}")
         result = run_bounded(graph, ruleset, term, timeout=timeout, node_limit=node_limit,
-                             iter_limit=iter_limit, labels=labels, start=start)
+                             iter_limit=iter_limit, labels=labels, start=start,
+                             patience=patience)
         extracted = bridge.from_term(graph.extract(term))
     if extracted.is_weak and not original.is_weak:
         extracted = concretize(extracted, original.dtype)
@@ -123,11 +130,12 @@ def simplify_full(expr, cost: str = "cycles", rules=None, assume=(), assume_fini
 
 
 def simplify(expr, cost: str = "cycles", rules=None, assume=(), assume_finite: bool = False,
-             timeout: float = 1.0, node_limit: int = 50_000, explain: bool = False):
+             timeout: float = 1.0, node_limit: int = 50_000, patience: int | None = PATIENCE,
+             explain: bool = False):
     """The cheapest equivalent program found; with explain=True also the rules that fired
     in order, as (iteration, rule name, matches)."""
     r = simplify_full(expr, cost=cost, rules=rules, assume=assume, assume_finite=assume_finite,
-                      timeout=timeout, node_limit=node_limit)
+                      timeout=timeout, node_limit=node_limit, patience=patience)
     return (r.expr, r.fired) if explain else r.expr
 
 

@@ -101,3 +101,9 @@ def test_random_expressions_agree_and_cost_never_rises(e):
     np.testing.assert_array_equal(np.isnan(after), np.isnan(before))
     both = np.isfinite(before)
     np.testing.assert_allclose(after[both], before[both], rtol=1e-9, atol=1e-12)
+
+
+def test_patience_stops_a_stalled_run_early():
+    r = simplify_full("exp(x) * exp(y) / exp(x)", timeout=5.0, patience=2)
+    assert r.stop_reason == "stalled"
+    assert r.cost_after <= r.cost_before
