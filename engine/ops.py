@@ -98,11 +98,32 @@ def _mp_div(a, b):
     return a / b
 
 
+# mpmath never overflows, so exp(exp(exp(20))) would take forever. Past 2**(2**4096) every
+# value rounds to inf (or 0) in every dtype we have: stop there.
+_HUGE_EXPONENT = 2 ** 4096  # far past any float, far below what takes mpmath forever
+
+
+def _bounded_exp(fn, scale=1.0):
+    # fn grows like exp(scale * |x|): beyond the bound answer with its limit at +-inf
+    def g(x):
+        if mp.isfinite(x) and abs(x) * scale > _HUGE_EXPONENT:
+            return fn(mp.inf if x > 0 else -mp.inf)
+        return fn(x)
+    g.__name__ = getattr(fn, "__name__", "bounded")
+    return g
+
+
 def _mp_pow(a, b):
     if a == 0 and b < 0:
         return mp.inf
     if a < 0 and b != mp.floor(b):
         return mp.nan
+    if mp.isfinite(a) and mp.isfinite(b) and a != 0 and abs(a) != 1:
+        log2_result = b * mp.log(abs(a), 2)
+        if abs(log2_result) > _HUGE_EXPONENT:
+            big = mp.inf if log2_result > 0 else mp.mpf(0)
+            negative = a < 0 and int(b) % 2 == 1
+            return -big if negative else big
     return mp.power(a, b)
 
 
@@ -301,12 +322,12 @@ ROWS = [
            lambda a, out, f: (1 / (3 * out * out),), cost=48.0, domain=WIDE, ulp32=2.0, ulp64=1.0,
            sympy=lambda s, a: s.sign(a) * s.Abs(a) ** s.Rational(1, 3),  # sympy.cbrt is complex
            latex=r"\sqrt[3]{{{0}}}"),
-    _unary("exp", np.exp, mp.exp, lambda a, out, f: (out,), cost=16.0, domain=MOD,
+    _unary("exp", np.exp, _bounded_exp(mp.exp), lambda a, out, f: (out,), cost=16.0, domain=MOD,
            ulp32=3.0, ulp64=1.0, latex="e^{{{0}}}"),
-    _unary("exp2", np.exp2, lambda x: mp.power(2, x), lambda a, out, f: (out * f.ln2(),),
+    _unary("exp2", np.exp2, _bounded_exp(lambda x: mp.power(2, x)), lambda a, out, f: (out * f.ln2(),),
            cost=8.0, domain=(-120.0, 120.0), ulp32=1.5, ulp64=1.0, latex="2^{{{0}}}",
            sympy=lambda s, a: 2 ** a),
-    _unary("expm1", np.expm1, mp.expm1, lambda a, out, f: (out + 1,), cost=38.0, domain=MOD,
+    _unary("expm1", np.expm1, _bounded_exp(mp.expm1), lambda a, out, f: (out + 1,), cost=38.0, domain=MOD,
            ulp32=2.0, ulp64=1.0, sympy=lambda s, a: s.exp(a) - 1,
            latex=r"\left(e^{{{0}}} - 1\right)"),
     _unary("log", np.log, mp.log, lambda a, out, f: (1 / a[0],), aliases=("ln",), cost=15.0, domain=POS,
@@ -340,9 +361,9 @@ ROWS = [
                                   -a[0] / (a[0] * a[0] + a[1] * a[1]))),
 
     # hyperbolic
-    _unary("sinh", np.sinh, mp.sinh, lambda a, out, f: (f.cosh(a[0]),), cost=54.0, domain=MOD,
+    _unary("sinh", np.sinh, _bounded_exp(mp.sinh), lambda a, out, f: (f.cosh(a[0]),), cost=54.0, domain=MOD,
            ulp32=1.5, ulp64=1.0, props=frozenset({"odd"})),
-    _unary("cosh", np.cosh, mp.cosh, lambda a, out, f: (f.sinh(a[0]),), cost=21.0, domain=MOD,
+    _unary("cosh", np.cosh, _bounded_exp(mp.cosh), lambda a, out, f: (f.sinh(a[0]),), cost=21.0, domain=MOD,
            ulp32=2.0, ulp64=1.0, props=frozenset({"even"})),
     _unary("tanh", np.tanh, mp.tanh, lambda a, out, f: (1 - out * out,), cost=68.0, domain=TRIG,
            ulp32=1.5, ulp64=1.0, props=frozenset({"odd"})),

@@ -190,8 +190,8 @@ def _power(s, args):
         return make("exp", (exponent,))
     if e == sp.Rational(1, 2):
         return make("sqrt", (base,))
-    if e == sp.Rational(1, 3):
-        return make("cbrt", (base,))
+    if e == sp.Rational(1, 3) and isinstance(s.args[0], sp.Abs):
+        return make("cbrt", (base,))  # equal only for a nonnegative base: x**(1/3) is NaN at x < 0
     if e == -1:
         return make("div", (const(1), base))
     if e == sp.Rational(-1, 2):

@@ -290,7 +290,7 @@ def run_bounded(graph, ruleset, root_term, *, timeout: float, node_limit: int,
     """Iterate until saturation, a limit, or until() holds; says which stopped it.
 
     An iteration cannot be interrupted, so the loop also stops when the next one would
-    likely overrun the time limit (iterations grow: assume three times the last). With
+    likely overrun the time limit (iterations grow: assume four times the last). With
     `patience`, it stops ("stalled") once the cheapest extraction has not improved for
     that many iterations: expansive rules can grow the graph long after the best
     program was found."""
@@ -302,10 +302,10 @@ def run_bounded(graph, ruleset, root_term, *, timeout: float, node_limit: int,
             reason, it = "goal", it - 1
             break
         now = time.perf_counter()
-        if now - start + 3 * last > timeout:
+        if now - start + 4 * last > timeout:  # iterations grow about geometrically
             reason, it = "time_limit", it - 1
             break
-        match_limit = min(1000 * 2 ** (it - 1), 64_000)
+        match_limit = min(1000 * 2 ** (it - 1), 16_000)
         report = graph.run(eg.run(ruleset, scheduler=eg.back_off(match_limit=match_limit,
                                                                  ban_length=2)))
         last = time.perf_counter() - now

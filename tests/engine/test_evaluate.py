@@ -173,3 +173,12 @@ def test_correctly_rounded_single_ops_of_random_programs(e):
 def test_constant_expression_in_a_chosen_dtype():
     assert evaluate(parse("1/3"), dtype="float32") == np.float32(1) / np.float32(3)
     assert evaluate(const(2) * 3).dtype == np.int64
+
+
+def test_oracle_does_not_hang_on_towering_exponents():
+    """mpmath never overflows; values past 2**(2**20) round to inf or 0 in every dtype."""
+    e = parse("exp(exp(exp(x)))")
+    np.testing.assert_array_equal(exact(e, {"x": np.array([20.0, -50.0])}), [np.inf, np.e])
+    assert exact(parse("x**x**abs(x**x)"), {"x": np.array([1000.0])})[0] == np.inf
+    assert exact(parse("(-x)**y"), {"x": np.array([1e6]), "y": np.array([300001.0])})[0] == -np.inf
+    assert exact(parse("x**y"), {"x": np.array([1e6]), "y": np.array([-3e5])})[0] == 0.0
