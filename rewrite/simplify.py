@@ -107,15 +107,7 @@ def simplify_full(expr, cost: str = "cycles", rules=None, assume=(), assume_fini
     start = time.perf_counter()
     bridge = Bridge(lang)
     with deep_recursion():
-        graph = eg.EGraph()
-        term = bridge.to_term(original, graph=graph)
-        graph.register(term)
-        for fact, name in facts:
-            graph.register(lang.facts[fact](lang.var(name)))
-        if assume_finite:
-            for name in original.var_names():
-                graph.register(lang.facts["finite"](lang.var(name)))
-        ruleset = eg.ruleset(*rewrites, *analysis_rules(lang), name=f"simplify_{id(graph)}")
+        graph, (term,), ruleset = _setup(lang, bridge, [original], facts, assume_finite, rewrites)
         result = run_bounded(graph, ruleset, term, timeout=timeout, node_limit=node_limit,
                              iter_limit=iter_limit, labels=labels, start=start,
                              patience=patience)
@@ -150,17 +142,24 @@ def prove(lhs, rhs, rules=None, assume=(), assume_finite: bool = False, timeout:
     facts = _parse_assumptions(assume, both)
     rewrites, labels = _compiled_rules("ops", tuple(rules) if rules is not None else None)
     lang = language("ops")
-    bridge = Bridge(lang)
+    with deep_recursion():
+        graph, (ta, tb), ruleset = _setup(lang, Bridge(lang), [a, b], facts, assume_finite,
+                                          rewrites)
+        goal = eg.eq(ta).to(tb)
+        run_bounded(graph, ruleset, ta, timeout=timeout, node_limit=node_limit, iter_limit=30,
+                    labels=labels, start=start, until=lambda: graph.check_bool(goal))
+        return graph.check_bool(goal)
+
+
+def _setup(lang, bridge, exprs, facts, assume_finite, rewrites):
+    """A fresh e-graph holding `exprs`, the stated facts, and the ruleset to run."""
     graph = eg.EGraph()
-    ta, tb = bridge.to_term(a, graph=graph), bridge.to_term(b, graph=graph)
-    graph.register(ta, tb)
+    terms = [bridge.to_term(e, graph=graph) for e in exprs]
+    graph.register(*terms)
     for fact, name in facts:
         graph.register(lang.facts[fact](lang.var(name)))
     if assume_finite:
-        for name in both.var_names():
+        for name in sorted({n for e in exprs for n in e.var_names()}):
             graph.register(lang.facts["finite"](lang.var(name)))
-    ruleset = eg.ruleset(*rewrites, *analysis_rules(lang), name=f"prove_{id(graph)}")
-    goal = eg.eq(ta).to(tb)
-    run_bounded(graph, ruleset, ta, timeout=timeout, node_limit=node_limit, iter_limit=30,
-                labels=labels, start=start, until=lambda: graph.check_bool(goal))
-    return graph.check_bool(goal)
+    ruleset = eg.ruleset(*rewrites, *analysis_rules(lang), name=f"run_{id(graph)}")
+    return graph, terms, ruleset

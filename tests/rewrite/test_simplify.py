@@ -78,7 +78,9 @@ def test_pathological_input_returns_within_its_timeout():
     start = time.perf_counter()
     r = simplify_full(text, timeout=1.0)
     elapsed = time.perf_counter() - start
-    assert elapsed < 1.0 + 3.0, elapsed   # the timeout plus a margin for parsing and extraction
+    # the timeout plus a margin for parsing, registration and extraction (~1.7 s on an idle
+    # 2-core machine); generous because CI machines are loaded: the contract is no hang
+    assert elapsed < 1.0 + 10.0, elapsed
     assert r.stop_reason in ("time_limit", "node_limit", "saturated", "iteration_limit")
     assert r.cost_after <= r.cost_before
 
