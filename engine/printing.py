@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from . import dtypes as dt
 from .expr import Expr
 
 ATOM = 14

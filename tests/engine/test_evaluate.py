@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from exprforge.engine import dtypes as dt
-from exprforge.engine.evaluate import evaluate, exact, named_value, oracle, round_mpf
+from exprforge.engine.evaluate import evaluate, exact, named_value, round_mpf
 from exprforge.engine.expr import const, make, var
 from exprforge.engine.parse import parse
 from tests.strategies import float_exprs

@@ -55,6 +55,8 @@ def _sympy_friendly(e) -> bool:
     (cosh(acos(erf(cosh(erfc(-765.1875))))) becomes 1, floor(cosh(244)) exhausts
     evalf's precision, Max(u, log(log1p(1e-30))) raises inside evalf)."""
     for node in e.toposort():
+        if node.op == "const" and node.attr in ("inf", "-inf", "nan"):
+            return False  # sin(u - oo) is AccumBounds(-1, 1) in SymPy
         if not node.args or node.var_names():
             continue
         value = evaluate(node)
