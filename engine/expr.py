@@ -27,6 +27,7 @@ _INTERN: "weakref.WeakValueDictionary[tuple, Expr]" = weakref.WeakValueDictionar
 _LOCK = threading.Lock()
 
 NAMED_CONSTANTS = tuple(n for n, o in OPS.items() if o.group == "const")
+_DECIMAL_EXPONENT_LIMIT = 5000  # |exponent| beyond which a decimal is inf or zero in every dtype
 SPECIAL_FLOATS = ("inf", "-inf", "nan", "-0")  # Fraction has no signed zero
 _IDENT = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 
@@ -265,7 +266,18 @@ def _exact(value):
         if value.lstrip("+-").startswith("0x"):
             from .parse import hex_float
             return hex_float(value), "~f"
-        return _exact(Fraction(value.replace("_", "")))
+        text = value.replace("_", "")
+        mantissa, _, exponent = text.partition("e")
+        if exponent.lstrip("+-").isdigit() and abs(int(exponent)) > _DECIMAL_EXPONENT_LIMIT:
+            # past every float: the exact value would be a huge integer and only round to
+            # inf or zero anyway (1e99999999999 would otherwise take forever to build)
+            negative = mantissa.startswith("-")
+            if float(mantissa or "0") == 0:
+                return ("-0" if negative else Fraction(0)), "~f"
+            if int(exponent) > 0:
+                return ("-inf" if negative else "inf"), "~f"
+            return ("-0" if negative else Fraction(0)), "~f"
+        return _exact(Fraction(text))
     if isinstance(value, Fraction):
         d = value.denominator
         while d % 2 == 0:

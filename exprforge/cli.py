@@ -8,6 +8,7 @@ import argparse
 import json
 import math
 import sys
+from fractions import Fraction
 
 import numpy as np
 
@@ -51,6 +52,10 @@ def _input_values(pairs, expr) -> dict:
             raise UserError(f"{name} is not a variable of the expression (variables: {known})")
         try:
             values = [exact_literal(t)[0] for t in text.split(",")]
+            if dt.is_int(types[name]) and any(isinstance(v, str) or
+                                              (isinstance(v, Fraction) and v.denominator != 1)
+                                              for v in values):
+                raise ValueError(f"{name} is {types[name]}: values must be integers")
             env[name] = np.array([literal_value(v, types[name]) for v in values]).reshape(-1) \
                 if "," in text else literal_value(values[0], types[name])
         except (ValueError, TypeError, ZeroDivisionError, OverflowError) as e:
@@ -92,7 +97,10 @@ def run_eval(args) -> dict:
         raise UserError(f"cannot parse expression: {e}") from None
     expr = prepare(expr, args.dtype)
     env = _input_values(args.values, expr)
-    value = xf.evaluate(expr, env)
+    try:
+        value = xf.evaluate(expr, env)
+    except (ValueError, TypeError) as e:  # e.g. a reduction over an axis the input lacks
+        raise UserError(f"cannot evaluate: {e}") from None
     types = {v.name: v.dtype for v in expr.variables()}
     result = {"expr": xf.to_text(expr), "dtype": expr.dtype,
               "inputs": {k: _listify(v) for k, v in env.items()},

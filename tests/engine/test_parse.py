@@ -269,3 +269,10 @@ def test_non_string_input():
         parse(42)
     assert const(1) is parse("1")
     assert os.path.basename(__file__)  # the module loads without side effects
+
+
+def test_decimal_exponents_past_every_float_become_inf_or_zero():
+    assert parse("1e99999999999").value == "inf"
+    assert parse("-1e99999999999").value == "-inf"
+    assert parse("1e-99999999999").value == 0
+    assert parse("1e300").value == Fraction(10) ** 300  # within range: still exact
