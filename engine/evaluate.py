@@ -57,11 +57,12 @@ def evaluate(expr: Expr, env=None, dtype: str | None = None) -> np.ndarray:
     with np.errstate(all="ignore"):
         for node in expr.toposort():
             if node not in values:
-                values[node] = _np_node(node, [values[a] for a in node.args])
+                values[node] = apply_node(node, [values[a] for a in node.args])
     return np.asarray(values[expr])
 
 
-def _np_node(node: Expr, args):
+def apply_node(node: Expr, args):
+    """One node on NumPy arrays: its op, the result in the node's dtype."""
     o = node.spec
     if node.op == "const":
         return literal_value(node.attr, node.dtype)

@@ -6,6 +6,8 @@
     xf.exact(e, {"x": values})                # the true value, correctly rounded (mpmath)
     xf.ulps(computed, reference)              # elementwise ULP distance
     xf.grad(e, "x")                           # symbolic derivative, an Expr
+    k = xf.compile(e, target="llvm")          # a fast kernel: k(values)
+    xf.save(k, "my_expm1")                    # from exprforge.kernels import my_expm1
 """
 from __future__ import annotations
 
@@ -38,6 +40,23 @@ def prove(lhs, rhs, assume=(), assume_finite: bool = False, timeout: float = 2.0
     return _prove(lhs, rhs, assume=assume, assume_finite=assume_finite, timeout=timeout)
 
 
+def compile(expr, target: str = "numba", dtype: str | None = None, args=None, **options):
+    """Compile an Expr (or expression text) into a Kernel for `target`: "numba" (NumPy
+    ufuncs), "llvm" (llvmlite MCJIT), "triton" (GPU, on torch tensors) or "torch" (a
+    torch custom op with autograd). Call it with one array per name in `kernel.args`
+    (`args`, else the variable names sorted). Options: numba/llvm parallel=, fastmath=,
+    contract= (let LLVM fuse a*b+c into an FMA); torch cpu="llvm"|"numba".
+    Compiled code is kept in the kernel store and reused by later calls and processes."""
+    from exprforge.targets.build import compile_kernel
+    return compile_kernel(expr, target, dtype, args, **options)
+
+
+def save(kernel, name: str, overwrite: bool = True):
+    """Store a compiled kernel under `name`; `from exprforge.kernels import NAME` loads it."""
+    from exprforge.targets.build import save as _save
+    return _save(kernel, name, overwrite)
+
+
 def evaluate(expr, env=None, dtype: str | None = None):
     """Evaluate an Expr (or expression text) on NumPy arrays with exact dtype semantics."""
     if isinstance(expr, str):
@@ -48,4 +67,4 @@ def evaluate(expr, env=None, dtype: str | None = None):
 __all__ = ["__version__", "Expr", "OPS", "ParseError", "parse", "evaluate", "exact", "oracle",
            "ulps", "ulp_error", "bits_of_error", "summarize", "ErrorStats", "float32_range",
            "count_float32", "grad", "derive", "var", "const", "named", "make", "concretize",
-           "retype", "to_text", "to_latex", "to_sympy", "from_sympy", "simplify", "prove"]
+           "retype", "to_text", "to_latex", "to_sympy", "from_sympy", "simplify", "prove", "compile", "save"]

@@ -1,0 +1,196 @@
+"""LLVM renderer: each Program becomes a loop function built with llvmlite's IR builder.
+
+    void NAME(i64 n, ptr a0, i64 s0, ..., ptr out)   out[i] = f(a0[i*s0], ...), i < n
+
+A stride s is 1 for a contiguous input and 0 for one broadcast from a single element;
+LLVM versions the loop on s == 1 and vectorizes it. Float instructions carry no
+fast-math flags unless asked: `contract` lets LLVM fuse a*b+c into an FMA (which
+changes results), `fastmath` allows every reassociation. Transcendental functions are
+calls to the C library (expf, sin, ...), resolved when the object code is loaded.
+"""
+from __future__ import annotations
+
+from llvmlite import ir
+
+from exprforge.engine import dtypes as dt
+
+from .lower import Plan, Program
+
+TYPES = {"float32": ir.FloatType(), "float64": ir.DoubleType(), "int32": ir.IntType(32),
+         "int64": ir.IntType(64), "bool": ir.IntType(1)}
+MEMORY = {**TYPES, "bool": ir.IntType(8)}   # NumPy stores a bool in a byte
+I64 = ir.IntType(64)
+PTR = ir.PointerType()
+
+# spellings, by kind of operand ---------------------------------------------------------
+FLOAT_BINARY = {"add": "fadd", "sub": "fsub", "mul": "fmul", "div": "fdiv"}
+INT_BINARY = {"add": "add", "sub": "sub", "mul": "mul", "bitand": "and_", "bitor": "or_",
+              "bitxor": "xor", "and": "and_", "or": "or_"}
+COMPARE = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}
+INTRINSICS = {"sqrt": "llvm.sqrt", "abs": "llvm.fabs", "floor": "llvm.floor",
+              "ceil": "llvm.ceil", "trunc": "llvm.trunc", "round": "llvm.roundeven",
+              "fma": "llvm.fma", "min": "llvm.minnum", "max": "llvm.maxnum",
+              "copysign": "llvm.copysign"}
+LIBM = {op: op for op in ("exp", "exp2", "expm1", "log", "log2", "log10", "log1p", "sin",
+                          "cos", "tan", "asin", "acos", "atan", "atan2", "sinh", "cosh",
+                          "tanh", "asinh", "acosh", "atanh", "erf", "erfc", "cbrt", "pow",
+                          "hypot", "fmod")}
+OTHER = {"neg", "where", "not", "bitnot", "shl", "shr", "ldexp", "cast", "bitcast"}
+
+
+def has(op: str) -> bool:
+    return op in FLOAT_BINARY or op in INT_BINARY or op in COMPARE or op in INTRINSICS \
+        or op in LIBM or op in OTHER
+
+
+class _Emitter:
+    """Emits one Program's instructions into a builder."""
+
+    def __init__(self, module: ir.Module, builder: ir.IRBuilder, flags: tuple):
+        self.m, self.b, self.flags = module, builder, flags
+
+    def function(self, name: str, ret, args) -> ir.Function:
+        fnty = ir.FunctionType(ret, args)
+        existing = self.m.globals.get(name)
+        return existing if existing is not None else ir.Function(self.m, fnty, name)
+
+    def intrinsic(self, name: str, ty, n: int):
+        return self.function(f"{name}.{'f32' if ty == TYPES['float32'] else 'f64'}", ty, [ty] * n)
+
+    def libm(self, name: str, ty, n: int):
+        return self.function(name + ("f" if ty == TYPES["float32"] else ""), ty, [ty] * n)
+
+    def emit(self, op: str, args: list, dtype: str, src: str | None, attr):
+        b, ty = self.b, TYPES[dtype]
+        is_float = dt.is_float(src or dtype)
+        if op in COMPARE:
+            return (b.fcmp_unordered("!=", *args) if op == "ne" and is_float  # NaN != NaN
+                    else b.fcmp_ordered(COMPARE[op], *args) if is_float
+                    else b.icmp_signed(COMPARE[op], *args))
+        if op in FLOAT_BINARY and dt.is_float(dtype):
+            return getattr(b, FLOAT_BINARY[op])(*args, flags=self.flags)
+        if op in INT_BINARY:
+            return getattr(b, INT_BINARY[op])(*args)
+        if op == "abs" and not dt.is_float(dtype):
+            return b.select(b.icmp_signed("<", args[0], ir.Constant(ty, 0)), b.neg(args[0]), args[0])
+        if op in ("min", "max") and not dt.is_float(dtype):
+            pick = b.icmp_signed("<=" if op == "min" else ">=", args[0], args[1])
+            return b.select(pick, args[0], args[1])
+        if op in INTRINSICS:
+            return b.call(self.intrinsic(INTRINSICS[op], ty, len(args)), args)
+        if op in LIBM:
+            return b.call(self.libm(LIBM[op], ty, len(args)), args)
+        return getattr(self, "emit_" + op)(args, dtype, src, attr)
+
+    def emit_neg(self, args, dtype, src, attr):
+        return self.b.fneg(args[0], flags=self.flags) if dt.is_float(dtype) else self.b.neg(args[0])
+
+    def emit_where(self, args, dtype, src, attr):
+        return self.b.select(*args)
+
+    def emit_not(self, args, dtype, src, attr):
+        return self.b.not_(args[0])
+
+    emit_bitnot = emit_not
+
+    def emit_shl(self, args, dtype, src, attr):
+        a, n = args
+        zero, width = ir.Constant(TYPES[dtype], 0), ir.Constant(TYPES[dtype], dt.BITS[dtype])
+        # NumPy: a count outside [0, width) shifts everything out (LLVM would give poison)
+        return self.b.select(self.b.icmp_unsigned("<", n, width), self.b.shl(a, n), zero)
+
+    def emit_shr(self, args, dtype, src, attr):
+        a, n = args
+        ty = TYPES[dtype]
+        width = ir.Constant(ty, dt.BITS[dtype])
+        fill = self.b.ashr(a, ir.Constant(ty, dt.BITS[dtype] - 1))   # 0 or -1
+        return self.b.select(self.b.icmp_unsigned("<", n, width), self.b.ashr(a, n), fill)
+
+    def emit_ldexp(self, args, dtype, src, attr):
+        x, n = args
+        i32 = ir.IntType(32)
+        if n.type != i32:  # clamp a 64-bit exponent: past +-2**20 every result is 0 or inf
+            limit = ir.Constant(n.type, 1 << 20)
+            n = self.b.select(self.b.icmp_signed(">", n, limit), limit, n)
+            n = self.b.select(self.b.icmp_signed("<", n, self.b.neg(limit)), self.b.neg(limit), n)
+            n = self.b.trunc(n, i32)
+        ty = TYPES[dtype]
+        name = f"llvm.ldexp.{'f32' if ty == TYPES['float32'] else 'f64'}.i32"
+        return self.b.call(self.function(name, ty, [ty, i32]), [x, n])
+
+    def emit_bitcast(self, args, dtype, src, attr):
+        return self.b.bitcast(args[0], TYPES[dtype])
+
+    def emit_cast(self, args, dtype, src, attr):
+        b, x, to = self.b, args[0], TYPES[dtype]
+        if src == dtype:
+            return x
+        if dtype == "bool":
+            return (b.fcmp_unordered("!=", x, ir.Constant(x.type, 0.0)) if dt.is_float(src)
+                    else b.icmp_signed("!=", x, ir.Constant(x.type, 0)))
+        if src == "bool":
+            return b.uitofp(x, to) if dt.is_float(dtype) else b.zext(x, to)
+        if dt.is_float(src) and dt.is_float(dtype):
+            return b.fpext(x, to) if dt.BITS[dtype] > dt.BITS[src] else b.fptrunc(x, to)
+        if dt.is_float(src):
+            return b.fptosi(x, to)  # out of range: undefined in C and LLVM (x86 gives INT_MIN)
+        if dt.is_float(dtype):
+            return b.sitofp(x, to)
+        return b.sext(x, to) if dt.BITS[dtype] > dt.BITS[src] else b.trunc(x, to)
+
+
+def constant(value, dtype: str):
+    if dt.is_float(dtype):
+        return ir.Constant(TYPES[dtype], float(value))
+    return ir.Constant(TYPES[dtype], int(value))
+
+
+def render_program(module: ir.Module, p: Program, flags: tuple) -> ir.Function:
+    args = [I64]
+    for _ in p.params:
+        args += [PTR, I64]
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), args + [PTR]), p.name)
+    n, out = fn.args[0], fn.args[-1]
+    entry, loop, body, done = (fn.append_basic_block(s) for s in ("entry", "loop", "body", "done"))
+    b = ir.IRBuilder(entry)
+    b.branch(loop)
+    b.position_at_end(loop)
+    i = b.phi(I64)
+    i.add_incoming(ir.Constant(I64, 0), entry)
+    b.cbranch(b.icmp_signed("<", i, n), body, done)
+    b.position_at_end(body)
+    values, types = {}, {}
+    for k, (name, dtype) in enumerate(p.params):
+        ptr, stride = fn.args[1 + 2 * k], fn.args[2 + 2 * k]
+        raw = b.load(b.gep(ptr, [b.mul(i, stride)], source_etype=MEMORY[dtype]), typ=MEMORY[dtype])
+        values[name] = b.trunc(raw, TYPES["bool"]) if dtype == "bool" else raw
+        types[name] = dtype
+    emitter = _Emitter(module, b, flags)
+    for ins in p.body:
+        if ins.op == "const":
+            values[ins.out] = constant(ins.attr, ins.dtype)
+        else:
+            src = types[ins.args[0]] if ins.args else None
+            values[ins.out] = emitter.emit(ins.op, [values[a] for a in ins.args], ins.dtype,
+                                           src, ins.attr)
+        types[ins.out] = ins.dtype
+    result = values[p.result]
+    if p.dtype == "bool":
+        result = b.zext(result, MEMORY["bool"])
+    b.store(result, b.gep(out, [i], source_etype=MEMORY[p.dtype]))
+    i.add_incoming(b.add(i, ir.Constant(I64, 1)), body)
+    b.branch(loop)
+    b.position_at_end(done)
+    b.ret_void()
+    return fn
+
+
+def render(plan: Plan, *, fastmath: bool = False, contract: bool = False,
+           triple: str = "") -> ir.Module:
+    flags = ("fast",) if fastmath else ("contract",) if contract else ()
+    module = ir.Module(name="exprforge_kernel")
+    module.triple = triple
+    for p in plan.programs:
+        if not p.constant:
+            render_program(module, p, flags)
+    return module

@@ -1,0 +1,190 @@
+"""Lowering: an Expr DAG to straight-line SSA programs a renderer can spell.
+
+The pipeline, one stage per line (see `lower`):
+  prepare      retype to the kernel dtype, give a literal-only root its dtype
+  decompose    rewrite the ops a target lacks into ops it has (the one place this happens)
+  split        cut the DAG at reductions: elementwise programs and reduction steps
+  linearize    each elementwise part to SSA, every shared node computed once
+
+A renderer sees only `Program`s: parameters, a list of `Instr`, one result. Reductions
+stay outside the generated loops as `Reduce` steps (run by the target), so every
+renderer only has to spell elementwise ops.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from exprforge.engine import dtypes as dt
+from exprforge.engine.evaluate import literal_value, named_value, prepare
+from exprforge.engine.expr import Expr, F, rebuild
+
+
+@dataclass(frozen=True)
+class Instr:
+    out: str                 # SSA name assigned
+    op: str                  # op table name, or "const"
+    args: tuple              # SSA or parameter names
+    dtype: str
+    attr: object = None      # const: the value (a NumPy scalar of dtype); convert: target dtype
+
+
+@dataclass(frozen=True)
+class Program:
+    """One elementwise loop body: out = f(params...)."""
+    name: str
+    params: tuple            # ((name, dtype), ...) in call order
+    body: tuple              # Instr, ...
+    result: str
+    dtype: str
+    node: Expr               # the subexpression computed
+
+    @property
+    def constant(self) -> bool:
+        return not self.params
+
+
+@dataclass(frozen=True)
+class Reduce:
+    """out = reduction of the array `arg` over `axes` (keepdims), run by the target."""
+    name: str
+    node: Expr               # the reduction node (op, axes, dtype)
+    arg: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    expr: Expr               # the expression compiled (retyped to the kernel's dtype)
+    lowered: Expr            # the same after decomposition: what the steps compute
+    params: tuple            # ((variable name, dtype), ...) in kernel call order
+    steps: tuple             # Program | Reduce, in order; the last one's name is the result
+
+    @property
+    def programs(self):
+        return [s for s in self.steps if isinstance(s, Program)]
+
+    @property
+    def elementwise(self) -> bool:
+        return len(self.steps) == 1
+
+
+# --- decompositions: ops a back end lacks, written with ops it has ------------------------
+# Each builder takes the node's arguments and returns an equivalent Expr (same dtype).
+
+DECOMPOSITIONS = {
+    "sigmoid": lambda x: 1 / (1 + F.exp(-x)),
+    # NaN passes through and -0 becomes +0, as with np.maximum(x, 0) and np.sign
+    "relu": lambda x: F.where(x > 0, x, F.where(x.ne(x), x, 0)),
+    "sign": lambda x: F.where(x > 0, 1, F.where(x < 0, -1, F.where(x.ne(x), x, 0))),
+}
+
+
+def decompose(expr: Expr, has) -> Expr:
+    """Rewrite every op for which `has(op)` is false, until only ops the target has remain."""
+    for _ in range(8):  # a decomposition may itself use an op the target lacks
+        missing = {n.op for n in expr.toposort()
+                   if not _is_leaf(n) and n.spec.group != "reduce" and not has(n.op)}
+        if not missing:
+            return expr
+        unknown = sorted(missing - DECOMPOSITIONS.keys())
+        if unknown:
+            raise NotImplementedError(f"this target cannot compute {', '.join(unknown)} "
+                                      "and no decomposition is known")
+        expr = rebuild(expr, lambda node, args: DECOMPOSITIONS[node.op](*args)
+                       if node.op in missing else None)
+    raise RuntimeError("decompositions do not terminate")
+
+
+def _is_leaf(node: Expr) -> bool:
+    return node.op in ("var", "const") or node.spec.group == "const"
+
+
+# --- splitting at reductions and linearizing -----------------------------------------------
+
+def lower(expr: Expr, dtype: str | None = None, args=None, has=lambda op: True) -> Plan:
+    """The plan a target compiles: elementwise Programs and Reduce steps.
+
+    `args` fixes the kernel's parameter order (default: the variable names sorted);
+    names not in the expression are allowed (the kernel ignores their values)."""
+    prepared = prepare(expr, dtype)
+    expr = decompose(prepared, has)
+    params = _params(expr, args)
+    materialized = _materialized(expr)
+    names = {n: f"s{i}" for i, n in enumerate(n for n in expr.toposort() if n in materialized)}
+    for v in expr.variables():
+        names[v] = "v_" + v.name
+    steps = []
+    for node in expr.toposort():
+        if node not in materialized:
+            continue
+        if node.spec.group == "reduce":
+            steps.append(Reduce(names[node], node, names[node.args[0]]))
+        else:
+            steps.append(linearize(node, names[node], names, stop=materialized))
+    return Plan(prepared, expr, params, tuple(steps))
+
+
+def _params(expr: Expr, args):
+    """((name, dtype), ...): `args` entries are names or (name, dtype) pairs; a name the
+    expression does not use takes its given dtype, else the expression's float dtype."""
+    dtypes = {v.name: v.dtype for v in expr.variables()}
+    if args is None:
+        return tuple((n, dtypes[n]) for n in sorted(dtypes))
+    pairs = [(a, None) if isinstance(a, str) else tuple(a) for a in args]
+    names = [n for n, _ in pairs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"args repeats a name: {names}")
+    missing = sorted(set(dtypes) - set(names))
+    if missing:
+        raise ValueError(f"args {names} leaves out variable(s) {', '.join(missing)}")
+    fallback = expr.dtype if dt.is_float(expr.dtype) else "float64"
+    return tuple((n, dtypes.get(n) or d or fallback) for n, d in pairs)
+
+
+def _materialized(expr: Expr) -> set:
+    """Nodes whose whole array is needed: the root, each reduction and its argument."""
+    out = {expr}
+    for n in expr.toposort():
+        if n.spec.group == "reduce":
+            out |= {n, n.args[0]}
+    return {n for n in out if n.op != "var"}
+
+
+def linearize(root: Expr, name: str, names: dict, stop=frozenset()) -> Program:
+    """SSA for the elementwise DAG under `root`; nodes in `stop` (other than root) and
+    variables are parameters, named by `names`."""
+    params, body, ssa = [], [], {}
+    order = _postorder(root, stop)
+    for node in order:
+        if node is not root and (node.op == "var" or node in stop):
+            ssa[node] = names[node]
+            params.append((names[node], node.dtype))
+            continue
+        out = name if node is root else f"t{len(body)}"
+        if node.op == "const":
+            body.append(Instr(out, "const", (), node.dtype, literal_value(node.attr, node.dtype)))
+        elif node.spec.group == "const":
+            body.append(Instr(out, "const", (), node.dtype, named_value(node.op, node.dtype)))
+        else:
+            attr = node.attr if node.spec.group == "convert" else None
+            body.append(Instr(out, node.op, tuple(ssa[a] for a in node.args), node.dtype, attr))
+        ssa[node] = out
+    if root.op == "var":  # the whole program is one variable: copy it
+        body.append(Instr(name, "cast", (names[root],), root.dtype, root.dtype))
+        params = [(names[root], root.dtype)]
+    return Program(name, tuple(sorted(set(params))), tuple(body), name, root.dtype, root)
+
+
+def _postorder(root: Expr, stop) -> list:
+    order, seen, stack = [], set(), [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if node in seen:
+            continue
+        seen.add(node)
+        stack.append((node, True))
+        if node is root or node not in stop:
+            stack.extend((a, False) for a in reversed(node.args) if a not in seen)
+    return order

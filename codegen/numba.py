@@ -1,0 +1,114 @@
+"""Numba renderer: a Plan becomes the source of a Python module of NumPy ufuncs.
+
+Each Program becomes an `@njit(error_model="numpy")` scalar function (IEEE division: inf
+and NaN, no ZeroDivisionError) wrapped by `@vectorize` with one explicit signature, so the
+kernel is a real ufunc: broadcasting, `out=`, no upcast. Every SSA value is passed
+through its dtype's constructor because Numba computes int32 arithmetic in int64; the
+conversion compiles to nothing where the types already agree. Literals are module
+globals of the exact NumPy type (Numba freezes globals as typed constants).
+"""
+from __future__ import annotations
+
+from exprforge.engine import dtypes as dt
+
+from .lower import Instr, Plan, Program
+
+CTOR = {"float32": "np.float32", "float64": "np.float64", "int32": "np.int32",
+        "int64": "np.int64", "bool": "np.bool_"}
+
+# op -> template over argument names {0} {1} {2}; {to} is the target dtype's constructor
+SPELLINGS = {
+    "add": "{0} + {1}", "sub": "{0} - {1}", "mul": "{0} * {1}", "div": "{0} / {1}",
+    "neg": "-{0}", "fma": "fma_({0}, {1}, {2})", "pow": "{0} ** {1}", "abs": "abs({0})",
+    "sign": "np.sign({0})", "min": "np.fmin({0}, {1})", "max": "np.fmax({0}, {1})",
+    "relu": "np.maximum({0}, {zero})", "copysign": "np.copysign({0}, {1})",
+    "sqrt": "np.sqrt({0})", "cbrt": "np.cbrt({0})", "exp": "math.exp({0})",
+    "exp2": "np.exp2({0})", "expm1": "math.expm1({0})", "log": "math.log({0})",
+    "log2": "math.log2({0})", "log10": "math.log10({0})", "log1p": "math.log1p({0})",
+    "sin": "math.sin({0})", "cos": "math.cos({0})", "tan": "math.tan({0})",
+    "asin": "math.asin({0})", "acos": "math.acos({0})", "atan": "math.atan({0})",
+    "atan2": "math.atan2({0}, {1})", "sinh": "math.sinh({0})", "cosh": "math.cosh({0})",
+    "tanh": "math.tanh({0})", "asinh": "math.asinh({0})", "acosh": "math.acosh({0})",
+    "atanh": "math.atanh({0})", "erf": "math.erf({0})", "erfc": "math.erfc({0})",
+    "floor": "np.floor({0})", "ceil": "np.ceil({0})", "round": "np.rint({0})",
+    "trunc": "np.trunc({0})", "hypot": "np.hypot({0}, {1})", "fmod": "np.fmod({0}, {1})",
+    "lt": "{0} < {1}", "le": "{0} <= {1}", "gt": "{0} > {1}", "ge": "{0} >= {1}",
+    "eq": "{0} == {1}", "ne": "{0} != {1}", "where": "{1} if {0} else {2}",
+    "and": "{0} and {1}", "or": "{0} or {1}", "not": "not {0}",
+    "bitand": "{0} & {1}", "bitor": "{0} | {1}", "bitxor": "{0} ^ {1}", "bitnot": "~{0}",
+    # NumPy's shifts: a count outside [0, width) gives 0 (or -1 for a negative >> )
+    "shl": "({0} << {1}) if 0 <= {1} < {bits} else {zero}",
+    "shr": "({0} >> {1}) if 0 <= {1} < {bits} else ({minus_one} if {0} < 0 else {zero})",
+    "ldexp": "math.ldexp({0}, {1})", "cast": "{to}({0})",
+    "bitcast": "bitcast_{src}_{dst}({0})",
+}
+HELPERS = ("fma_", "bitcast_float32_int32", "bitcast_int32_float32", "bitcast_float64_int64",
+           "bitcast_int64_float64")
+
+
+def has(op: str) -> bool:
+    return op in SPELLINGS
+
+
+def literal(value, dtype: str) -> str:
+    """Exact source spelling of a NumPy scalar of `dtype`."""
+    if dt.is_float(dtype):
+        return f"{CTOR[dtype]}(float.fromhex({float(value).hex()!r}))"
+    if dtype == "bool":
+        return f"np.bool_({bool(value)})"
+    return f"{CTOR[dtype]}({int(value)})"
+
+
+def _expression(ins: Instr, types: dict, constant) -> str:
+    src = types.get(ins.args[0], ins.dtype) if ins.args else ins.dtype
+    fields = {"to": CTOR.get(ins.attr, ""), "src": src, "dst": ins.attr,
+              "bits": dt.BITS[ins.dtype], "zero": constant(0, ins.dtype),
+              "minus_one": constant(-1, ins.dtype) if dt.is_int(ins.dtype) else ""}
+    return SPELLINGS[ins.op].format(*ins.args, **fields)
+
+
+def render_program(p: Program, constants: dict, cache: bool, fastmath) -> list[str]:
+    """Lines of a scalar core function and its ufunc; literals go into `constants`."""
+    params = ", ".join(name for name, _ in p.params)
+    types = dict(p.params)
+
+    def constant(value, dtype):  # a module global: Numba reads it as a typed constant
+        return constants.setdefault(literal(value, dtype), f"c{len(constants)}")
+    lines = [f"@njit(error_model='numpy', cache={cache}, fastmath={fastmath!r})",
+             f"def core_{p.name}({params}):"]
+    for ins in p.body:
+        types[ins.out] = ins.dtype
+        if ins.op == "const":
+            lines.append(f"    {ins.out} = {constant(ins.attr, ins.dtype)}")
+        else:
+            lines.append(f"    {ins.out} = {CTOR[ins.dtype]}({_expression(ins, types, constant)})")
+    lines.append(f"    return {p.result}")
+    return lines
+
+
+def signature(p: Program) -> str:
+    return f"{p.dtype}({', '.join(d for _, d in p.params)})".replace("bool", "boolean")
+
+
+def render(plan: Plan, *, parallel: bool = False, fastmath=False, cache: bool = True,
+           title: str = "") -> str:
+    """Module source: for each non-constant Program NAME, a ufunc `kernel_NAME`."""
+    constants: dict[str, str] = {}
+    bodies = []
+    target = "parallel" if parallel else "cpu"
+    for p in plan.programs:
+        if p.constant:
+            continue
+        lines = render_program(p, constants, cache, fastmath)
+        params = ", ".join(name for name, _ in p.params)
+        lines += ["", "",
+                  f"@vectorize([{signature(p)!r}], target={target!r}, cache={cache})",
+                  f"def kernel_{p.name}({params}):",
+                  f"    return core_{p.name}({params})"]
+        bodies.append("\n".join(lines))
+    head = [f'"""Generated by exprforge. {title}"""'.replace("\n", " "),
+            "import math", "", "import numpy as np", "from numba import njit, vectorize", "",
+            f"from exprforge.targets.numba_helpers import {', '.join(HELPERS)}  # noqa: F401",
+            ""]
+    head += [f"{name} = {text}" for text, name in constants.items()]
+    return "\n".join(head) + "\n\n\n" + "\n\n\n".join(bodies) + "\n"

@@ -1,0 +1,105 @@
+"""compile / save / load: one path from an Expr to a Kernel through the store.
+
+compile() lowers the expression for the target, hashes what defines the artifact, and
+loads it from the store when present (a hit: nothing compiles) or builds it there. A
+corrupt artifact is discarded and rebuilt with a warning.
+"""
+from __future__ import annotations
+
+import importlib
+import time
+import warnings
+
+from exprforge.codegen.lower import lower
+from exprforge.engine.expr import Expr
+from exprforge.engine.parse import parse
+from exprforge.engine.printing import to_text
+
+from . import store
+
+TARGETS = {"numba": "exprforge.targets.numba", "llvm": "exprforge.targets.llvm",
+           "triton": "exprforge.targets.triton", "torch": "exprforge.targets.torch_op"}
+
+
+def target_module(target: str):
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r}; use one of {', '.join(TARGETS)}")
+    return importlib.import_module(TARGETS[target])
+
+
+def declarations(expr: Expr) -> dict:
+    """Variable name -> [dtype, axes]: what parse needs to read to_text back."""
+    return {v.name: [v.dtype, list(v.axes) if v.axes is not None else None]
+            for v in expr.variables()}
+
+
+def spec_of(expr: Expr, target: str, dtype, args, options: dict) -> dict:
+    return {"text": to_text(expr), "vars": declarations(expr), "target": target,
+            "dtype": dtype, "args": list(args) if args is not None else None,
+            "options": options}
+
+
+def expr_of(spec: dict) -> Expr:
+    vars = {n: (d, tuple(a) if a is not None else None) for n, (d, a) in spec["vars"].items()}
+    return parse(spec["text"], vars=vars)
+
+
+def compile_kernel(expr, target: str = "numba", dtype: str | None = None, args=None,
+                   **options):
+    """A Kernel for `expr` (an Expr or text) on `target`; see exprforge.compile."""
+    if isinstance(expr, str):
+        expr = parse(expr, dtype=dtype or "float64")
+    if not isinstance(expr, Expr):
+        raise TypeError(f"compile takes an Expr or expression text, not {type(expr).__name__}")
+    module = target_module(target)
+    unknown = sorted(set(options) - set(module.OPTIONS))
+    if unknown:
+        raise TypeError(f"target {target} has no option(s) {', '.join(unknown)}; "
+                        f"options: {', '.join(module.OPTIONS) or 'none'}")
+    options = {**module.OPTIONS, **options}
+    plan = lower(expr, dtype, args, has=module.has)
+    spec = spec_of(expr, target, dtype, args, options)
+    source = module.source_of(plan, options)  # in the key: a new renderer means a new entry
+    key = store.content_key({**spec, "platform": module.platform_key(), "source": source})
+    return _materialize(module, plan, spec, key, source)
+
+
+def _materialize(module, plan, spec, key, source):
+    directory = store.artifact_dir(key)
+    began = time.perf_counter()
+    existed = directory.exists()
+    try:
+        runners, compiled = module.materialize(plan, directory, spec["options"], key, source)
+    except store.CorruptEntry as e:
+        warnings.warn(f"exprforge: rebuilding a corrupt kernel store entry ({e})", stacklevel=3)
+        store.discard(directory)
+        store.record("rebuilt", key)
+        runners, compiled = module.materialize(plan, directory, spec["options"], key, source)
+        existed = False
+    seconds = time.perf_counter() - began
+    hit = existed and not compiled
+    store.record("hit" if hit else "miss", key, target=spec["target"], compiled=compiled,
+                 seconds=round(seconds, 4))
+    return module.KERNEL(plan, spec["target"], plan.expr.dtype, source, spec["options"], runners,
+                        key, {"hit": hit, "compiled": compiled, "seconds": seconds,
+                              "spec": spec})
+
+
+def save(kernel, name: str, overwrite: bool = True):
+    """Store `kernel` under `name`: `from exprforge.kernels import NAME` loads it."""
+    spec = kernel.cache_info.get("spec")
+    if spec is None:
+        raise TypeError("save takes a Kernel made by exprforge.compile")
+    path = store.name_path(name)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"a kernel named {name!r} is already stored")
+    store.save_entry(name, {**spec, "key": kernel.key, "saved": time.time()})
+    return path
+
+
+def load(name: str):
+    """The stored kernel `name`, from its compiled artifact (rebuilt if that is gone)."""
+    entry = store.read_entry(name)
+    expr = expr_of(entry)
+    options = {k: v for k, v in entry["options"].items()}
+    return compile_kernel(expr, entry["target"], entry["dtype"], entry["args"], **options)

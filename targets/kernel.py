@@ -1,0 +1,91 @@
+"""Kernel: a compiled Plan, called like a NumPy ufunc with one array per argument.
+
+The steps of a Plan run in order: elementwise Programs through the target's compiled
+code, reductions through NumPy (the same calls the reference evaluator makes, so a
+reduction gives the same bits). Targets supply `run_program`; targets on other array
+types (Triton, on torch tensors) also override the conversions.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from exprforge.codegen.lower import Plan, Program, Reduce
+from exprforge.engine.evaluate import apply_node, evaluate
+
+
+class Kernel:
+    def __init__(self, plan: Plan, target: str, dtype: str, source: str, options: dict,
+                 runners: dict, key: str = "", cache_info: dict | None = None):
+        self.plan = plan
+        self.target = target
+        self.dtype = dtype
+        self.source = source
+        self.options = dict(options)
+        self.runners = runners           # Program name -> compiled callable
+        self.key = key                   # the store's content hash
+        self.cache_info = cache_info or {}   # {"hit": bool, "compiled": bool, "seconds": s}
+
+    @property
+    def expr(self):
+        return self.plan.expr
+
+    @property
+    def args(self) -> tuple:
+        return tuple(name for name, _ in self.plan.params)
+
+    def __repr__(self):
+        sig = ", ".join(f"{n}: {d}" for n, d in self.plan.params)
+        return f"<exprforge.Kernel {self.target} ({sig}) -> {self.expr.dtype}: {self.expr}>"
+
+    def __call__(self, *arrays, out=None):
+        if len(arrays) != len(self.plan.params):
+            raise TypeError(f"kernel takes {len(self.plan.params)} argument(s) "
+                            f"({', '.join(self.args)}), got {len(arrays)}")
+        env = {"v_" + name: self.convert(a, want, name)
+               for (name, want), a in zip(self.plan.params, arrays)}
+        steps = self.plan.steps
+        for i, step in enumerate(steps):
+            last_out = out if i == len(steps) - 1 else None
+            if isinstance(step, Reduce):
+                value = self.reduce(step, env[step.arg])
+                env[step.name] = self.deliver(value, last_out)
+            elif step.constant:
+                env[step.name] = self.deliver(self.constant(step), last_out)
+            else:
+                env[step.name] = self.run_program(step, [env[p] for p, _ in step.params],
+                                                  last_out)
+        return self.finish(env[steps[-1].name], out)
+
+    # --- hooks a target may override ---------------------------------------------------
+    def convert(self, a, want: str, name: str):
+        """An input as an array of the parameter's dtype (NumPy's same_kind casting)."""
+        a = np.asarray(a)
+        if a.dtype != want:
+            if a.dtype.kind == "f" and want[0] in "ib" or not np.can_cast(a.dtype, want, "same_kind"):
+                raise TypeError(f"argument {name} is {want}; cannot use {a.dtype} data")
+            a = a.astype(want)
+        return a
+
+    def run_program(self, program: Program, arrays, out):
+        raise NotImplementedError
+
+    def reduce(self, step: Reduce, array):
+        return apply_node(step.node, [array])
+
+    def constant(self, program: Program):
+        return evaluate(program.node)
+
+    def deliver(self, value, out):
+        if out is None:
+            return value
+        if out.dtype != value.dtype:
+            raise TypeError(f"out has dtype {out.dtype}; the kernel returns {value.dtype}")
+        np.copyto(out, value)
+        return out
+
+    def finish(self, value, out):
+        if out is not None:
+            return out
+        value = np.asarray(value)
+        return value[()] if value.ndim == 0 else value  # a scalar for scalars, as ufuncs do
+

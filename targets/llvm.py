@@ -1,0 +1,165 @@
+"""LLVM target: the IR is optimized for this CPU and emitted as object code into the
+store; loading a kernel is linking that object code into an MCJIT engine, with no
+optimization or code generation. The loops are called through ctypes, which releases
+the GIL, so `parallel=True` runs chunks of the index range on threads."""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache
+
+import numpy as np
+
+from exprforge.codegen import llvm as renderer
+from exprforge.codegen.lower import Plan, Program
+
+from .kernel import Kernel
+from .store import CorruptEntry, write_once
+
+NAME = "llvm"
+has = renderer.has
+OPTIONS = {"fastmath": False, "contract": False, "parallel": False}
+PARALLEL_MIN = 1 << 16   # below this many elements threads cost more than they save
+
+
+@cache
+def _llvm():
+    import llvmlite.binding as llvm
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    return llvm
+
+
+@cache
+def target_machine():
+    llvm = _llvm()
+    target = llvm.Target.from_triple(llvm.get_process_triple())
+    return target.create_target_machine(cpu=llvm.get_host_cpu_name(),
+                                        features=llvm.get_host_cpu_features().flatten(),
+                                        opt=3, reloc="default", codemodel="jitdefault")
+
+
+def platform_key() -> str:
+    llvm = _llvm()
+    import llvmlite
+    return (f"llvmlite {llvmlite.__version__} {llvm.get_process_triple()} "
+            f"{llvm.get_host_cpu_name()} {llvm.get_host_cpu_features().flatten()}")
+
+
+def source_of(plan: Plan, options: dict) -> str:
+    """The LLVM IR text."""
+    module = renderer.render(plan, fastmath=options["fastmath"], contract=options["contract"],
+                             triple=_llvm().get_process_triple())
+    return str(module)
+
+
+def compile_object(text: str) -> bytes:
+    llvm = _llvm()
+    module = llvm.parse_assembly(text)
+    module.verify()
+    tm = target_machine()
+    tuning = llvm.create_pipeline_tuning_options(speed_level=3)
+    tuning.loop_vectorization = True
+    tuning.slp_vectorization = True
+    builder = llvm.create_pass_builder(tm, tuning)
+    builder.getModulePassManager().run(module, builder)
+    return tm.emit_object(module)
+
+
+def materialize(plan: Plan, directory, options: dict, key: str, text: str):
+    """(runners, compiled?): object code linked from `directory`, or compiled into it."""
+    obj_path, meta_path = directory / "kernel.o", directory / "kernel.json"
+    compiled = False
+    if meta_path.exists():
+        try:
+            meta = json.loads(meta_path.read_text())
+            obj = obj_path.read_bytes()
+        except (OSError, ValueError) as e:
+            raise CorruptEntry(f"{directory}: {e}") from e
+        if hashlib.sha256(obj).hexdigest() != meta.get("sha256"):  # never link damaged code
+            raise CorruptEntry(f"{obj_path} does not match its checksum")
+    else:
+        obj = compile_object(text)
+        compiled = True
+        write_once(directory / "kernel.ll", text)
+        write_once(obj_path, obj)
+        write_once(meta_path, json.dumps({"sha256": hashlib.sha256(obj).hexdigest()}))
+    return _link(obj, plan), compiled
+
+
+def _link(obj: bytes, plan: Plan) -> dict:
+    llvm = _llvm()
+    empty = llvm.parse_assembly("")
+    empty.triple = llvm.get_process_triple()
+    engine = llvm.create_mcjit_compiler(empty, target_machine())
+    engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+    engine.finalize_object()
+    runners = {}
+    for p in plan.programs:
+        if p.constant:
+            continue
+        address = engine.get_function_address(p.name)
+        if not address:
+            raise CorruptEntry(f"object code has no function {p.name}")
+        proto = ctypes.CFUNCTYPE(None, ctypes.c_int64,
+                                 *[ctypes.c_void_p, ctypes.c_int64] * len(p.params),
+                                 ctypes.c_void_p)
+        runners[p.name] = proto(address)
+    runners["_engine"] = engine  # the code lives as long as its engine
+    return runners
+
+
+@cache
+def _pool():
+    return ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
+
+
+class LLVMKernel(Kernel):
+    """Loops over contiguous memory: inputs are broadcast to the result's shape, and an
+    input that is neither contiguous nor a single element is copied first."""
+
+    def run_program(self, program: Program, arrays, out):
+        shape = np.broadcast_shapes(*(a.shape for a in arrays))
+        if out is not None:
+            if out.dtype != np.dtype(program.dtype):
+                raise TypeError(f"out has dtype {out.dtype}; the kernel returns {program.dtype}")
+            if np.broadcast_shapes(shape, out.shape) != out.shape:
+                raise ValueError(f"out has shape {out.shape}; the result has shape {shape}")
+            shape = out.shape
+        direct = out is not None and out.flags.c_contiguous
+        result = out if direct else np.empty(shape, program.dtype)
+        n = result.size
+        if n:
+            operands = []
+            for a in arrays:
+                if a.size == 1:
+                    a = np.ascontiguousarray(a)
+                    operands.append((a, 0))
+                else:
+                    if a.shape != shape or not a.flags.c_contiguous:
+                        a = np.ascontiguousarray(np.broadcast_to(a, shape))
+                    operands.append((a, 1))
+            self._launch(self.runners[program.name], n, operands, result)
+        if out is not None and not direct:
+            np.copyto(out, result)
+            return out
+        return result
+
+    def _launch(self, fn, n, operands, result):
+        def call(start, stop):
+            args = [stop - start]
+            for a, stride in operands:
+                args += [a.ctypes.data + start * stride * a.itemsize, stride]
+            fn(*args, result.ctypes.data + start * result.itemsize)
+        workers = os.cpu_count() or 1
+        if not self.options.get("parallel") or n < PARALLEL_MIN or workers == 1:
+            call(0, n)
+            return
+        bounds = np.linspace(0, n, workers + 1).astype(np.int64)
+        list(_pool().map(lambda k: call(int(bounds[k]), int(bounds[k + 1])), range(workers)))
+
+
+KERNEL = LLVMKernel

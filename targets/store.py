@@ -1,0 +1,154 @@
+"""The kernel store: compiled artifacts keyed by content hash, and user-given names.
+
+Layout under the cache directory (EXPRFORGE_CACHE_DIR, else $XDG_CACHE_HOME/exprforge,
+else ~/.cache/exprforge):
+  artifacts/KEY/        one compiled kernel: its source, object code, metadata
+  names/NAME.json       a saved kernel: the expression and how to compile it, and KEY
+  log.jsonl             one line per artifact lookup: hit, miss, rebuilt (the hit record)
+
+KEY is a sha256 over the expression, target, dtype, options and exprforge version.
+Files are written to a temporary name in the same folder and renamed into place, so a
+reader never sees half a file and concurrent writers of the same entry are harmless.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+STATS = Counter()   # this process's lookups: hit, miss, rebuilt
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+class CorruptEntry(Exception):
+    """An artifact that cannot be loaded; the store rebuilds it."""
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("EXPRFORGE_CACHE_DIR")
+    if not root:
+        xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        root = os.path.join(xdg, "exprforge")
+    return Path(root)
+
+
+def content_key(spec: dict) -> str:
+    from exprforge import __version__
+    text = json.dumps({"exprforge": __version__, **spec}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def artifact_dir(key: str) -> Path:
+    return cache_dir() / "artifacts" / key
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Replace `path` with `data` in one rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink(tmp)
+        raise
+
+
+def write_once(path: Path, data: bytes | str) -> bool:
+    """Create `path` with `data` unless it exists (the first writer wins, atomically).
+    Returns True when this call created it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+        os.link(tmp, path)   # fails if path exists: never replaces a file a reader may hold
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        _unlink(tmp)
+
+
+def discard(directory: Path) -> None:
+    """Move a corrupt artifact folder aside and delete it (readers keep their open files)."""
+    if not directory.exists():
+        return
+    trash = directory.with_name(f".{directory.name}.{os.getpid()}.{time.monotonic_ns()}.trash")
+    try:
+        os.rename(directory, trash)
+    except OSError:
+        return  # another process moved it first
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _unlink(path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def record(event: str, key: str, **fields) -> None:
+    """Count a lookup and append it to the hit record (log.jsonl)."""
+    STATS[event] += 1
+    line = json.dumps({"event": event, "key": key, "pid": os.getpid(), "time": time.time(),
+                       **fields}) + "\n"
+    path = cache_dir() / "log.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:  # one short append per line: atomic on POSIX
+        f.write(line)
+
+
+# --- names -------------------------------------------------------------------------------
+
+def check_name(name: str) -> str:
+    if not isinstance(name, str) or not _NAME.match(name) or name.startswith("__"):
+        raise ValueError(f"invalid kernel name {name!r}: use a Python identifier")
+    return name
+
+
+def name_path(name: str) -> Path:
+    return cache_dir() / "names" / f"{check_name(name)}.json"
+
+
+def save_entry(name: str, entry: dict) -> Path:
+    path = name_path(name)
+    write_atomic(path, json.dumps(entry, indent=1, sort_keys=True))
+    return path
+
+
+def read_entry(name: str) -> dict:
+    path = name_path(name)
+    try:
+        entry = json.loads(path.read_text())
+    except FileNotFoundError:
+        known = ", ".join(list_names()) or "none"
+        raise LookupError(f"no stored kernel named {name!r} in {cache_dir()} "
+                          f"(stored: {known})") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CorruptEntry(f"stored kernel {name!r} ({path}) is corrupt: {e}; "
+                           f"remove it and save it again") from None
+    if not isinstance(entry, dict) or not {"text", "vars", "target"} <= entry.keys():
+        raise CorruptEntry(f"stored kernel {name!r} ({path}) is incomplete; "
+                           "remove it and save it again")
+    return entry
+
+
+def list_names() -> list[str]:
+    folder = cache_dir() / "names"
+    return sorted(p.stem for p in folder.glob("*.json")) if folder.exists() else []
+
+
+def remove_entry(name: str) -> None:
+    path = name_path(name)
+    if not path.exists():
+        raise LookupError(f"no stored kernel named {name!r}")
+    path.unlink()
