@@ -109,9 +109,9 @@ def lower(expr: Expr, dtype: str | None = None, args=None, has=lambda op: True) 
     expr = decompose(prepared, has)
     params = _params(expr, args)
     materialized = _materialized(expr)
-    names = {n: f"s{i}" for i, n in enumerate(n for n in expr.toposort() if n in materialized)}
-    for v in expr.variables():
-        names[v] = "v_" + v.name
+    names = {v: "v_" + v.name for v in expr.variables()}
+    names.update({n: f"s{i}" for i, n in enumerate(n for n in expr.toposort()
+                                                   if n in materialized)})
     steps = []
     for node in expr.toposort():
         if node not in materialized:
@@ -146,7 +146,7 @@ def _materialized(expr: Expr) -> set:
     for n in expr.toposort():
         if n.spec.group == "reduce":
             out |= {n, n.args[0]}
-    return {n for n in out if n.op != "var"}
+    return {n for n in out if n.op != "var" or n is expr}
 
 
 def linearize(root: Expr, name: str, names: dict, stop=frozenset()) -> Program:
@@ -169,8 +169,8 @@ def linearize(root: Expr, name: str, names: dict, stop=frozenset()) -> Program:
             body.append(Instr(out, node.op, tuple(ssa[a] for a in node.args), node.dtype, attr))
         ssa[node] = out
     if root.op == "var":  # the whole program is one variable: copy it
-        body.append(Instr(name, "cast", (names[root],), root.dtype, root.dtype))
-        params = [(names[root], root.dtype)]
+        param = "v_" + root.name
+        body, params = [Instr(name, "cast", (param,), root.dtype, root.dtype)], [(param, root.dtype)]
     return Program(name, tuple(sorted(set(params))), tuple(body), name, root.dtype, root)
 
 

@@ -33,13 +33,19 @@ def _llvm():
     return llvm
 
 
-@cache
-def target_machine():
+def _new_target_machine():
     llvm = _llvm()
     target = llvm.Target.from_triple(llvm.get_process_triple())
     return target.create_target_machine(cpu=llvm.get_host_cpu_name(),
                                         features=llvm.get_host_cpu_features().flatten(),
                                         opt=3, reloc="default", codemodel="jitdefault")
+
+
+@cache
+def target_machine():
+    """The machine code generator for compiling. An MCJIT engine takes ownership of its
+    target machine (and adjusts it), so each engine gets its own (_new_target_machine)."""
+    return _new_target_machine()
 
 
 def platform_key() -> str:
@@ -56,17 +62,22 @@ def source_of(plan: Plan, options: dict) -> str:
     return str(module)
 
 
+@cache
+def _pass_builder():
+    llvm = _llvm()
+    tuning = llvm.create_pipeline_tuning_options(speed_level=3)
+    tuning.loop_vectorization = True
+    tuning.slp_vectorization = True
+    return llvm.create_pass_builder(target_machine(), tuning)
+
+
 def compile_object(text: str) -> bytes:
     llvm = _llvm()
     module = llvm.parse_assembly(text)
     module.verify()
-    tm = target_machine()
-    tuning = llvm.create_pipeline_tuning_options(speed_level=3)
-    tuning.loop_vectorization = True
-    tuning.slp_vectorization = True
-    builder = llvm.create_pass_builder(tm, tuning)
+    builder = _pass_builder()
     builder.getModulePassManager().run(module, builder)
-    return tm.emit_object(module)
+    return target_machine().emit_object(module)
 
 
 def materialize(plan: Plan, directory, options: dict, key: str, text: str):
@@ -94,8 +105,9 @@ def _link(obj: bytes, plan: Plan) -> dict:
     llvm = _llvm()
     empty = llvm.parse_assembly("")
     empty.triple = llvm.get_process_triple()
-    engine = llvm.create_mcjit_compiler(empty, target_machine())
-    engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+    engine = llvm.create_mcjit_compiler(empty, _new_target_machine())
+    object_file = llvm.ObjectFileRef.from_data(obj)
+    engine.add_object_file(object_file)
     engine.finalize_object()
     runners = {}
     for p in plan.programs:
@@ -108,7 +120,8 @@ def _link(obj: bytes, plan: Plan) -> dict:
                                  *[ctypes.c_void_p, ctypes.c_int64] * len(p.params),
                                  ctypes.c_void_p)
         runners[p.name] = proto(address)
-    runners["_engine"] = engine  # the code lives as long as its engine
+    # the code lives as long as its engine; LLVM may still point into the object's bytes
+    runners["_keep"] = (engine, object_file, obj)
     return runners
 
 

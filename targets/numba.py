@@ -59,6 +59,9 @@ class NumbaKernel(Kernel):
         if out is not None:
             if out.dtype != np.dtype(program.dtype):
                 raise TypeError(f"out has dtype {out.dtype}; the kernel returns {program.dtype}")
+            if not out.flags.c_contiguous:  # Numba 0.68's ufuncs fill strided outputs wrongly
+                np.copyto(out, ufunc(*arrays))
+                return out
             return ufunc(*arrays, out=out)
         return ufunc(*arrays)
 

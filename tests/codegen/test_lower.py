@@ -1,0 +1,91 @@
+"""Lowering: SSA computes each shared node once; decompositions mean what the op means;
+plans split at reductions; argument order and errors."""
+import numpy as np
+import pytest
+
+from exprforge.codegen.lower import DECOMPOSITIONS, Program, Reduce, decompose, lower
+from exprforge.engine.errors import ulps
+from exprforge.engine.evaluate import evaluate
+from exprforge.engine.ops import OPS
+from exprforge.engine.parse import parse
+
+X32 = {"x": "float32", "y": "float32"}
+
+
+def test_shared_nodes_are_computed_once():
+    e = parse("(t := exp(x) * y) + sin(t) * t", vars=X32)
+    (program,) = lower(e).steps
+    ops = [i.op for i in program.body]
+    assert ops.count("exp") == 1 and ops.count("mul") == 2 and ops.count("sin") == 1
+    assert len(program.body) == e.node_count() - 2  # every node but the two variables
+    assert program.params == (("v_x", "float32"), ("v_y", "float32"))
+
+
+def test_literals_are_exact_values_of_the_program_dtype():
+    (program,) = lower(parse("x + 0.1", vars=X32)).steps
+    (c,) = [i for i in program.body if i.op == "const"]
+    assert c.attr.dtype == np.float32 and c.attr == np.float32(0.1)
+
+
+@pytest.mark.parametrize("op", sorted(DECOMPOSITIONS))
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_decomposition_agrees_with_the_op(op, dtype):
+    original = parse(f"{op}(x)", vars={"x": dtype})
+    lowered = decompose(original, lambda name: name != op)
+    assert op not in {n.op for n in lowered.toposort()}
+    rng = np.random.default_rng(0)
+    lo, hi = OPS[op].domain[0]
+    values = np.concatenate([rng.uniform(max(lo, -80), min(hi, 80), 2000),
+                             [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-40, -1e-40, 88.0, -104.0]])
+    values = values.astype(dtype)
+    want = evaluate(original, {"x": values})
+    got = evaluate(lowered, {"x": values})
+    assert got.dtype == want.dtype
+    assert ulps(got, want).max() <= 4   # sigmoid as 1/(1+exp(-x)): a few roundings
+    same_class = (np.isnan(got) == np.isnan(want)) & (np.isinf(got) == np.isinf(want))
+    assert same_class.all()
+    np.testing.assert_array_equal(np.signbit(got[values == 0]), np.signbit(want[values == 0]))
+
+
+def test_integer_decompositions_are_exact():
+    n = np.array([-7, 0, 5, -2**31, 2**31 - 1], np.int32)
+    for op in ("sign", "relu"):
+        e = parse(f"{op}(n)", vars={"n": "int32"})
+        np.testing.assert_array_equal(evaluate(decompose(e, lambda o: o != op), {"n": n}),
+                                      evaluate(e, {"n": n}))
+
+
+def test_a_target_without_an_op_or_a_decomposition_is_refused():
+    e = parse("erf(x)", vars=X32)
+    with pytest.raises(NotImplementedError, match="erf"):
+        lower(e, has=lambda op: op != "erf")
+
+
+def test_plan_splits_at_reductions():
+    e = parse("x / sqrt(mean(x * x, axis=-1) + 1e-6)", vars={"x": "float32"})
+    plan = lower(e)
+    kinds = [type(s) for s in plan.steps]
+    assert kinds == [Program, Reduce, Program]
+    square, mean, scale = plan.steps
+    assert mean.arg == square.name and mean.node.op == "rmean"
+    assert dict(scale.params).keys() == {mean.name, "v_x"}
+    assert not plan.elementwise
+
+
+def test_argument_order():
+    e = parse("x - y", vars=X32)
+    assert [n for n, _ in lower(e).params] == ["x", "y"]
+    assert [n for n, _ in lower(e, args=("y", "x")).params] == ["y", "x"]
+    extra = lower(e, args=("x", ("flag", "bool"), "y", "w"))
+    assert extra.params == (("x", "float32"), ("flag", "bool"), ("y", "float32"),
+                            ("w", "float32"))
+    with pytest.raises(ValueError, match="leaves out"):
+        lower(e, args=("x",))
+    with pytest.raises(ValueError, match="repeats"):
+        lower(e, args=("x", "y", "x"))
+
+
+def test_dtype_retypes_a_float_program():
+    e = parse("exp(x) + 1")
+    plan = lower(e, dtype="float32")
+    assert plan.params == (("x", "float32"),) and plan.expr.dtype == "float32"
