@@ -1,0 +1,57 @@
+"""exprforge compile and exprforge kernels list | show | rm | bench."""
+import numpy as np
+import pytest
+
+from tests.exprforge.test_cli import assert_user_error, run, run_json
+
+
+@pytest.fixture(autouse=True)
+def fresh_store(tmp_path, monkeypatch):
+    monkeypatch.setenv("EXPRFORGE_CACHE_DIR", str(tmp_path / "store"))
+
+
+def test_compile_store_list_show_bench_rm(capsys):
+    r = run_json(capsys, "compile", "x * sigmoid(1.702 * x)", "--name", "gelu_s",
+                 "--target", "llvm")
+    assert r["name"] == "gelu_s" and r["target"] == "llvm" and r["dtype"] == "float32"
+    assert r["compiled"] and not r["from_store"] and r["args"] == ["x"]
+    listed = run_json(capsys, "kernels", "list")
+    assert [k["name"] for k in listed["kernels"]] == ["gelu_s"]
+    shown = run_json(capsys, "kernels", "show", "gelu_s")
+    assert shown["from_store"] and not shown["compiled"] and "define void" in shown["source"]
+    bench = run_json(capsys, "kernels", "bench", "gelu_s", "--size", "2000")
+    assert bench["size"] == 2000 and bench["kernel_elements_per_s"] > 0
+    code, out, _ = run(capsys, "kernels", "rm", "gelu_s")
+    assert code == 0 and "removed" in out
+    assert run_json(capsys, "kernels", "list")["kernels"] == []
+    from exprforge.targets.build import load
+    with pytest.raises(LookupError):
+        load("gelu_s")
+
+
+def test_compile_text_output_and_source(capsys):
+    code, out, _ = run(capsys, "compile", "x*y + 1", "--target", "numba", "--args", "y,x",
+                       "--show-source")
+    assert code == 0 and "numba kernel (y, x)" in out and "@vectorize" in out
+
+
+def test_stored_kernel_imports(capsys):
+    run_json(capsys, "compile", "2*x - y", "--name", "lin", "--dtype", "float64")
+    from exprforge.targets.build import load
+    k = load("lin")
+    assert k(np.float64(3), np.float64(1)) == 5.0 and k.cache_info["hit"]
+
+
+@pytest.mark.parametrize("argv,match", [
+    (("compile", "x +"), "invalid syntax|unexpected|expected"),
+    (("compile", "x + 1", "--name", "9lives"), "invalid kernel name"),
+    (("compile", "x + 1", "--args", "y"), "leaves out"),
+    (("compile", "x + 1", "--target", "triton", "--parallel"), "apply to numba and llvm"),
+    (("kernels", "show", "nothing"), "no stored kernel"),
+    (("kernels", "show"), "needs a kernel NAME"),
+    (("kernels", "rm", "nothing"), "no stored kernel"),
+])
+def test_user_errors(capsys, argv, match):
+    import re
+    line = assert_user_error(capsys, *argv)
+    assert re.search(match, line), line

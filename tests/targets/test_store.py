@@ -1,0 +1,167 @@
+"""The kernel store: import in a fresh process without compiling, concurrent writers,
+corrupt entries rebuilt, names and locations."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import exprforge as xf
+from exprforge.targets import store
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def fresh_store(tmp_path, monkeypatch):
+    monkeypatch.setenv("EXPRFORGE_CACHE_DIR", str(tmp_path / "store"))
+    return tmp_path / "store"
+
+
+def _python(code: str, store_dir: Path) -> dict:
+    """Run code in a new interpreter using `store_dir`; it prints one JSON line last."""
+    env = {**os.environ, "EXPRFORGE_CACHE_DIR": str(store_dir)}
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _log(store_dir: Path) -> list:
+    return [json.loads(line) for line in (store_dir / "log.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("target", ["numba", "llvm"])
+def test_import_in_a_new_process_does_not_compile(fresh_store, target):
+    e = xf.parse("x * exp(-x * x) + 0.25", dtype="float32")
+    kernel = xf.compile(e, target=target)
+    assert kernel.cache_info["compiled"] and not kernel.cache_info["hit"]
+    xf.save(kernel, "bump")
+    result = _python("""
+        import json, os, numpy as np
+        from exprforge.kernels import bump
+        x = np.linspace(-2, 2, 5, dtype=np.float32)
+        print(json.dumps({"hit": bump.cache_info["hit"], "compiled": bump.cache_info["compiled"],
+                          "pid": os.getpid(), "values": bump(x).tolist(), "target": bump.target}))
+    """, fresh_store)
+    assert result["hit"] and not result["compiled"] and result["target"] == target
+    x = np.linspace(-2, 2, 5, dtype=np.float32)
+    np.testing.assert_array_equal(np.float32(result["values"]), kernel(x))
+    record = [r for r in _log(fresh_store) if r["pid"] == result["pid"]]
+    assert [r["event"] for r in record] == ["hit"] and record[0]["compiled"] is False
+
+
+def test_two_processes_saving_the_same_kernel_at_once(fresh_store):
+    code = textwrap.dedent("""
+        import json, numpy as np, exprforge as xf
+        k = xf.compile(xf.parse("sin(x) * x + 3", dtype="float32"), target="{target}")
+        xf.save(k, "twin_{target}")
+        print(json.dumps({{"value": float(k(np.float32(0.5)))}}))
+    """)
+    env = {**os.environ, "EXPRFORGE_CACHE_DIR": str(fresh_store)}
+    for target in ("llvm", "numba"):
+        procs = [subprocess.Popen([sys.executable, "-c", code.format(target=target)], env=env,
+                                  cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True) for _ in range(2)]
+        outs = [p.communicate(timeout=300) for p in procs]
+        assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
+        values = {json.loads(o[0].strip().splitlines()[-1])["value"] for o in outs}
+        assert len(values) == 1
+        loaded = _python(f"""
+            import json
+            from exprforge.kernels import twin_{target} as k
+            print(json.dumps({{"hit": k.cache_info["hit"], "value": float(k(0.5))}}))
+        """, fresh_store)
+        assert loaded["hit"] and {loaded["value"]} == values
+    assert not list(fresh_store.rglob("*.tmp"))  # no temporary file left behind
+
+
+def _artifact(kernel) -> Path:
+    return store.artifact_dir(kernel.key)
+
+
+def test_corrupt_object_code_is_rebuilt_with_a_warning(fresh_store):
+    e = xf.parse("x * x + 1", dtype="float32")
+    kernel = xf.compile(e, target="llvm")
+    obj = _artifact(kernel) / "kernel.o"
+    obj.write_bytes(b"\x7fELF garbage" + obj.read_bytes()[100:])
+    with pytest.warns(UserWarning, match="corrupt"):
+        again = xf.compile(e, target="llvm")
+    assert again(np.float32(3)) == np.float32(10) and again.cache_info["compiled"]
+    assert "rebuilt" in [r["event"] for r in _log(fresh_store)]
+    assert xf.compile(e, target="llvm").cache_info["hit"]  # and the rebuilt entry is good
+
+
+def test_truncated_metadata_and_numba_source_are_rebuilt(fresh_store):
+    e = xf.parse("x - 2", dtype="float32")
+    k = xf.compile(e, target="llvm")
+    (_artifact(k) / "kernel.json").write_text('{"sha2')
+    with pytest.warns(UserWarning, match="corrupt"):
+        assert xf.compile(e, target="llvm")(np.float32(5)) == 3
+    k = xf.compile(e, target="numba")
+    source = _artifact(k) / "kernel.py"
+    source.write_text(source.read_text()[:40])
+    with pytest.warns(UserWarning, match="corrupt"):
+        assert xf.compile(e, target="numba")(np.float32(5)) == 3
+
+
+def test_damaged_numba_cache_is_recompiled(fresh_store):
+    e = xf.parse("x / 4", dtype="float32")
+    k = xf.compile(e, target="numba")
+    for f in (_artifact(k) / "__pycache__").glob("*.nbc"):
+        f.write_bytes(b"not a pickle")
+    result = _python("""
+        import json, numpy as np, exprforge as xf, warnings
+        warnings.simplefilter("ignore")
+        k = xf.compile(xf.parse("x / 4", dtype="float32"), target="numba")
+        print(json.dumps({"value": float(k(np.float32(2)))}))
+    """, fresh_store)
+    assert result["value"] == 0.5
+
+
+def test_corrupt_name_entry_is_a_clear_import_error(fresh_store):
+    xf.save(xf.compile("x + 1", target="llvm"), "broken")
+    store.name_path("broken").write_text("{not json")
+    with pytest.raises(ImportError, match="corrupt"):
+        from exprforge.kernels import broken  # noqa: F401
+    with pytest.raises(ImportError, match="no stored kernel named 'absent'"):
+        from exprforge.kernels import absent  # noqa: F401
+
+
+def test_names_and_listing(fresh_store):
+    k = xf.compile("x * 2", target="llvm")
+    for bad in ("1abc", "a-b", "__dunder", ""):
+        with pytest.raises(ValueError, match="invalid kernel name"):
+            xf.save(k, bad)
+    xf.save(k, "double")
+    assert store.list_names() == ["double"]
+    with pytest.raises(FileExistsError):
+        xf.save(k, "double", overwrite=False)
+    store.remove_entry("double")
+    assert store.list_names() == []
+    with pytest.raises(LookupError):
+        store.remove_entry("double")
+
+
+def test_store_location(monkeypatch, tmp_path):
+    monkeypatch.delenv("EXPRFORGE_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert store.cache_dir() == tmp_path / "xdg" / "exprforge"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert store.cache_dir() == tmp_path / "home" / ".cache" / "exprforge"
+    monkeypatch.setenv("EXPRFORGE_CACHE_DIR", str(tmp_path / "mine"))
+    assert store.cache_dir() == tmp_path / "mine"
+
+
+def test_key_depends_on_what_defines_the_artifact(fresh_store):
+    e = xf.parse("x + 1", dtype="float32")
+    keys = {xf.compile(e, target="llvm").key, xf.compile(e, target="numba").key,
+            xf.compile(e, target="llvm", contract=True).key,
+            xf.compile(xf.parse("x + 1", dtype="float64"), target="llvm").key}
+    assert len(keys) == 4
+    assert xf.compile(e, target="llvm").key == xf.compile(e, target="llvm").key

@@ -1,0 +1,77 @@
+"""The torch target: a custom op that opcheck accepts, gradients gradcheck confirms."""
+import numpy as np
+import pytest
+import torch
+
+import exprforge as xf
+from exprforge.engine.evaluate import evaluate
+
+CASES = ["x * y + sin(x)",
+         "where(x > 0, x, 0.1 * x) + abs(y)",   # selections and kinks
+         "sigmoid(x) * exp(-y * y) / (1 + x * x)",
+         "sqrt(x * x + y * y + 1) - log1p(x * x)"]
+
+
+def _inputs(shape_x=(4, 3), shape_y=(3,), seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(*shape_x, generator=g, dtype=torch.float64)
+    y = torch.randn(*shape_y, generator=g, dtype=torch.float64)
+    return x + torch.sign(x) * 0.05, y  # keep x off the kink at 0
+
+
+@pytest.mark.parametrize("cpu", ["llvm", "numba"])
+@pytest.mark.parametrize("text", CASES)
+def test_opcheck_and_gradcheck(text, cpu):
+    k = xf.compile(xf.parse(text), target="torch", cpu=cpu)
+    x, y = _inputs()
+    result = torch.library.opcheck(k.op, (x, y))
+    assert set(result.values()) == {"SUCCESS"}, result
+    xr, yr = x.clone().requires_grad_(), y.clone().requires_grad_()
+    assert torch.autograd.gradcheck(k, (xr, yr))
+
+
+def test_forward_matches_the_reference_in_float32():
+    e = xf.parse("x * tanh(0.5 * y) - y / (x * x + 1)", dtype="float32")
+    k = xf.compile(e, target="torch")
+    x, y = (t.float() for t in _inputs((5, 3), (3,)))
+    got = k(x, y)
+    assert got.dtype == torch.float32 and got.shape == (5, 3)
+    same_code = xf.compile(e, target="llvm")(x.numpy(), y.numpy())
+    np.testing.assert_array_equal(got.numpy(), same_code)
+    # libm's tanhf and NumPy's differ by an ULP here and there
+    np.testing.assert_allclose(got.numpy(), evaluate(e, {"x": x.numpy(), "y": y.numpy()}),
+                               rtol=0, atol=1e-6)
+
+
+def test_gradient_of_a_broadcast_argument_is_summed():
+    k = xf.compile(xf.parse("x * y"), target="torch")
+    x = torch.randn(4, 3, dtype=torch.float64)
+    y = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    k(x, y).sum().backward()
+    torch.testing.assert_close(y.grad, x.sum(0))
+
+
+def test_integer_and_bool_arguments_get_no_gradient():
+    k = xf.compile(xf.parse("where(b, x * float64(n), -x)", vars={"b": "bool", "n": "int32",
+                                                                  "x": "float64"}), target="torch")
+    x = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64, requires_grad=True)
+    b = torch.tensor([True, False, True])
+    n = torch.tensor([2, 3, 4], dtype=torch.int32)
+    k(b, n, x).sum().backward()
+    torch.testing.assert_close(x.grad, torch.tensor([2.0, -1.0, 4.0], dtype=torch.float64))
+
+
+def test_reduction_runs_forward_and_refuses_backward():
+    e = xf.parse("x / sqrt(mean(x * x, axis=-1) + 1e-6)")
+    k = xf.compile(e, target="torch")
+    x = torch.randn(3, 5, dtype=torch.float64)
+    np.testing.assert_array_equal(k(x).numpy(), evaluate(e, {"x": x.numpy()}))
+    with pytest.raises(NotImplementedError, match="reduction"):
+        k(x.requires_grad_()).sum().backward()
+
+
+def test_torch_compile_traces_through_the_op():
+    k = xf.compile(xf.parse("x * x + y"), target="torch")
+    x, y = _inputs()
+    fn = torch.compile(lambda a, b: k(a, b) * 2, backend="eager", fullgraph=True)
+    torch.testing.assert_close(fn(x, y), (x * x + y) * 2)
