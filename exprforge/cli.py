@@ -47,6 +47,8 @@ def _input_values(pairs, expr) -> dict:
         name, sep, text = pair.partition("=")
         if not sep or not name:
             raise UserError(f"expected NAME=VALUE, got {pair!r}")
+        if name in env:
+            raise UserError(f"{name} is given twice")
         if name not in types:
             known = ", ".join(types) or "none"
             raise UserError(f"{name} is not a variable of the expression (variables: {known})")
@@ -109,6 +111,8 @@ def run_eval(args) -> dict:
               "value": _listify(value), "value_text": _listify(value, lambda v: _shortest(
                   v, expr.dtype))}
     if args.check:
+        if args.prec < 2:
+            raise UserError("--prec must be at least 2 bits")
         if not dt.is_float(expr.dtype):
             raise UserError("--check needs a float-valued expression")
         truth = xf.oracle(expr, env, prec=args.prec)
@@ -358,17 +362,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="exprforge", description="exprforge: math in, fast verified kernels out")
     parser.add_argument("--version", action="version", version=f"exprforge {xf.__version__}")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    parser.commands = {}
     for name, (add, _, _, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
         add(p)
+        parser.commands[name] = p
     return parser
+
+
+def _parse(parser, argv):
+    """Options may sit between a command's positionals (`eval EXPR --dtype float32 x=1`):
+    argparse allows that only within one parser, so the command's parser reads its part."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in parser.commands:
+        args = parser.commands[argv[0]].parse_intermixed_args(argv[1:])
+        args.command = argv[0]
+        return args
+    return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = _parse(parser, argv)
         if args.command is None:
             parser.print_help(sys.stderr)
             return 2

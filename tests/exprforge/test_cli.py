@@ -227,3 +227,14 @@ def test_fractional_value_for_an_integer_variable_is_a_user_error(capsys):
 def test_astronomical_exponents_do_not_hang(capsys):
     code = main(["eval", "x", "x=1e99999999999", "--json"])
     assert code == 0 and json.loads(capsys.readouterr().out)["value"] == "inf"
+
+
+def test_options_between_positionals(capsys):
+    r = run_json(capsys, "eval", "x + y", "--dtype", "float32", "x=1", "y=2")
+    assert r["dtype"] == "float32" and r["value"] == 3
+
+
+def test_a_variable_given_twice_and_a_tiny_precision_are_user_errors(capsys):
+    assert "given twice" in assert_user_error(capsys, "eval", "x + 1", "x=1", "x=2")
+    assert "--prec" in assert_user_error(capsys, "eval", "x + 1", "x=1", "--check",
+                                         "--prec", "0")
