@@ -133,10 +133,18 @@ def _from_sympy_node(s, args, dtype, declared) -> Expr:
     if isinstance(s, sp.Piecewise):
         pairs = list(zip(args[0::2], args[1::2]))
         out = pairs[-1][0]
+        if s.args[-1].cond != sp.true:  # no case holds: SymPy's Piecewise is undefined there
+            out = make("where", (pairs[-1][1], out, const("nan")))
         for value, cond in reversed(pairs[:-1]):
             out = make("where", (cond, value, out))
         return out
     cls = type(s).__name__
+    if cls in _RECIPROCALS:  # functions SymPy introduces that the op table spells otherwise
+        return make("div", (const(1), make(_RECIPROCALS[cls], args)))
+    if cls == "re":  # exprforge variables are real
+        return args[0]
+    if cls == "im":
+        return const(0)
     if cls in ("Min", "Max", "And", "Or"):
         op = _FROM_CLASS[cls]
         out = args[0]
@@ -152,6 +160,10 @@ def _from_sympy_node(s, args, dtype, declared) -> Expr:
         if op in ("cast", "bitcast") and to in dt.DTYPES:
             return make(op, args, to)
     raise ValueError(f"no exprforge op for SymPy {cls}")
+
+
+_RECIPROCALS = {"cot": "tan", "sec": "cos", "csc": "sin", "coth": "tanh", "sech": "cosh",
+                "csch": "sinh"}
 
 
 def _fold_add(args):

@@ -400,3 +400,17 @@ def test_a_third_power_of_a_negative_base_stays_undefined():
     back = from_sympy(to_sympy(e))
     assert np.isnan(evaluate(back, {"x": np.array(-8.0)}))
     assert evaluate(from_sympy(to_sympy(parse("cbrt(x)"))), {"x": np.array(-8.0)}) == -2.0
+
+
+def test_functions_sympy_introduces_come_back_as_table_ops():
+    x = sp.Symbol("x")
+    pts = np.array([-0.7, 0.3, 1.9])
+    for s, want in [(sp.cot(x), 1 / np.tan(pts)), (sp.sec(x) + sp.csc(x), 1 / np.cos(pts) + 1 / np.sin(pts)),
+                    (sp.coth(x), 1 / np.tanh(pts)), (sp.re(x) + sp.im(x), pts)]:
+        np.testing.assert_allclose(evaluate(from_sympy(s), {"x": pts}), want, rtol=1e-15)
+
+
+def test_piecewise_without_a_true_branch_is_nan_where_no_case_holds():
+    x = sp.Symbol("x")
+    got = evaluate(from_sympy(sp.Piecewise((x, x > 0))), {"x": np.array([-1.0, 2.0])})
+    assert np.isnan(got[0]) and got[1] == 2.0
