@@ -4,16 +4,13 @@ and a later process loads it without compiling. Whether anything compiled is rea
 from Numba's event stream ("numba:compile"), not guessed from timings."""
 from __future__ import annotations
 
-import importlib.util
-import sys
-
 import numpy as np
 
 from exprforge.codegen import numba as renderer
 from exprforge.codegen.lower import Plan, Program
 
 from .kernel import Kernel
-from .store import CorruptEntry, write_once
+from .store import import_source
 
 NAME = "numba"
 has = renderer.has
@@ -30,22 +27,8 @@ def materialize(plan: Plan, directory, options: dict, key: str, source: str):
     """(runners, compiled?) for `plan`, loaded from `directory` or built into it."""
     from numba.core import event
 
-    path = directory / "kernel.py"
-    fresh = write_once(path, source)
-    if path.read_text() != source:
-        raise CorruptEntry(f"{path} does not hold the kernel's source")
-    module_name = f"exprforge_kernel_{key[:24]}"
-    try:
-        with event.install_recorder("numba:compile") as compiles:
-            spec = importlib.util.spec_from_file_location(module_name, path)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[module_name] = module  # Numba's cache refers to the module by name
-            spec.loader.exec_module(module)
-    except Exception as e:
-        sys.modules.pop(module_name, None)
-        if fresh:  # our own new source failed: a bug to report, not a damaged entry
-            raise
-        raise CorruptEntry(f"{path}: {type(e).__name__}: {e}") from e
+    with event.install_recorder("numba:compile") as compiles:
+        module = import_source(directory, source, f"exprforge_kernel_{key[:24]}")
     runners = {p.name: getattr(module, f"kernel_{p.name}") for p in plan.programs
                if not p.constant}
     return runners, bool(compiles.buffer)

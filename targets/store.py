@@ -13,10 +13,12 @@ reader never sees half a file and concurrent writers of the same entry are harml
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -75,6 +77,30 @@ def write_once(path: Path, data: bytes | str) -> bool:
         return False
     finally:
         _unlink(tmp)
+
+
+def import_source(directory: Path, source: str, module_name: str):
+    """The module `source`, written once as directory/kernel.py and imported from there
+    (kernel compilers cache their work next to the file). Raises CorruptEntry when the
+    stored file is not `source` or an existing entry fails to import."""
+    path = directory / "kernel.py"
+    fresh = write_once(path, source)
+    if path.read_text() != source:
+        raise CorruptEntry(f"{path} does not hold the kernel's source")
+    module = sys.modules.get(module_name)
+    if module is not None and getattr(module, "__file__", None) == str(path):
+        return module
+    try:
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module  # caches (Numba's) refer to the module by name
+        spec.loader.exec_module(module)
+    except Exception as e:
+        sys.modules.pop(module_name, None)
+        if fresh:  # our own new source failed: a bug to report, not a damaged entry
+            raise
+        raise CorruptEntry(f"{path}: {type(e).__name__}: {e}") from e
+    return module
 
 
 def discard(directory: Path) -> None:
