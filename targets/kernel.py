@@ -10,7 +10,10 @@ from __future__ import annotations
 import numpy as np
 
 from exprforge.codegen.lower import Plan, Program, Reduce
+from exprforge.engine.dtypes import DTYPES
 from exprforge.engine.evaluate import apply_node, evaluate
+
+_DTYPES = {d: np.dtype(d) for d in DTYPES}
 
 
 class Kernel:
@@ -60,7 +63,7 @@ class Kernel:
     def convert(self, a, want: str, name: str):
         """An input as an array of the parameter's dtype (NumPy's same_kind casting)."""
         a = np.asarray(a)
-        if a.dtype != want:
+        if a.dtype is not _DTYPES[want] and a.dtype != _DTYPES[want]:
             if a.dtype.kind == "f" and want[0] in "ib" or not np.can_cast(a.dtype, want, "same_kind"):
                 raise TypeError(f"argument {name} is {want}; cannot use {a.dtype} data")
             a = a.astype(want)
@@ -89,3 +92,43 @@ class Kernel:
         value = np.asarray(value)
         return value[()] if value.ndim == 0 else value  # a scalar for scalars, as ufuncs do
 
+
+
+class LoopKernel(Kernel):
+    """A target whose Programs are loops over 1-D contiguous memory,
+    loop(n, a0, s0, a1, s1, ..., out), with stride s = 1 or 0 (a single element): NumPy's
+    broadcasting and out= are done here. An input that is neither contiguous in the
+    result's shape nor a single element is copied first."""
+
+    PARALLEL_MIN = 1 << 16   # below this many elements threads cost more than they save
+
+    def run_program(self, program: Program, arrays, out):
+        shape = arrays[0].shape if all(a.shape == arrays[0].shape for a in arrays) else \
+            np.broadcast_shapes(*(a.shape for a in arrays))
+        if out is not None:
+            if out.dtype != np.dtype(program.dtype):
+                raise TypeError(f"out has dtype {out.dtype}; the kernel returns {program.dtype}")
+            if np.broadcast_shapes(shape, out.shape) != out.shape:
+                raise ValueError(f"out has shape {out.shape}; the result has shape {shape}")
+            shape = out.shape
+        direct = out is not None and out.flags.c_contiguous
+        result = out if direct else np.empty(shape, program.dtype)
+        n = result.size
+        if n:
+            operands = []
+            for a in arrays:
+                if a.size == 1:
+                    operands.append((np.ascontiguousarray(a).reshape(1), 0))
+                    continue
+                if a.shape != shape or not a.flags.c_contiguous:
+                    a = np.ascontiguousarray(np.broadcast_to(a, shape))
+                operands.append((a.reshape(-1), 1))
+            self.launch(self.runners[program.name], n, operands, result.reshape(-1))
+        if out is not None and not direct:
+            np.copyto(out, result)
+            return out
+        return result
+
+    def launch(self, runner, n: int, operands, result):
+        """Run the loop over all n elements: operands are (1-D array, stride) pairs."""
+        raise NotImplementedError

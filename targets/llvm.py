@@ -14,15 +14,14 @@ from functools import cache
 import numpy as np
 
 from exprforge.codegen import llvm as renderer
-from exprforge.codegen.lower import Plan, Program
+from exprforge.codegen.lower import Plan
 
-from .kernel import Kernel
+from .kernel import LoopKernel
 from .store import CorruptEntry, write_once
 
 NAME = "llvm"
 has = renderer.has
 OPTIONS = {"fastmath": False, "contract": False, "parallel": False}
-PARALLEL_MIN = 1 << 16   # below this many elements threads cost more than they save
 
 
 @cache
@@ -126,49 +125,27 @@ def _link(obj: bytes, plan: Plan) -> dict:
 
 
 @cache
+def _workers() -> int:
+    return os.cpu_count() or 1
+
+
+@cache
 def _pool():
-    return ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
+    return ThreadPoolExecutor(max_workers=_workers())
 
 
-class LLVMKernel(Kernel):
-    """Loops over contiguous memory: inputs are broadcast to the result's shape, and an
-    input that is neither contiguous nor a single element is copied first."""
+class LLVMKernel(LoopKernel):
+    """The loops are C functions taking pointers; ctypes releases the GIL while they run,
+    so parallel=True splits the range over threads."""
 
-    def run_program(self, program: Program, arrays, out):
-        shape = np.broadcast_shapes(*(a.shape for a in arrays))
-        if out is not None:
-            if out.dtype != np.dtype(program.dtype):
-                raise TypeError(f"out has dtype {out.dtype}; the kernel returns {program.dtype}")
-            if np.broadcast_shapes(shape, out.shape) != out.shape:
-                raise ValueError(f"out has shape {out.shape}; the result has shape {shape}")
-            shape = out.shape
-        direct = out is not None and out.flags.c_contiguous
-        result = out if direct else np.empty(shape, program.dtype)
-        n = result.size
-        if n:
-            operands = []
-            for a in arrays:
-                if a.size == 1:
-                    a = np.ascontiguousarray(a)
-                    operands.append((a, 0))
-                else:
-                    if a.shape != shape or not a.flags.c_contiguous:
-                        a = np.ascontiguousarray(np.broadcast_to(a, shape))
-                    operands.append((a, 1))
-            self._launch(self.runners[program.name], n, operands, result)
-        if out is not None and not direct:
-            np.copyto(out, result)
-            return out
-        return result
-
-    def _launch(self, fn, n, operands, result):
+    def launch(self, fn, n, operands, result):
         def call(start, stop):
             args = [stop - start]
             for a, stride in operands:
                 args += [a.ctypes.data + start * stride * a.itemsize, stride]
             fn(*args, result.ctypes.data + start * result.itemsize)
-        workers = os.cpu_count() or 1
-        if not self.options.get("parallel") or n < PARALLEL_MIN or workers == 1:
+        workers = _workers()
+        if not self.options.get("parallel") or n < self.PARALLEL_MIN or workers == 1:
             call(0, n)
             return
         bounds = np.linspace(0, n, workers + 1).astype(np.int64)

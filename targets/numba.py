@@ -4,12 +4,10 @@ and a later process loads it without compiling. Whether anything compiled is rea
 from Numba's event stream ("numba:compile"), not guessed from timings."""
 from __future__ import annotations
 
-import numpy as np
-
 from exprforge.codegen import numba as renderer
-from exprforge.codegen.lower import Plan, Program
+from exprforge.codegen.lower import Plan
 
-from .kernel import Kernel
+from .kernel import LoopKernel
 from .store import import_source
 
 NAME = "numba"
@@ -29,31 +27,20 @@ def materialize(plan: Plan, directory, options: dict, key: str, source: str):
 
     with event.install_recorder("numba:compile") as compiles:
         module = import_source(directory, source, f"exprforge_kernel_{key[:24]}")
-    runners = {p.name: getattr(module, f"kernel_{p.name}") for p in plan.programs
-               if not p.constant}
+    runners = {p.name: (getattr(module, f"kernel_{p.name}"),
+                        getattr(module, f"kernel_{p.name}_parallel", None))
+               for p in plan.programs if not p.constant}
     return runners, bool(compiles.buffer)
 
 
-class NumbaKernel(Kernel):
-    """Each Program is a NumPy ufunc: broadcasting and out= are NumPy's own."""
+class NumbaKernel(LoopKernel):
+    """The loops are Numba functions over arrays; with parallel=True, large ones run the
+    prange twin on Numba's threads."""
 
-    def run_program(self, program: Program, arrays, out):
-        ufunc = self.runners[program.name]
-        if out is not None:
-            if out.dtype != np.dtype(program.dtype):
-                raise TypeError(f"out has dtype {out.dtype}; the kernel returns {program.dtype}")
-            if not out.flags.c_contiguous:  # Numba 0.68's ufuncs fill strided outputs wrongly
-                np.copyto(out, ufunc(*arrays))
-                return out
-            return ufunc(*arrays, out=out)
-        return ufunc(*arrays)
-
-    @property
-    def ufunc(self):
-        """The NumPy ufunc of an elementwise kernel."""
-        if not self.plan.elementwise or self.plan.steps[0].constant:
-            raise AttributeError("only an elementwise kernel with variables is one ufunc")
-        return self.runners[self.plan.steps[0].name]
+    def launch(self, loops, n, operands, result):
+        serial, parallel = loops
+        loop = parallel if parallel is not None and n >= self.PARALLEL_MIN else serial
+        loop(n, *[x for pair in operands for x in pair], result)
 
 
 KERNEL = NumbaKernel

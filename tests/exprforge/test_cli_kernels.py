@@ -32,7 +32,7 @@ def test_compile_store_list_show_bench_rm(capsys):
 def test_compile_text_output_and_source(capsys):
     code, out, _ = run(capsys, "compile", "x*y + 1", "--target", "numba", "--args", "y,x",
                        "--show-source")
-    assert code == 0 and "numba kernel (y, x)" in out and "@vectorize" in out
+    assert code == 0 and "numba kernel (y, x)" in out and "@njit" in out
 
 
 def test_stored_kernel_imports(capsys):
