@@ -89,3 +89,20 @@ def test_dtype_retypes_a_float_program():
     e = parse("exp(x) + 1")
     plan = lower(e, dtype="float32")
     assert plan.params == (("x", "float32"),) and plan.expr.dtype == "float32"
+
+
+def test_small_integer_powers_become_products():
+    from exprforge.codegen.lower import strength
+    from exprforge.engine.evaluate import exact
+    x = np.random.default_rng(3).standard_normal(3000).astype(np.float32) * 30
+    special = np.float32([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-30, 3e12, -1e-40])
+    for n, bound in [(2, 0), (-1, 0), (3, 2), (4, 2)]:
+        e = parse(f"x**{n}", vars={"x": "float32"})
+        lowered = strength(e)
+        assert "pow" not in {node.op for node in lowered.toposort()}
+        assert ulps(evaluate(lowered, {"x": x}), exact(e, {"x": x})).max() <= bound, n
+        # IEEE pow at signed zeros and infinities (the oracle has no signed zero)
+        got, want = evaluate(lowered, {"x": special}), evaluate(e, {"x": special})
+        assert ulps(got, want).max() <= bound, n
+    kept = parse("x**2.5 + x**-3 + x**y", vars=X32)
+    assert strength(kept) is kept
