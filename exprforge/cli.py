@@ -172,19 +172,22 @@ def _add_simplify(p):
     p.add_argument("--timeout", type=float, default=1.0, help="seconds (default 1)")
     p.add_argument("--node-limit", type=int, default=50_000, help="e-graph size limit")
     p.add_argument("--patience", type=int, default=None, metavar="K",
-                   help="stop after K iterations without a cheaper program (faster, may "
-                        "miss simplifications that need several expansion steps)")
+                   help="stop after K expansion rounds without a cheaper program "
+                        "(default 3; 0 runs until saturation or a limit)")
     p.add_argument("--dtype", default="float64", choices=dt.DTYPES[:4],
                    help="dtype of undeclared variables")
     p.add_argument("--explain", action="store_true", help="list the rules that fired")
 
 
 def run_simplify(args) -> dict:
-    from exprforge.rewrite.simplify import simplify_full
+    from exprforge.rewrite.simplify import PATIENCE, simplify_full
+    patience = PATIENCE if args.patience is None else (args.patience or None)
+    if patience is not None and patience < 0:
+        raise UserError("--patience must be 0 or more")
     try:
         r = simplify_full(args.expr, cost=args.cost, assume=args.assume,
                           assume_finite=args.assume_finite, timeout=args.timeout,
-                          node_limit=args.node_limit, patience=args.patience, dtype=args.dtype)
+                          node_limit=args.node_limit, patience=patience, dtype=args.dtype)
     except xf.ParseError as e:
         raise UserError(f"cannot parse expression: {e}") from None
     except ValueError as e:

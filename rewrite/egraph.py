@@ -1,5 +1,5 @@
-"""The egglog bridge, generated from the op table: the language, Expr <-> term, domain
-facts, constant folding, bounded runs and extraction.
+"""The egglog bridge, generated from the op table: the language, Expr <-> egglog text and
+terms, domain facts, constant folding, and an e-graph session per thread.
 
 One sort holds every value. Leaves are variables (by name; the Expr's own variable node,
 with its dtype, comes back), exact rational literals (BigRat) and special literals
@@ -8,53 +8,31 @@ row's cost under the chosen model; ops with an attribute (casts, reductions) car
 as a String. Literals come back weak, so dtypes are restored by the context they meet,
 exactly as when the user wrote them.
 
-egglog has no time or node limit of its own and cannot be interrupted, so a run is a
-loop of single iterations under a back-off scheduler whose match limit doubles each
-step; size and clock are checked between steps. (Details: docs/egglog-notes.md.)
+Everything goes through egglog's low-level bindings as program text: the high-level
+Python API costs milliseconds per command (declaration hashing, reports), more than the
+rewriting itself on small inputs. Compiling the rules takes ~0.2 s, so each thread keeps
+one e-graph per language and rule selection, and every call works inside push/pop.
+(Details: docs/egglog-notes.md.)
 """
 from __future__ import annotations
 
-import inspect
-import sys
-import time
+import threading
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
-from functools import cache
 
-import egglog as eg
+from egglog import bindings
 
 from exprforge.engine.expr import Expr, const, make, named
 from exprforge.engine.ops import OPS
 
 FACTS = ("positive", "nonneg", "nonzero", "finite")
-_LET_EVERY = 50  # egglog registers deep terms slowly unless intermediate results are named
-_DEPTH = 50_000  # egglog's Python layer recurses over terms: deep inputs need headroom
-
-
-@contextmanager
-def deep_recursion():
-    limit = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(limit, _DEPTH))
-    try:
-        yield
-    finally:
-        sys.setrecursionlimit(limit)
+MODELS = ("ops", "cycles")
+RULESETS = ("shrink", "expand")   # rules that make no term larger; all the others
+_CUT_DEPTH = 32  # egglog reads deeply nested text slowly: name a node every 32 levels
 
 
 # --- the language --------------------------------------------------------------------------
-
-@dataclass
-class Language:
-    sort: type
-    var: object
-    rat: object
-    special: object
-    ops: dict            # op name -> constructor
-    names: dict          # constructor -> op name
-    facts: dict          # fact name -> relation
-    cost_model: str
-
 
 def _op_cost(name: str, model: str) -> int:
     o = OPS[name]
@@ -63,60 +41,42 @@ def _op_cost(name: str, model: str) -> int:
     return max(1, round(o.cost)) if o.group != "const" else 1
 
 
-@cache
-def language(cost_model: str = "cycles") -> Language:
-    """The egglog language for one cost model (constructor costs are fixed at declaration)."""
-    if cost_model not in ("ops", "cycles"):
+def _has_attr(name: str) -> bool:
+    return OPS[name].group in ("convert", "reduce")
+
+
+def language_text(cost_model: str) -> str:
+    """Declarations: the sort, leaves, one constructor per op (its cost fixed by the
+    model), the fact relations and the rulesets."""
+    if cost_model not in MODELS:
         raise ValueError(f"unknown cost model {cost_model!r}; use 'ops' or 'cycles'")
-    tag = f"xf{cost_model}"
-
-    class Math(eg.Expr, egg_sort=f"{tag}_Math"):
-        @classmethod
-        def var(cls, name: eg.StringLike) -> Math: ...
-
-        @classmethod
-        def rat(cls, value: eg.BigRatLike) -> Math: ...
-
-        @classmethod
-        def special(cls, name: eg.StringLike) -> Math: ...
-
-    ops = {}
+    lines = ["(sort Math)", "(constructor Var (String) Math)", "(constructor Rat (BigRat) Math)",
+             "(constructor Special (String) Math)"]
     for name, o in OPS.items():
         if o.group == "leaf":
             continue
-        arg_types = [Math] * o.arity + ([eg.String] if o.group in ("convert", "reduce") else [])
-        ops[name] = _constructor(f"{tag}_{name}", arg_types, Math, _op_cost(name, cost_model))
-    facts = {f: eg.relation(f"{tag}_{f}", Math) for f in FACTS}
-    return Language(Math, Math.var, Math.rat, Math.special, ops,
-                    {fn: n for n, fn in ops.items()}, facts, cost_model)
+        args = " ".join(["Math"] * o.arity + (["String"] if _has_attr(name) else []))
+        lines.append(f"(constructor op_{name} ({args}) Math :cost {_op_cost(name, cost_model)})")
+    lines += [f"(relation is_{f} (Math))" for f in FACTS]
+    lines += [f"(ruleset {r})" for r in RULESETS]
+    return "\n".join(lines)
 
 
-def _constructor(egg_name: str, arg_types: list, result: type, cost: int):
-    """An egglog constructor from a typed stub (egglog reads the signature; no exec)."""
-    params = [inspect.Parameter(f"a{i}", inspect.Parameter.POSITIONAL_OR_KEYWORD)
-              for i in range(len(arg_types))]
-
-    def stub(*args): ...
-    stub.__name__ = stub.__qualname__ = egg_name
-    stub.__module__ = __name__
-    stub.__signature__ = inspect.Signature(params)
-    stub.__annotations__ = {f"a{i}": t for i, t in enumerate(arg_types)} | {"return": result}
-    return eg.function(egg_fn=egg_name, cost=cost)(stub)
+def rat_text(q: Fraction) -> str:
+    return f'(Rat (bigrat (from-string "{q.numerator}") (from-string "{q.denominator}")))'
 
 
-def big_rat(q: Fraction) -> eg.BigRat:
-    """An exact BigRat of any size (BigRat(n, d) goes through 64-bit ints)."""
-    return eg.BigRat(eg.BigInt.from_string(str(q.numerator)),
-                     eg.BigInt.from_string(str(q.denominator)))
+def quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-# --- Expr <-> egglog terms ---------------------------------------------------------------------
+# --- Expr <-> egglog ---------------------------------------------------------------------------
 
 class Bridge:
-    """Converts between Exprs and terms of one language, remembering attributes."""
+    """Writes Exprs as egglog text and reads extracted terms back, remembering variables
+    and attributes."""
 
-    def __init__(self, lang: Language):
-        self.lang = lang
+    def __init__(self):
         self.attrs: dict[str, object] = {}
         self.variables: dict[str, Expr] = {}
 
@@ -125,212 +85,283 @@ class Bridge:
         self.attrs[text] = attr
         return text
 
-    def literal(self, node: Expr):
+    def literal(self, node: Expr) -> str:
         v = node.attr
-        if isinstance(v, bool) or isinstance(v, str):
-            return self.lang.special(str(v))
-        return self.lang.rat(big_rat(Fraction(v)))
+        if isinstance(v, (bool, str)):
+            return f"(Special {quote(str(v))})"
+        return rat_text(Fraction(v))
 
-    def to_term(self, root: Expr, pattern_vars: dict | None = None, graph=None):
-        """Term for root. pattern_vars maps variable names to egglog pattern variables;
-        with `graph`, deep terms are registered in steps (named with let)."""
-        terms, depth = {}, {}
-        for i, node in enumerate(root.toposort()):
-            depth[node] = 1 + max((depth[a] for a in node.args), default=0)
-            if node.op == "var":
-                if pattern_vars is not None:
-                    terms[node] = pattern_vars[node.name]
-                    continue
-                self.variables[node.name] = node
-                terms[node] = self.lang.var(node.name)
-                continue
-            if node.op == "const":
-                terms[node] = self.literal(node)
-                continue
-            args = [terms[a] for a in node.args]
-            if node.spec.group in ("convert", "reduce"):
-                args.append(eg.String(self.attr_text(node.attr)))
-            term = self.lang.ops[node.op](*args)
-            if graph is not None and depth[node] % _LET_EVERY == 0:
-                term = graph.let(f"_xf{i}", term)
-            terms[node] = term
-        return terms[root]
+    def node_text(self, node: Expr, args: list[str], pattern_vars=None) -> str:
+        if node.op == "var":
+            if pattern_vars is not None:
+                return pattern_vars[node.name]
+            self.variables[node.name] = node
+            return f"(Var {quote(node.name)})"
+        if node.op == "const":
+            return self.literal(node)
+        if _has_attr(node.op):
+            args = args + [quote(self.attr_text(node.attr))]
+        return f"(op_{node.op}{''.join(' ' + a for a in args)})"
 
-    def from_term(self, term) -> Expr:
-        """Walk an extracted term back into an Expr (memoized: extracted terms share)."""
-        memo: dict = {}
-        stack = [(term, False)]
+    def pattern(self, root: Expr, pattern_vars: dict) -> str:
+        """A rule pattern: variables are the given egglog pattern variables."""
+        text = {}
+        for node in root.toposort():
+            text[node] = self.node_text(node, [text[a] for a in node.args], pattern_vars)
+        return text[root]
+
+    def terms(self, roots: list[Expr]) -> tuple[list[str], list[str]]:
+        """(commands, refs): commands that add the roots, and a reference to each root.
+        Roots, shared subterms and every _CUT_DEPTH-th level are named ($n0, $n1, ...),
+        so the text stays linear in the DAG and shallow."""
+        nodes = _toposort_all(roots)
+        uses: dict[Expr, int] = {}
+        for n in nodes:
+            for a in n.args:
+                uses[a] = uses.get(a, 0) + 1
+        text, depth, commands = {}, {}, []
+        for n in nodes:
+            t = self.node_text(n, [text[a] for a in n.args])
+            depth[n] = 1 + max((depth[a] for a in n.args), default=0)
+            if n.args and (uses.get(n, 0) > 1 or depth[n] >= _CUT_DEPTH or n in roots):
+                commands.append(f"(let $n{len(commands)} {t})")
+                t, depth[n] = f"$n{len(commands) - 1}", 1
+            text[n] = t
+        return commands, [text[r] for r in roots]
+
+    def from_term(self, dag, root: int) -> Expr:
+        """Walk an extracted term (a TermDag id) back into an Expr; iterative, memoized."""
+        memo: dict[int, Expr] = {}
+        stack = [root]
         while stack:
-            t, ready = stack.pop()
-            key = eg.expr_parts(t)
-            if key in memo and not ready:
+            i = stack[-1]
+            if i in memo:
+                stack.pop()
                 continue
-            fn = eg.get_callable_fn(t)
-            children = self._children(t, fn)
-            if not ready:
-                stack.append((t, True))
-                stack.extend((c, False) for c in children if eg.expr_parts(c) not in memo)
+            t = dag.get(i)
+            kids = self._children(t)
+            todo = [k for k in kids if k not in memo]
+            if todo:
+                stack.extend(todo)
                 continue
-            memo[key] = self._build(t, fn, [memo[eg.expr_parts(c)] for c in children])
-        return memo[eg.expr_parts(term)]
+            stack.pop()
+            memo[i] = self._build(dag, t, [memo[k] for k in kids])
+        return memo[root]
 
-    def _children(self, t, fn):
-        if fn is None or fn == self.lang.var or fn == self.lang.rat or fn == self.lang.special:
+    @staticmethod
+    def _children(t) -> list[int]:
+        if t.name in ("Var", "Rat", "Special"):
             return []
-        args = eg.get_callable_args(t)
-        name = self.lang.names[fn]
-        if OPS[name].group in ("convert", "reduce"):
-            args = args[:-1]
-        return list(args)
+        return list(t.args[:-1] if _has_attr(t.name[3:]) else t.args)
 
-    def _build(self, t, fn, args) -> Expr:
-        if fn == self.lang.var:  # equal, not identical: egglog makes new function objects
-            return self.variables[eg.get_literal_value(eg.get_callable_args(t)[0])]
-        if fn == self.lang.rat:
-            q = eg.get_callable_args(t)[0].value
+    def _build(self, dag, t, args) -> Expr:
+        if t.name == "Var":
+            return self.variables[_string(dag, t.args[0])]
+        if t.name == "Rat":
+            num, den = (int(_string(dag, dag.get(a).args[0])) for a in dag.get(t.args[0]).args)
+            q = Fraction(num, den)
             try:
                 return const(q)
             except ValueError:  # no finite decimal: a correctly rounded division
                 return make("div", (const(q.numerator), const(q.denominator)))
-        if fn == self.lang.special:
-            text = eg.get_literal_value(eg.get_callable_args(t)[0])
+        if t.name == "Special":
+            text = _string(dag, t.args[0])
             return const({"True": True, "False": False}.get(text, text))
-        name = self.lang.names[fn]
-        o = OPS[name]
-        if o.group == "const":
+        name = t.name[3:]
+        if OPS[name].group == "const":
             return named(name)
-        attr = None
-        if o.group in ("convert", "reduce"):
-            attr = self.attrs[eg.get_literal_value(eg.get_callable_args(t)[-1])]
+        attr = self.attrs[_string(dag, t.args[-1])] if _has_attr(name) else None
         return make(name, args, attr)
+
+
+def _string(dag, i: int) -> str:
+    return dag.get(i).value.value
+
+
+def _toposort_all(roots: list[Expr]) -> list[Expr]:
+    seen, out = set(), []
+    for r in roots:
+        for n in r.toposort():
+            if n not in seen:
+                seen.add(n)
+                out.append(n)
+    return out
 
 
 # --- facts and folding ------------------------------------------------------------------------
 
-def analysis_rules(lang: Language) -> list:
-    """Derive domain facts. Every fact excludes NaN (positive and nonneg admit +inf,
-    nonzero admits +-inf), so each derivation needs inputs known not to be NaN:
+def analysis_text() -> list[str]:
+    """Rules deriving domain facts. Every fact excludes NaN (positive and nonneg admit
+    +inf, nonzero admits +-inf), so each derivation needs inputs known not to be NaN:
     inf/inf, 0*inf and inf-inf are where NaN would sneak in."""
-    a, b, e = eg.vars_("a b e", lang.sort)
-    p = eg.var("p", eg.BigRat)
-    pos, nonneg, nonzero, finite = (lang.facts[f] for f in FACTS)
-    op = lang.ops
-    zero = eg.BigRat(0, 1)
+    zero = "(bigrat (bigint 0) (bigint 1))"
 
-    def derive(pattern, *conditions):
-        return lambda *facts: eg.rule(eg.eq(e).to(pattern), *conditions).then(
-            *(f(e) for f in facts))
+    def derive(pattern, conditions, facts):
+        query = " ".join([f"(= e {pattern})", *conditions])
+        return f"(rule ({query}) ({' '.join(f'(is_{f} e)' for f in facts)}) :ruleset shrink)"
+
+    def has(fact, var):
+        return f"(is_{fact} {var})"
     rules = [
-        derive(lang.rat(p))(finite),
-        derive(lang.rat(p), p > zero)(pos),
-        derive(lang.rat(p), p >= zero)(nonneg),
-        derive(lang.rat(p), p < zero)(nonzero),
-        eg.rule(pos(e)).then(nonneg(e), nonzero(e)),
-        derive(op["add"](a, b), pos(a), pos(b))(pos),            # no -inf: no inf - inf
-        derive(op["mul"](a, b), pos(a), pos(b))(pos),
-        derive(op["div"](a, b), pos(a), pos(b), finite(b))(pos),  # inf/inf is NaN
-        derive(op["add"](a, b), nonneg(a), nonneg(b))(nonneg),
-        derive(op["mul"](a, b), nonneg(a), nonneg(b), finite(a), finite(b))(nonneg),  # 0*inf
-        derive(op["mul"](a, b), nonzero(a), nonzero(b))(nonzero),
-        derive(op["neg"](a), nonzero(a))(nonzero),
-        derive(op["exp"](a), finite(a))(pos, finite),
-        derive(op["sqrt"](a), nonneg(a))(nonneg),
-        derive(op["sqrt"](a), pos(a))(pos),
-        derive(op["abs"](a), finite(a))(nonneg),
-        derive(op["abs"](a), nonzero(a))(pos),
-        derive(op["mul"](a, a), finite(a))(nonneg),
-        derive(op["cosh"](a), finite(a))(pos, finite),
+        derive("(Rat p)", [], ["finite"]),
+        derive("(Rat p)", [f"(> p {zero})"], ["positive"]),
+        derive("(Rat p)", [f"(>= p {zero})"], ["nonneg"]),
+        derive("(Rat p)", [f"(< p {zero})"], ["nonzero"]),
+        "(rule ((is_positive e)) ((is_nonneg e) (is_nonzero e)) :ruleset shrink)",
+        derive("(op_add a b)", [has("positive", "a"), has("positive", "b")], ["positive"]),
+        derive("(op_mul a b)", [has("positive", "a"), has("positive", "b")], ["positive"]),
+        derive("(op_div a b)", [has("positive", "a"), has("positive", "b"), has("finite", "b")],
+               ["positive"]),                                     # inf/inf is NaN
+        derive("(op_add a b)", [has("nonneg", "a"), has("nonneg", "b")], ["nonneg"]),
+        derive("(op_mul a b)", [has("nonneg", "a"), has("nonneg", "b"), has("finite", "a"),
+                                has("finite", "b")], ["nonneg"]),  # 0*inf
+        derive("(op_mul a b)", [has("nonzero", "a"), has("nonzero", "b")], ["nonzero"]),
+        derive("(op_neg a)", [has("nonzero", "a")], ["nonzero"]),
+        derive("(op_exp a)", [has("finite", "a")], ["positive", "finite"]),
+        derive("(op_sqrt a)", [has("nonneg", "a")], ["nonneg"]),
+        derive("(op_sqrt a)", [has("positive", "a")], ["positive"]),
+        derive("(op_abs a)", [has("finite", "a")], ["nonneg"]),
+        derive("(op_abs a)", [has("nonzero", "a")], ["positive"]),
+        derive("(op_mul a a)", [has("finite", "a")], ["nonneg"]),
+        derive("(op_cosh a)", [has("finite", "a")], ["positive", "finite"]),
     ]
     for name in ("add", "sub", "mul"):  # the oracle's reals never overflow
-        rules.append(derive(op[name](a, b), finite(a), finite(b))(finite))
+        rules.append(derive(f"(op_{name} a b)", [has("finite", "a"), has("finite", "b")],
+                            ["finite"]))
     for name in ("neg", "sin", "cos", "tanh", "atan", "sigmoid", "erf", "abs"):
-        rules.append(derive(op[name](a), finite(a))(finite))
+        rules.append(derive(f"(op_{name} a)", [has("finite", "a")], ["finite"]))
     for c in ("pi", "e", "ln2"):
-        rules.append(derive(op[c]())(pos, finite))
+        rules.append(derive(f"(op_{c})", [], ["positive", "finite"]))
     return rules
 
 
-def folding_rules(lang: Language) -> list:
-    """Exact arithmetic on rational literals (real-number meaning, so it is sound)."""
-    p, q = eg.vars_("p q", eg.BigRat)
-    R, op = lang.rat, lang.ops
-    zero, one = eg.BigRat(0, 1), eg.BigInt(1)
-    limit_hi, limit_lo = eg.BigRat(64, 1), eg.BigRat(-64, 1)
+def folding_text() -> list[tuple[str, str, str]]:
+    """(lhs, rhs, conditions) of exact arithmetic on rational literals (real-number
+    meaning, so it is sound): egglog text."""
+    zero = "(bigrat (bigint 0) (bigint 1))"
     return [
-        eg.rewrite(op["add"](R(p), R(q))).to(R(p + q)),
-        eg.rewrite(op["sub"](R(p), R(q))).to(R(p - q)),
-        eg.rewrite(op["mul"](R(p), R(q))).to(R(p * q)),
-        eg.rewrite(op["neg"](R(p))).to(R(-p)),
-        eg.rewrite(op["div"](R(p), R(q))).to(R(p / q), eg.ne(q).to(zero)),
+        ("(op_add (Rat p) (Rat q))", "(Rat (+ p q))", ""),
+        ("(op_sub (Rat p) (Rat q))", "(Rat (- p q))", ""),
+        ("(op_mul (Rat p) (Rat q))", "(Rat (* p q))", ""),
+        ("(op_neg (Rat p))", "(Rat (neg p))", ""),
+        ("(op_div (Rat p) (Rat q))", "(Rat (/ p q))", f"(!= q {zero})"),
         # small integer powers of nonzero rationals
-        eg.rewrite(op["pow"](R(p), R(q))).to(
-            R(p ** q), eg.eq(q.denom).to(one), q <= limit_hi, q >= limit_lo,
-            eg.ne(p).to(zero)),
+        ("(op_pow (Rat p) (Rat q))", "(Rat (pow p q))",
+         "(= (denom q) (bigint 1)) (<= q (bigrat (bigint 64) (bigint 1))) "
+         f"(>= q (bigrat (bigint -64) (bigint 1))) (!= p {zero})"),
+        ("(op_abs (Rat p))", "(Rat (abs p))", ""),
+        # exact square roots only: BigRat sqrt fails (no match) on other values
+        ("(op_sqrt (Rat p))", "(Rat s)", "(= s (sqrt p)) (= (* s s) p)"),
     ]
 
 
-# --- running --------------------------------------------------------------------------------
+POW_INT_MAX = 16   # x ** n is expanded into multiplications for integer 3 <= n <= this
+
+
+def power_text() -> tuple[str, str, str]:
+    """x ** n -> x ** (n - 1) * x for integer literals 3 <= n <= POW_INT_MAX (then
+    pow-two): one pow costs as much as dozens of multiplications. A real identity for
+    every extended real x (tests/rewrite samples it like the table's rules)."""
+    def n(k):
+        return f"(bigrat (bigint {k}) (bigint 1))"
+    return ("(op_pow x (Rat q))", f"(op_mul (op_pow x (Rat (- q {n(1)}))) x)",
+            f"(= (denom q) (bigint 1)) (>= q {n(3)}) (<= q {n(POW_INT_MAX)})")
+
+
+def literal_pruning_text(ops: list[str]) -> list[str]:
+    """Once a class is known to equal a rational literal, its other nodes (of these ops)
+    are hidden from matching and extraction (egglog's subsume): the literal is the
+    cheapest form, and rules rewriting 1 * 1, 0 + 0 ** 2, ... would otherwise keep
+    growing the classes of the literals without end."""
+    out = []
+    for name in ops:
+        args = " ".join(f"a{i}" for i in range(OPS[name].arity))
+        args += " s" if _has_attr(name) else ""
+        out.append(f"(rule ((= e (Rat p)) (= e (op_{name} {args}))) "
+                   f"((subsume (op_{name} {args}))) :ruleset shrink)")
+    return out
+
+
+# --- sessions ---------------------------------------------------------------------------------
 
 @dataclass
-class RunResult:
-    term: object
-    stop_reason: str          # saturated | node_limit | time_limit | iteration_limit
-    iterations: int
-    nodes: int
-    fired: list = field(default_factory=list)   # (iteration, rule name, matches)
+class Program:
+    """The egglog text of one language and rule selection, and the label of each rule
+    name (several egglog rules can come from one table rule)."""
+    text: str
+    labels: dict
 
 
-def graph_size(graph) -> int:
-    return sum(n for _, n in graph.all_function_sizes())
+class Session:
+    """One egglog e-graph with the program loaded. Work happens in scope(); what a call
+    adds is dropped at its end, so calls never see each other's terms or facts."""
+
+    def __init__(self, program: Program):
+        self.graph = bindings.EGraph()
+        self.labels = program.labels
+        self.graph.run_program(*self.graph.parse_program(program.text))
+        self._parsed: dict[str, list] = {}
+
+    def do(self, text: str) -> list:
+        """Run commands; fixed command texts are parsed once."""
+        commands = self._parsed.get(text)
+        if commands is None:
+            commands = self.graph.parse_program(text)
+            if len(self._parsed) < 256:
+                self._parsed[text] = commands
+        return self.graph.run_program(*commands)
+
+    def add(self, commands: list[str]) -> None:
+        # one call each: egglog takes time quadratic in the commands of one call
+        for text in commands:
+            self.graph.run_program(*self.graph.parse_program(text))
+
+    @contextmanager
+    def scope(self):
+        self.do("(push)")
+        yield self
+        self.do("(pop)")
+
+    def size(self) -> int:
+        (out,) = self.do("(print-size)")
+        return sum(n for name, n in out.sizes if name.startswith("op_") or name in
+                   ("Var", "Rat", "Special"))
+
+    def run(self, schedule: str) -> tuple[bool, dict]:
+        """Run a schedule; (changed, matches per table rule name)."""
+        (out,) = self.do(f"(run-schedule {schedule})")
+        matches: dict[str, int] = {}
+        for key, count in out.report.num_matches_per_rule.items():
+            label = self.labels.get(key)
+            if count and label:
+                matches[label] = matches.get(label, 0) + count
+        return out.report.updated, matches
+
+    def extract(self, ref: str) -> tuple[int, object, int]:
+        """(cost, termdag, term id) of the cheapest term (tree cost) for ref."""
+        (out,) = self.do(f"(extract {ref})")
+        return out.cost, out.termdag, out.term
+
+    def equal(self, a: str, b: str) -> bool:
+        try:
+            self.graph.run_program(*self.graph.parse_program(f"(check (= {a} {b}))"))
+            return True
+        except bindings.EggSmolError:
+            return False
 
 
-def run_bounded(graph, ruleset, root_term, *, timeout: float, node_limit: int,
-                iter_limit: int, labels: dict, start: float, until=None,
-                patience: int | None = None) -> RunResult:
-    """Iterate until saturation, a limit, or until() holds; says which stopped it.
+_local = threading.local()  # egglog e-graphs may only be used by the thread that made them
 
-    An iteration cannot be interrupted, so the loop also stops when the next one would
-    likely overrun the time limit (iterations grow: assume four times the last). With
-    `patience`, it stops ("stalled") once the cheapest extraction has not improved for
-    that many iterations: expansive rules can grow the graph long after the best
-    program was found."""
-    fired, reason, it, last = [], "iteration_limit", 0, 0.0
-    size = graph_size(graph)
-    best, stale = None, 0
-    for it in range(1, iter_limit + 1):
-        if until is not None and until():
-            reason, it = "goal", it - 1
-            break
-        now = time.perf_counter()
-        if now - start + 4 * last > timeout:  # iterations grow about geometrically
-            reason, it = "time_limit", it - 1
-            break
-        match_limit = min(1000 * 2 ** (it - 1), 16_000)
-        report = graph.run(eg.run(ruleset, scheduler=eg.back_off(match_limit=match_limit,
-                                                                 ban_length=2)))
-        last = time.perf_counter() - now
-        matches: dict[str, int] = {}  # both directions of a rule share its name
-        for key, count in report.num_matches_per_rule.items():
-            if count and key in labels:
-                matches[labels[key]] = matches.get(labels[key], 0) + count
-        fired.extend((it, name, n) for name, n in sorted(matches.items()))
-        new_size = graph_size(graph)
-        if new_size > node_limit:
-            reason = "node_limit"
-            break
-        if patience is not None:
-            _, now_cost = graph.extract(root_term, include_cost=True)
-            best, stale = (now_cost, 0) if best is None or now_cost < best else (best, stale + 1)
-            if stale >= patience:
-                reason = "stalled"
-                break
-        if new_size == size and not any(r.rule_set_report.changed for r in report.iterations):
-            # back-off may have banned rules: saturated only if a plain iteration agrees
-            if not graph.run(ruleset).updated and graph_size(graph) == size:
-                reason = "saturated"
-                break
-            new_size = graph_size(graph)
-        size = new_size
-    else:
-        it = iter_limit
-    return RunResult(root_term, reason, it, graph_size(graph), fired)
+
+def session(key, build) -> Session:
+    """The thread's session for key, made from build() -> Program on first use."""
+    sessions = _local.__dict__.setdefault("sessions", {})
+    if key not in sessions:
+        sessions[key] = Session(build())
+    return sessions[key]
+
+
+def drop_session(key) -> None:
+    """Forget a session (after an egglog panic it may be unusable)."""
+    _local.__dict__.get("sessions", {}).pop(key, None)
+

@@ -1,4 +1,4 @@
-"""simplify: e-graph rewriting with rules as data, bounded by time, size and iterations,
+"""simplify: e-graph rewriting with rules as data, bounded by time, size and rounds,
 extracting the cheapest equivalent program under a cost model.
 
 Soundness: every rule is a real-number identity under its stated assumptions (see
@@ -10,23 +10,19 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from functools import cache
-
-import egglog as eg
 
 from exprforge.engine.expr import Expr, concretize
 from exprforge.engine.parse import parse
 
 from . import rules as rules_mod
 from .cost import cost as cost_of
-from .egraph import (FACTS, Bridge, analysis_rules, deep_recursion, folding_rules, language,
-                     run_bounded)
+from .egraph import (FACTS, Bridge, Program, analysis_text, drop_session, folding_text,
+                     language_text, literal_pruning_text, power_text, quote, session)
+from .schedule import run_phased
 
-
-# Iterations without a cheaper extraction before stopping; None runs to a limit. Off by
-# default: measured on six textbook cases, patience 2-4 ran 2.5x faster but missed
-# (a+b)**2 - (a-b)**2 -> 4ab, which needs about six iterations of expansion first.
-PATIENCE = None
+# Expansion rounds without a cheaper extraction before stopping; None runs to a limit.
+# Rounds come after the shrinking rules have saturated (rewrite/schedule.py).
+PATIENCE = 3
 
 
 @dataclass
@@ -38,7 +34,7 @@ class Simplified:
     cost_after: float
     seconds: float
     stop_reason: str      # saturated | stalled | time_limit | node_limit | iteration_limit
-    iterations: int
+    iterations: int       # the shrinking phase, then one per expansion round
     nodes: int
     fired: list = field(default_factory=list)   # (iteration, rule name, matches), in order
 
@@ -57,34 +53,71 @@ def _parse_assumptions(assume, expr: Expr) -> list[tuple[str, str]]:
     return out
 
 
-@cache
-def _compiled_rules(cost_model: str, groups: tuple | None):
-    """egglog rewrites for the selected rule groups, with labels for explain."""
-    lang = language(cost_model)
-    bridge = Bridge(lang)
-    rewrites, labels = [], {}
+def _ops(e: Expr) -> int:
+    """Operations in a pattern written out as a tree (variables are free)."""
+    size = {}
+    for n in e.toposort():
+        size[n] = (n.op != "var") + sum(size[a] for a in n.args)
+    return size[e]
+
+
+def _shrinks(left: Expr, right: Expr) -> bool:
+    """Whether a rewrite direction belongs to the shrink ruleset: fewer ops on the right,
+    and no new class besides literals (the right side is a variable, a literal, or one
+    op over variables and literals), so saturating these rules cannot grow the e-graph
+    by more than a node per match."""
+    return _ops(right) < _ops(left) and all(not a.args for a in right.args)
+
+
+def _program(cost_model: str, groups: tuple | None) -> Program:
+    """The egglog program: the language, the selected rules (each direction in the
+    shrink or the expand ruleset), constant folding and the domain facts."""
+    bridge = Bridge()
+    lines, labels = [language_text(cost_model)], {}
+
+    def add(label, lhs, rhs, conds, ruleset):
+        name = f"{label}#{len(labels)}"
+        when = f" :when ({conds})" if conds else ""
+        lines.append(f'(rewrite {lhs} {rhs}{when} :ruleset {ruleset} :name "{name}")')
+        labels[name] = label
+
+    used = {"add", "sub", "mul", "div", "neg", "pow", "abs", "sqrt"}   # folding's ops
     for rule in rules_mod.rules(groups):
         lhs, rhs = rules_mod.pattern(rule)
-        names = sorted(set(lhs.var_names()) | set(rhs.var_names()))
-        pvars = {n: eg.var(n, lang.sort) for n in names}
-        conds = []
-        for entry in rule.assume:
-            fact, _, rest = entry.partition("(")
-            conds.append(lang.facts[fact](pvars[rest.rstrip(")")]))
-        a, b = bridge.to_term(lhs, pvars), bridge.to_term(rhs, pvars)
+        used |= {n.op for side in (lhs, rhs) for n in side.toposort() if n.args}
+        pvars = {n: f"_{n}" for n in set(lhs.var_names()) | set(rhs.var_names())}
+        conds = " ".join(f"(is_{fact} _{v})" for fact, v in rules_mod.conditions(rule))
         # a direction whose left side is a bare variable or literal would match every
         # term (x -> exp(log(x)), 1 -> sin(x)**2 + cos(x)**2): only the other is used
-        pairs = [(a, b)] + ([(b, a)] if rule.both_ways and rhs.args else [])
+        pairs = [(lhs, rhs)] + ([(rhs, lhs)] if rule.both_ways and rhs.args else [])
         if not lhs.args:
-            pairs = [(b, a)] if rule.both_ways else []
+            pairs = [(rhs, lhs)] if rule.both_ways else []
         for left, right in pairs:
-            r = eg.rewrite(left).to(right, *conds)
-            rewrites.append(r)
-            labels[r.decl] = rule.name
-    for r in folding_rules(lang):
-        rewrites.append(r)
-        labels[r.decl] = "constant-fold"
-    return rewrites, labels
+            ruleset = "shrink" if _shrinks(left, right) else "expand"
+            add(rule.name, bridge.pattern(left, pvars), bridge.pattern(right, pvars), conds,
+                ruleset)
+    for lhs, rhs, conds in folding_text():
+        add("constant-fold", lhs, rhs, conds, "shrink")
+    add("pow-int", *power_text(), "shrink")   # bounded: the exponent only decreases
+    lines += analysis_text() + literal_pruning_text(sorted(used))
+    return Program("\n".join(lines), labels)
+
+
+def _session(cost_model: str, groups: tuple | None):
+    key = (cost_model, groups)
+    return key, session(key, lambda: _program(cost_model, groups))
+
+
+def _load(sess, bridge, exprs, facts, assume_finite) -> list[str]:
+    """Add `exprs` and the stated facts to the session; a reference to each expr."""
+    commands, refs = bridge.terms(exprs)
+    names = {n for e in exprs for n in e.var_names()}
+    stated = set(facts) | ({("finite", n) for n in names} if assume_finite else set())
+    if stated:
+        commands.append(" ".join(f"(is_{fact} (Var {quote(name)}))"
+                                 for fact, name in sorted(stated)))
+    sess.add(commands)
+    return refs
 
 
 def simplify_full(expr, cost: str = "cycles", rules=None, assume=(), assume_finite: bool = False,
@@ -93,7 +126,7 @@ def simplify_full(expr, cost: str = "cycles", rules=None, assume=(), assume_fini
     """Simplify and report: costs, time, which limit stopped the run, the rules that fired.
 
     `timeout` bounds the e-graph work (building, running, extracting); the one-time
-    compilation of the rules in a process is not counted against it, but is in .seconds."""
+    compilation of the rules in a thread is not counted against it, but is in .seconds."""
     began = time.perf_counter()
     original = parse(expr, dtype=dtype) if isinstance(expr, str) else expr
     if not isinstance(original, Expr):
@@ -101,17 +134,20 @@ def simplify_full(expr, cost: str = "cycles", rules=None, assume=(), assume_fini
     if timeout <= 0 or node_limit <= 0 or iter_limit <= 0:
         raise ValueError("timeout, node_limit and iter_limit must be positive")
     facts = _parse_assumptions(assume, original)
-    groups = tuple(rules) if rules is not None else None
-    rewrites, labels = _compiled_rules(cost, groups)  # once per process: not in the budget
-    lang = language(cost)
+    key, sess = _session(cost, tuple(rules) if rules is not None else None)
     start = time.perf_counter()
-    bridge = Bridge(lang)
-    with deep_recursion():
-        graph, (term,), ruleset = _setup(lang, bridge, [original], facts, assume_finite, rewrites)
-        result = run_bounded(graph, ruleset, term, timeout=timeout, node_limit=node_limit,
-                             iter_limit=iter_limit, labels=labels, start=start,
-                             patience=patience)
-        extracted = bridge.from_term(graph.extract(term))
+    bridge = Bridge()
+    try:
+        with sess.scope():
+            (ref,) = _load(sess, bridge, [original], facts, assume_finite)
+            result = run_phased(sess, timeout=timeout, node_limit=node_limit,
+                                iter_limit=iter_limit, start=start, root=ref,
+                                patience=patience)
+            _, dag, term = result.extracted or sess.extract(ref)
+            extracted = bridge.from_term(dag, term)
+    except BaseException:  # egglog panics may leave the e-graph unusable
+        drop_session(key)
+        raise
     if extracted.is_weak and not original.is_weak:
         extracted = concretize(extracted, original.dtype)
     before, after = cost_of(original, cost), cost_of(extracted, cost)
@@ -140,26 +176,13 @@ def prove(lhs, rhs, rules=None, assume=(), assume_finite: bool = False, timeout:
     b = parse(rhs, dtype=dtype) if isinstance(rhs, str) else rhs
     both = a + b if not (a.dtype == "bool" or b.dtype == "bool") else a.eq(b)
     facts = _parse_assumptions(assume, both)
-    rewrites, labels = _compiled_rules("ops", tuple(rules) if rules is not None else None)
-    lang = language("ops")
-    with deep_recursion():
-        graph, (ta, tb), ruleset = _setup(lang, Bridge(lang), [a, b], facts, assume_finite,
-                                          rewrites)
-        goal = eg.eq(ta).to(tb)
-        run_bounded(graph, ruleset, ta, timeout=timeout, node_limit=node_limit, iter_limit=30,
-                    labels=labels, start=start, until=lambda: graph.check_bool(goal))
-        return graph.check_bool(goal)
-
-
-def _setup(lang, bridge, exprs, facts, assume_finite, rewrites):
-    """A fresh e-graph holding `exprs`, the stated facts, and the ruleset to run."""
-    graph = eg.EGraph()
-    terms = [bridge.to_term(e, graph=graph) for e in exprs]
-    graph.register(*terms)
-    for fact, name in facts:
-        graph.register(lang.facts[fact](lang.var(name)))
-    if assume_finite:
-        for name in sorted({n for e in exprs for n in e.var_names()}):
-            graph.register(lang.facts["finite"](lang.var(name)))
-    ruleset = eg.ruleset(*rewrites, *analysis_rules(lang), name=f"run_{id(graph)}")
-    return graph, terms, ruleset
+    key, sess = _session("ops", tuple(rules) if rules is not None else None)
+    try:
+        with sess.scope():
+            ra, rb = _load(sess, Bridge(), [a, b], facts, assume_finite)
+            result = run_phased(sess, timeout=timeout, node_limit=node_limit, iter_limit=30,
+                                start=start, until=lambda: sess.equal(ra, rb))
+            return result.stop_reason == "goal" or sess.equal(ra, rb)
+    except BaseException:
+        drop_session(key)
+        raise

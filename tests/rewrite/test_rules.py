@@ -24,6 +24,7 @@ import pytest
 from exprforge.engine.evaluate import oracle
 from exprforge.engine.expr import Expr
 from exprforge.rewrite import rules as R
+from exprforge.rewrite.egraph import POW_INT_MAX
 from exprforge.rewrite.rules import Rule
 
 PREC, RETRY_PREC = 200, 4000
@@ -201,6 +202,14 @@ def test_samples_respect_the_assumptions_and_cover_special_values(rule):
         finite = np.abs(values[np.isfinite(values)])
         assert (finite >= 1e300).any() == (d.limit >= 1e300)
         assert (finite[finite > 0] <= 1e-300).any()
+
+
+@pytest.mark.parametrize("n", range(3, POW_INT_MAX + 1))
+def test_integer_power_expansion_is_sound(n):
+    # the e-graph's pow-int family (rewrite/egraph.py): x ** n -> x ** (n - 1) * x
+    rule = Rule(f"pow-int-{n}", "powers", f"x ** {n}", f"x ** {n - 1} * x")
+    failure = check_rule(rule)
+    assert failure is None, failure
 
 
 # --- the checker itself finds unsound rules ---------------------------------------------------

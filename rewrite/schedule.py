@@ -1,0 +1,76 @@
+"""Running rules under time, size and round limits, in two phases.
+
+1. The shrinking rules (each rewrite's result has fewer ops than what it matched), the
+   constant folding and the domain facts run to saturation first: cheap, and they find
+   most simplifications.
+2. Then rounds: one iteration of the expanding rules (commutativity, association,
+   distribution, definitions unfolded...), then the shrinking ones to saturation again.
+   These can grow the e-graph without end, so rounds stop once the cheapest extraction
+   has not improved for `patience` rounds, or at a limit.
+
+egglog has no time or size limit of its own and an iteration cannot be interrupted, so
+limits are checked between commands, and a round is not started when it would likely
+overrun them (rounds grow about geometrically). (Details: docs/egglog-notes.md.)
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+SHRINK = "(repeat 8 (run shrink))"   # bounded: a shrinking chain could in principle go on
+EXPAND = f"(seq (run expand) {SHRINK})"
+GROWTH = 4  # assume the next round costs and grows up to this many times the last
+
+
+@dataclass
+class RunResult:
+    stop_reason: str   # saturated | stalled | goal | node_limit | time_limit | iteration_limit
+    iterations: int
+    nodes: int
+    fired: list = field(default_factory=list)   # (iteration, rule name, matches)
+    extracted: tuple | None = None   # session.extract(root) after the last change, if taken
+
+
+def run_phased(session, *, timeout: float, node_limit: int, iter_limit: int, start: float,
+               root: str | None = None, until=None, patience: int | None = None) -> RunResult:
+    """Run the shrinking phase, then expansion rounds, until saturation, a limit, until()
+    holding, or (with `patience` and a root to extract) no cheaper extraction for
+    `patience` rounds."""
+    fired, it = [], 0
+    best, stale, extracted = None, 0, None
+    size, last = session.size(), 0.0
+    reason = "iteration_limit"
+    while it < iter_limit:
+        if until is not None and until():
+            reason = "goal"
+            break
+        now = time.perf_counter()
+        if now - start + GROWTH * last > timeout:
+            reason = "time_limit"
+            break
+        if it and size * GROWTH > node_limit:
+            reason = "node_limit"
+            break
+        changed, matches = session.run(SHRINK if it == 0 else EXPAND)
+        it += 1
+        extracted = extracted if not changed else None
+        last = time.perf_counter() - now
+        fired.extend((it, name, n) for name, n in sorted(matches.items()))
+        size = session.size()
+        if size > node_limit:
+            reason = "node_limit"
+            break
+        if not changed and it > 1:
+            reason = "saturated"
+            break
+        if patience is not None and root is not None:
+            extracted = session.extract(root)
+            cost = extracted[0]
+            best, stale = (cost, 0) if best is None or cost < best else (best, stale + 1)
+            if stale >= patience:
+                reason = "stalled"
+                break
+    else:
+        if until is not None and until():
+            reason = "goal"
+    return RunResult(reason, it, size, fired, extracted)
