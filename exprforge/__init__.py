@@ -22,7 +22,6 @@ from exprforge.engine.expr import Expr, concretize, const, make, named, retype, 
 from exprforge.engine.ops import OPS
 from exprforge.engine.parse import ParseError, parse
 from exprforge.engine.printing import to_latex, to_text
-from exprforge.engine.sympy_bridge import from_sympy, to_sympy
 
 
 def simplify(expr, cost: str = "cycles", rules=None, assume=(), assume_finite: bool = False,
@@ -38,6 +37,18 @@ def prove(lhs, rhs, assume=(), assume_finite: bool = False, timeout: float = 2.0
     """True when the rewrite rules show lhs == rhs under the assumptions (False: not shown)."""
     from exprforge.rewrite.simplify import prove as _prove
     return _prove(lhs, rhs, assume=assume, assume_finite=assume_finite, timeout=timeout)
+
+
+def to_sympy(expr):
+    """The expression as a SymPy expression (SymPy is imported on first use)."""
+    from exprforge.engine.sympy_bridge import to_sympy as _to_sympy
+    return _to_sympy(expr)
+
+
+def from_sympy(s, dtype: str = "float64", vars=None):
+    """An Expr from a SymPy expression (see exprforge.engine.sympy_bridge.from_sympy)."""
+    from exprforge.engine.sympy_bridge import from_sympy as _from_sympy
+    return _from_sympy(s, vars=vars, dtype=dtype)
 
 
 def compile(expr, target: str = "numba", dtype: str | None = None, args=None, **options):
