@@ -12,6 +12,7 @@ import numpy as np
 from exprforge.codegen.lower import Plan, Program, Reduce
 from exprforge.engine.dtypes import DTYPES
 from exprforge.engine.evaluate import apply_node, evaluate
+from exprforge.engine.ops import OPS
 
 _DTYPES = {d: np.dtype(d) for d in DTYPES}
 
@@ -100,7 +101,13 @@ class LoopKernel(Kernel):
     broadcasting and out= are done here. An input that is neither contiguous in the
     result's shape nor a single element is copied first."""
 
-    PARALLEL_MIN = 1 << 16   # below this many elements threads cost more than they save
+    # Threads pay off once a call has about this many cycles of work (handing work to a
+    # thread costs ~0.1 ms here): a 1-cycle add needs 2**20 elements, exp (16) 65536.
+    PARALLEL_WORK = 1 << 20
+
+    def parallel_worth(self, program: Program, n: int) -> bool:
+        cycles = sum(OPS[i.op].cost for i in program.body if i.op != "const")
+        return n * max(cycles, 1.0) >= self.PARALLEL_WORK
 
     def run_program(self, program: Program, arrays, out):
         shape = arrays[0].shape if all(a.shape == arrays[0].shape for a in arrays) else \
@@ -123,12 +130,13 @@ class LoopKernel(Kernel):
                 if a.shape != shape or not a.flags.c_contiguous:
                     a = np.ascontiguousarray(np.broadcast_to(a, shape))
                 operands.append((a.reshape(-1), 1))
-            self.launch(self.runners[program.name], n, operands, result.reshape(-1))
+            parallel = self.options.get("parallel") and self.parallel_worth(program, n)
+            self.launch(self.runners[program.name], n, operands, result.reshape(-1), parallel)
         if out is not None and not direct:
             np.copyto(out, result)
             return out
         return result
 
-    def launch(self, runner, n: int, operands, result):
+    def launch(self, runner, n: int, operands, result, parallel: bool):
         """Run the loop over all n elements: operands are (1-D array, stride) pairs."""
         raise NotImplementedError

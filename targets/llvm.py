@@ -138,14 +138,14 @@ class LLVMKernel(LoopKernel):
     """The loops are C functions taking pointers; ctypes releases the GIL while they run,
     so parallel=True splits the range over threads."""
 
-    def launch(self, fn, n, operands, result):
+    def launch(self, fn, n, operands, result, parallel):
         def call(start, stop):
             args = [stop - start]
             for a, stride in operands:
                 args += [a.ctypes.data + start * stride * a.itemsize, stride]
             fn(*args, result.ctypes.data + start * result.itemsize)
         workers = _workers()
-        if not self.options.get("parallel") or n < self.PARALLEL_MIN or workers == 1:
+        if not parallel or workers == 1:
             call(0, n)
             return
         bounds = np.linspace(0, n, workers + 1).astype(np.int64)

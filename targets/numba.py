@@ -37,9 +37,8 @@ class NumbaKernel(LoopKernel):
     """The loops are Numba functions over arrays; with parallel=True, large ones run the
     prange twin on Numba's threads."""
 
-    def launch(self, loops, n, operands, result):
-        serial, parallel = loops
-        loop = parallel if parallel is not None and n >= self.PARALLEL_MIN else serial
+    def launch(self, loops, n, operands, result, parallel):
+        loop = loops[1] if parallel and loops[1] is not None else loops[0]
         loop(n, *[x for pair in operands for x in pair], result)
 
 
