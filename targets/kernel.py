@@ -7,6 +7,8 @@ types (Triton, on torch tensors) also override the conversions.
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import numpy as np
 
 from exprforge.codegen.lower import Plan, Program, Reduce
@@ -17,7 +19,7 @@ from exprforge.engine.ops import OPS
 _DTYPES = {d: np.dtype(d) for d in DTYPES}
 
 
-class Kernel:
+class Kernel(ABC):
     def __init__(self, plan: Plan, target: str, dtype: str, source: str, options: dict,
                  runners: dict, key: str = "", cache_info: dict | None = None):
         self.plan = plan
@@ -70,8 +72,9 @@ class Kernel:
             a = a.astype(want)
         return a
 
+    @abstractmethod
     def run_program(self, program: Program, arrays, out):
-        raise NotImplementedError
+        """Run one elementwise Program on converted arrays (into `out` when given)."""
 
     def reduce(self, step: Reduce, array):
         return apply_node(step.node, [array])
@@ -137,6 +140,6 @@ class LoopKernel(Kernel):
             return out
         return result
 
+    @abstractmethod
     def launch(self, runner, n: int, operands, result, parallel: bool):
         """Run the loop over all n elements: operands are (1-D array, stride) pairs."""
-        raise NotImplementedError

@@ -76,13 +76,10 @@ def result_shape(plan: Plan, shapes: dict) -> tuple:
     return known[plan.steps[-1].name]
 
 
-_TORCH_DTYPES = {"float32": "float32", "float64": "float64", "int32": "int32",
-                 "int64": "int64", "bool": "bool"}
-
-
 def torch_dtype(name: str):
+    """The torch dtype of an IR dtype (torch spells all five the same way)."""
     import torch
-    return getattr(torch, _TORCH_DTYPES[name])
+    return getattr(torch, name)
 
 
 class TorchKernel(Kernel):
@@ -110,6 +107,9 @@ class TorchKernel(Kernel):
                 t = t.to(torch_dtype(want))
             args.append(t)
         return self.op(*args)
+
+    def run_program(self, program, arrays, out):  # NumPy arrays: the CPU kernel's work
+        return self.cpu.run_program(program, arrays, out)
 
     def forward_numpy(self, *tensors):
         arrays = [t.detach().cpu().numpy() for t in tensors]

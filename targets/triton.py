@@ -29,14 +29,13 @@ from exprforge.engine.evaluate import evaluate
 
 from .kernel import Kernel
 from .store import import_source
+from .torch_op import torch_dtype
 
 NAME = "triton"
 has = renderer.has
 OPTIONS = {"contract": False}   # True lets Triton fuse a*b+c into one fma (not bit-exact)
 INTERPRETER_CONFIGS = ((1024, 4),)
 
-TORCH = {"float32": torch.float32, "float64": torch.float64, "int32": torch.int32,
-         "int64": torch.int64, "bool": torch.bool}
 
 # The libdevice functions the renderer calls, as NumPy computes them (the interpreter's
 # own tl.exp and friends are NumPy's too).
@@ -141,11 +140,11 @@ class TritonKernel(Kernel):
             if not array.flags.writeable:  # torch warns about read-only memory
                 array = array.copy()
             return torch.from_numpy(array).to(device())
-        if a.dtype != TORCH[want]:
+        if a.dtype != torch_dtype(want):
             # torch's casting rule is NumPy's same_kind: no float -> int, no int -> bool
-            if not torch.can_cast(a.dtype, TORCH[want]):
+            if not torch.can_cast(a.dtype, torch_dtype(want)):
                 raise TypeError(f"argument {name} is {want}; cannot use {_dtype_name(a)} data")
-            a = a.to(TORCH[want])
+            a = a.to(torch_dtype(want))
         return a.to(device())
 
     def run_program(self, program: Program, arrays, out):
@@ -153,10 +152,10 @@ class TritonKernel(Kernel):
         if out is not None:
             shape = torch.broadcast_shapes(shape, tuple(out.shape))
         inputs = [a.expand(shape).contiguous() for a in arrays]  # one element per output
-        direct = (isinstance(out, torch.Tensor) and out.dtype == TORCH[program.dtype]
+        direct = (isinstance(out, torch.Tensor) and out.dtype == torch_dtype(program.dtype)
                   and tuple(out.shape) == tuple(shape) and out.is_contiguous()
                   and out.device == inputs[0].device)
-        result = out if direct else torch.empty(shape, dtype=TORCH[program.dtype],
+        result = out if direct else torch.empty(shape, dtype=torch_dtype(program.dtype),
                                                 device=inputs[0].device)
         if result.numel():  # an empty grid is not a launch Triton accepts
             with np.errstate(all="ignore"):  # the interpreter's NumPy warns where a GPU is silent
@@ -164,7 +163,7 @@ class TritonKernel(Kernel):
         return result if direct else self.deliver(result, out)
 
     def reduce(self, step: Reduce, array):
-        return REDUCTIONS[step.node.op](array, tuple(step.node.attr)).to(TORCH[step.node.dtype])
+        return REDUCTIONS[step.node.op](array, tuple(step.node.attr)).to(torch_dtype(step.node.dtype))
 
     def constant(self, program: Program):
         return torch.as_tensor(evaluate(program.node)).to(device())
