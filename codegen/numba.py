@@ -28,8 +28,8 @@ CTOR = {"float32": "np.float32", "float64": "np.float64", "int32": "np.int32",
 SPELLINGS = {
     "add": "{0} + {1}", "sub": "{0} - {1}", "mul": "{0} * {1}", "div": "{0} / {1}",
     "neg": "-{0}", "fma": "fma_({0}, {1}, {2})", "pow": "{0} ** {1}", "abs": "abs({0})",
-    "sign": "np.sign({0})", "min": "np.fmin({0}, {1})", "max": "np.fmax({0}, {1})",
-    "relu": "np.maximum({0}, {zero})", "copysign": "np.copysign({0}, {1})",
+    "min": "np.fmin({0}, {1})", "max": "np.fmax({0}, {1})",
+    "copysign": "np.copysign({0}, {1})",
     "sqrt": "np.sqrt({0})", "cbrt": "np.cbrt({0})", "exp": "math.exp({0})",
     "exp2": "np.exp2({0})", "expm1": "math.expm1({0})", "log": "math.log({0})",
     "log2": "math.log2({0})", "log10": "math.log10({0})", "log1p": "math.log1p({0})",
@@ -47,7 +47,7 @@ SPELLINGS = {
     # NumPy's shifts: a count outside [0, width) gives 0 (or -1 for a negative >> )
     "shl": "({0} << {1}) if 0 <= {1} < {bits} else {zero}",
     "shr": "({0} >> {1}) if 0 <= {1} < {bits} else ({minus_one} if {0} < 0 else {zero})",
-    "ldexp": "math.ldexp({0}, {1})", "cast": "{to}({0})",
+    "ldexp": "math.ldexp({0}, {exponent})", "cast": "{to}({0})",
     "bitcast": "bitcast_{src}_{dst}({0})",
 }
 HELPERS = ("fma_", "bitcast_float32_int32", "bitcast_int32_float32", "bitcast_float64_int64",
@@ -76,11 +76,15 @@ def _expression(ins: Instr, types: dict, constant) -> str:
         fields["zero"] = constant(0, ins.dtype)
     if "{minus_one}" in template:
         fields["minus_one"] = constant(-1, ins.dtype)
+    if "{exponent}" in template:  # past +-2**20 every result is 0 or inf: clamp, don't wrap
+        n = ins.args[1]
+        fields["exponent"] = n if types[n] == "int32" else \
+            f"np.int32(max(min({n}, 1048576), -1048576))"
     return template.format(*ins.args, **fields)
 
 
 def render_program(p: Program, constants: dict, cache: bool, fastmath) -> list[str]:
-    """Lines of a scalar core function and its ufunc; literals go into `constants`."""
+    """Lines of a scalar core function; literals go into `constants`."""
     params = ", ".join(name for name, _ in p.params)
     types = dict(p.params)
 

@@ -54,7 +54,8 @@ def from_sympy(s, dtype: str = "float64", vars=None):
 def compile(expr, target: str = "numba", dtype: str | None = None, args=None, **options):
     """Compile an Expr (or expression text) into a Kernel for `target`: "numba" (NumPy
     ufuncs), "llvm" (llvmlite MCJIT), "triton" (GPU, on torch tensors) or "torch" (a
-    torch custom op with autograd). Call it with one array per name in `kernel.args`
+    torch custom op with autograd). Text's variables are float32 unless `dtype` says
+    otherwise. Call it with one array per name in `kernel.args`
     (`args`, else the variable names sorted). Options: numba/llvm parallel=, fastmath=,
     contract= (let LLVM fuse a*b+c into an FMA); torch cpu="llvm"|"numba".
     Compiled code is kept in the kernel store and reused by later calls and processes."""

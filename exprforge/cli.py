@@ -253,7 +253,7 @@ def run_compile(args) -> dict:
         kernel = xf.compile(expr, target=args.target, args=order, **_kernel_options(args))
         if args.name:
             xf.save(kernel, args.name)
-    except (xf.ParseError, ValueError, TypeError, NotImplementedError) as e:
+    except (xf.ParseError, ValueError, TypeError, NotImplementedError, RuntimeError) as e:
         raise UserError(str(e)) from None
     result = _kernel_info(kernel, args.name)
     if args.show_source:
@@ -299,7 +299,7 @@ def run_kernels(args) -> dict:
             return {"action": "rm", "name": args.name}
         kernel = load(args.name)
     except (LookupError, ValueError, store.CorruptEntry) as e:
-        raise UserError(str(e).strip("'\"")) from None
+        raise UserError(e.args[0] if e.args else str(e)) from None
     if args.action == "show":
         return {"action": "show", **_kernel_info(kernel, args.name), "source": kernel.source}
     if args.size <= 0:

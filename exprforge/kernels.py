@@ -9,13 +9,15 @@ _LOADED: dict = {}
 def __getattr__(name: str):
     if name.startswith("__"):
         raise AttributeError(name)
-    if name not in _LOADED:
-        from exprforge.targets import store
-        from exprforge.targets.build import load
-        try:
+    from exprforge.targets import store
+    from exprforge.targets.build import load
+    try:
+        key = store.read_entry(name).get("key")
+        cached = _LOADED.get(name)
+        if cached is None or cached.key != key:  # first use, or saved again since
             _LOADED[name] = load(name)
-        except (LookupError, store.CorruptEntry) as e:
-            raise ImportError(str(e), name=__name__) from None
+    except (LookupError, ValueError, store.CorruptEntry) as e:
+        raise ImportError(str(e), name=__name__) from None
     return _LOADED[name]
 
 

@@ -47,8 +47,8 @@ def expr_of(spec: dict) -> Expr:
 def compile_kernel(expr, target: str = "numba", dtype: str | None = None, args=None,
                    **options):
     """A Kernel for `expr` (an Expr or text) on `target`; see exprforge.compile."""
-    if isinstance(expr, str):
-        expr = parse(expr, dtype=dtype or "float64")
+    if isinstance(expr, str):  # undeclared variables: float32, as `exprforge compile` has it
+        expr = parse(expr, dtype=dtype or "float32")
     if not isinstance(expr, Expr):
         raise TypeError(f"compile takes an Expr or expression text, not {type(expr).__name__}")
     module = target_module(target)

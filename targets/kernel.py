@@ -121,7 +121,8 @@ class LoopKernel(Kernel):
             if np.broadcast_shapes(shape, out.shape) != out.shape:
                 raise ValueError(f"out has shape {out.shape}; the result has shape {shape}")
             shape = out.shape
-        direct = out is not None and out.flags.c_contiguous
+        direct = out is not None and out.flags.c_contiguous and \
+            not any(np.may_share_memory(out, a) for a in arrays)  # overlap: compute aside
         result = out if direct else np.empty(shape, program.dtype)
         n = result.size
         if n:

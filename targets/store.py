@@ -66,6 +66,8 @@ def write_atomic(path: Path, data: bytes | str) -> None:
 def write_once(path: Path, data: bytes | str) -> bool:
     """Create `path` with `data` unless it exists (the first writer wins, atomically).
     Returns True when this call created it."""
+    if path.exists():  # (a read-only store still loads)
+        return False
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -128,9 +130,12 @@ def record(event: str, key: str, **fields) -> None:
     line = json.dumps({"event": event, "key": key, "pid": os.getpid(), "time": time.time(),
                        **fields}) + "\n"
     path = cache_dir() / "log.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:  # one short append per line: atomic on POSIX
-        f.write(line)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as f:  # one short append per line: atomic on POSIX
+            f.write(line)
+    except OSError:  # a read-only store: the in-process STATS still count
+        pass
 
 
 # --- names -------------------------------------------------------------------------------

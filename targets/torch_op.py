@@ -54,9 +54,8 @@ def options_for_cpu(options: dict) -> dict:
 
 
 def materialize(plan: Plan, directory, options: dict, key: str, source: str):
-    runners, compiled = _cpu_module(options).materialize(plan, directory, options_for_cpu(options),
-                                                         key, source)
-    return runners, compiled
+    return _cpu_module(options).materialize(plan, directory, options_for_cpu(options), key,
+                                            source)
 
 
 def result_shape(plan: Plan, shapes: dict) -> tuple:
@@ -90,7 +89,7 @@ class TorchKernel(Kernel):
         cpu_class = _cpu_module(options).KERNEL
         self.cpu = cpu_class(plan, options["cpu"], dtype, source, options_for_cpu(options),
                              runners, key, cache_info)
-        self.op = _register(self)
+        self.op = _op_for(key, self)
 
     def __call__(self, *tensors, out=None):
         import torch
@@ -104,6 +103,9 @@ class TorchKernel(Kernel):
             if not isinstance(t, torch.Tensor):
                 t = torch.as_tensor(np.asarray(t))
             if t.dtype != torch_dtype(want):
+                if not torch.can_cast(t.dtype, torch_dtype(want)):  # NumPy's same_kind
+                    raise TypeError(f"argument {name} is {want}; cannot use "
+                                    f"{str(t.dtype).removeprefix('torch.')} data")
                 t = t.to(torch_dtype(want))
             args.append(t)
         return self.op(*args)
@@ -133,10 +135,6 @@ class TorchKernel(Kernel):
         g = var(GRAD, expr.dtype)
         args = ((GRAD, expr.dtype),) + self.plan.params
         return compile_kernel(g * partial, "torch", None, args, **self.options)
-
-
-def _register(kernel: TorchKernel):
-    return _op_for(kernel.key, kernel)
 
 
 _OPS: dict = {}
@@ -180,7 +178,9 @@ def _op_for(key: str, kernel: TorchKernel):
                 grads.append(None)
                 continue
             g = kernel.backward_kernel(i)(grad, *inputs)
-            grads.append(g.sum_to_size(t.shape) if g.shape != t.shape else g)
+            if g.shape != t.shape:  # broadcast: sum over the dimensions t was stretched on
+                g = g.expand(torch.broadcast_shapes(g.shape, t.shape)).sum_to_size(t.shape)
+            grads.append(g)
         return tuple(grads)
 
     op.register_autograd(backward, setup_context=setup_context)

@@ -55,3 +55,8 @@ def test_user_errors(capsys, argv, match):
     import re
     line = assert_user_error(capsys, *argv)
     assert re.search(match, line), line
+
+
+def test_missing_kernel_message_keeps_its_quotes(capsys):
+    line = assert_user_error(capsys, "kernels", "rm", "nope")
+    assert line.endswith("no stored kernel named 'nope'")

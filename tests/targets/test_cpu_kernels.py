@@ -235,3 +235,28 @@ def test_compile_errors():
 def test_constant_expression():
     k = xf.compile("2.5 * 4", target="llvm")
     assert k() == 10.0 and k.args == ()
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_signed_zero_through_sign_relu_and_overlapping_out(target):
+    x = np.float32([-0.0, 0.0, -2.0, np.nan, 3.0])
+    for text in ("sign(x)", "relu(x)"):
+        e = xf.parse(text, vars={"x": "float32"})
+        _same_bits(xf.compile(e, target=target)(x), evaluate(e, {"x": x}))
+    k = xf.compile(xf.parse("x * 2", vars={"x": "float32"}), target=target)
+    a = np.arange(5, dtype=np.float32)
+    k(a[:-1], out=a[1:])                 # out overlaps the input, as NumPy allows
+    np.testing.assert_array_equal(a, np.float32([0, 0, 2, 4, 6]))
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_ldexp_with_a_64_bit_exponent_does_not_wrap(target):
+    e = xf.parse("ldexp(x, j)", vars={"x": "float64", "j": "int64"})
+    env = {"x": np.ones(4), "j": np.array([2**62, 2**32 + 1, -2**40, 3], np.int64)}
+    np.testing.assert_array_equal(_call(xf.compile(e, target=target), env), evaluate(e, env))
+
+
+def test_text_compiles_as_float32():
+    k = xf.compile("x * 2 + 1", target="llvm")
+    assert k(np.float32([1, 2])).dtype == np.float32
+    assert xf.compile("x * 2 + 1", target="llvm", dtype="float64")(1.0).dtype == np.float64

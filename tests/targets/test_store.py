@@ -165,3 +165,25 @@ def test_key_depends_on_what_defines_the_artifact(fresh_store):
             xf.compile(xf.parse("x + 1", dtype="float64"), target="llvm").key}
     assert len(keys) == 4
     assert xf.compile(e, target="llvm").key == xf.compile(e, target="llvm").key
+
+
+def test_a_name_saved_again_loads_the_new_kernel(fresh_store):
+    import exprforge.kernels as kernels
+    xf.save(xf.compile("x + 1", target="llvm"), "again")
+    assert kernels.again(np.float32(1)) == 2
+    xf.save(xf.compile("x * 100", target="llvm"), "again")
+    assert kernels.again(np.float32(1)) == 100
+
+
+def test_loading_writes_nothing(fresh_store):
+    e = xf.parse("x - 1", dtype="float32")
+    for target in ("llvm", "numba"):
+        xf.compile(e, target=target)
+    (fresh_store / "log.jsonl").unlink()
+    (fresh_store / "log.jsonl").mkdir()  # the hit record cannot be appended to
+    before = {p: p.stat().st_mtime_ns for p in fresh_store.rglob("*") if p.is_file()}
+    for target in ("llvm", "numba"):
+        k = xf.compile(e, target=target)
+        assert k.cache_info["hit"] and k(np.float32(3)) == 2
+    after = {p: p.stat().st_mtime_ns for p in fresh_store.rglob("*") if p.is_file()}
+    assert after == before

@@ -75,3 +75,21 @@ def test_torch_compile_traces_through_the_op():
     x, y = _inputs()
     fn = torch.compile(lambda a, b: k(a, b) * 2, backend="eager", fullgraph=True)
     torch.testing.assert_close(fn(x, y), (x * x + y) * 2)
+
+
+def test_gradients_of_unused_arguments_and_constants():
+    k = xf.compile(xf.parse("x * x"), target="torch", args=("x", "y"))
+    x = torch.tensor([1.0, 2.0], dtype=torch.float64, requires_grad=True)
+    y = torch.ones(3, 1, dtype=torch.float64, requires_grad=True)
+    gx, gy = torch.autograd.grad(k(x, y).sum(), [x, y], allow_unused=True)
+    torch.testing.assert_close(gx, 2 * x.detach())
+    assert gy is None or not gy.any()
+    c = xf.compile(xf.parse("2.0"), target="torch", args=("x",))
+    (g,) = torch.autograd.grad(c(x).sum(), [x], allow_unused=True)
+    assert g is None or not g.any()
+
+
+def test_float_data_for_an_int_argument_is_refused():
+    k = xf.compile(xf.parse("x * float64(i)", vars={"x": "float64", "i": "int32"}), target="torch")
+    with pytest.raises(TypeError, match="argument i is int32"):
+        k(torch.tensor([1.0]), torch.tensor([1.7]))
