@@ -34,3 +34,8 @@ print("max error vs the exact value: kernel %.0f ULP, NumPy float32 %.0f ULP"
 print("(1 + tanh(...) cancels for negative x: the formula loses the digits, not the kernel)")
 PY
 "$xf" kernels bench gelu_tanh --size 10000000
+echo "(tanh is a scalar libm call per element here, NumPy's is SIMD: see the README's kernel benchmark)"
+echo
+echo "== an arithmetic kernel (PolyReLU-style), where one fused pass beats NumPy's pass per op:"
+"$xf" compile "0.7*relu(x) + 0.2*relu(x)**2 + 0.05*relu(x)**3 + 0.01" --name polyrelu --target llvm
+"$xf" kernels bench polyrelu --size 10000000
