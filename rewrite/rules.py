@@ -94,6 +94,9 @@ def _arithmetic(g="arithmetic"):
         _r("abs-neg", g, "abs(-x)", "abs(x)"),
         _r("abs-abs", g, "abs(abs(x))", "abs(x)"),
         _r("abs-mul", g, "abs(a * b)", "abs(a) * abs(b)", both_ways=True),
+        _r("abs-sqr", g, "abs(x * x)", "x * x"),
+        _r("abs-exp", g, "abs(exp(x))", "exp(x)"),
+        _r("abs-sqrt", g, "abs(sqrt(x))", "sqrt(x)"),
         # relu(NaN) = NaN but max(NaN, 0) = 0 (fmax ignores NaN)
         _r("relu-max", g, "relu(x)", "max(x, 0)", "finite(x)", both_ways=True),
     ]
@@ -194,6 +197,9 @@ def _hyperbolic(g="hyperbolic"):
     return [
         _r("sinh-def", g, "sinh(x)", "(exp(x) - exp(-x)) / 2", both_ways=True),
         _r("cosh-def", g, "cosh(x)", "(exp(x) + exp(-x)) / 2", both_ways=True),
+        # one step for what the two definitions reach only through the expanding phase
+        _r("sinh-from-exp", g, "exp(x) - exp(-x)", "2 * sinh(x)"),
+        _r("cosh-from-exp", g, "exp(x) + exp(-x)", "2 * cosh(x)"),
         _r("tanh-quot", g, "tanh(x)", "sinh(x) / cosh(x)", "finite(x)"),  # tanh(inf) = 1
         _r("cosh-sinh-pythagoras", g, "cosh(x) ** 2 - sinh(x) ** 2", "1", "finite(x)"),
         _r("sinh-neg", g, "sinh(-x)", "-sinh(x)", both_ways=True),
