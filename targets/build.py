@@ -101,5 +101,5 @@ def load(name: str):
     """The stored kernel `name`, from its compiled artifact (rebuilt if that is gone)."""
     entry = store.read_entry(name)
     expr = expr_of(entry)
-    options = {k: v for k, v in entry["options"].items()}
-    return compile_kernel(expr, entry["target"], entry["dtype"], entry["args"], **options)
+    return compile_kernel(expr, entry["target"], entry["dtype"], entry["args"],
+                          **entry["options"])

@@ -50,13 +50,23 @@ def artifact_dir(key: str) -> Path:
     return cache_dir() / "artifacts" / key
 
 
-def write_atomic(path: Path, data: bytes | str) -> None:
-    """Replace `path` with `data` in one rename."""
+def _temp_copy(path: Path, data: bytes | str) -> str:
+    """A temporary file holding `data` in path's folder (renamed or linked into place)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
+    except BaseException:
+        _unlink(tmp)
+        raise
+    return tmp
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Replace `path` with `data` in one rename."""
+    tmp = _temp_copy(path, data)
+    try:
         os.replace(tmp, path)
     except BaseException:
         _unlink(tmp)
@@ -68,11 +78,8 @@ def write_once(path: Path, data: bytes | str) -> bool:
     Returns True when this call created it."""
     if path.exists():  # (a read-only store still loads)
         return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = _temp_copy(path, data)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
         os.link(tmp, path)   # fails if path exists: never replaces a file a reader may hold
         return True
     except FileExistsError:
