@@ -1,0 +1,280 @@
+"""Approximation search (AutoNumerics-Zero style): evolve the core of a range-reduction
+template so that the whole float32 program is accurate (max ULP) and cheap (ops or
+cycles), both measured on the program that will be compiled.
+
+Training set: the domain's ends and float32 thresholds, points evenly spaced in value
+and in float32 order (so every binade is seen), random points, and points where the
+reduction's seams lie. Ground truth: the mpmath oracle, rounded to float64 (29 bits to
+spare for float32 ULPs). A candidate's constants are fitted in float64 toward the
+minimax error of the whole program (evolve/fitting), rounded to float32, and the
+program is scored in float32 by the reference evaluator, which rounds every op exactly
+as the compiled kernels do.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from exprforge.engine.errors import float32_range, ulp_error, ulp_of
+from exprforge.engine.evaluate import evaluate, exact
+from exprforge.engine.expr import Expr, const, make, var
+from exprforge.engine.ops import OPS
+from exprforge.rewrite.cost import cost as program_cost
+
+from ..fitting import fit, with_constants
+from ..primitives import primitive_set
+from ..search import Evaluated
+from ..templates import Template, template_for
+
+DEFAULT_OPS = ("add", "sub", "mul", "fma")
+ERROR_CAP = 1e12   # an objective for programs that fail (NaN, inf, huge errors)
+
+
+def truth(function: str, x32: np.ndarray) -> np.ndarray:
+    """The exact function value at float32 points, correctly rounded to float64."""
+    e = make(function, [var("x", "float64")])
+    return np.asarray(exact(e, {"x": x32.astype(np.float64)}, dtype="float64"), np.float64)
+
+
+def check_function(function: str) -> None:
+    row = OPS.get(function)
+    if row is None or row.group != "elementwise" or row.arity != 1 or row.out != "T" \
+            or row.tkind != "float":
+        unary = sorted(n for n, r in OPS.items() if r.group == "elementwise" and r.arity == 1
+                       and r.tkind == "float" and r.out == "T")
+        raise ValueError(f"{function!r} is not a unary float function of the op table; "
+                         f"choose one of: {', '.join(unary)}")
+
+
+def training_points(template: Template, domain, n: int = 3000, seed: int = 0) -> np.ndarray:
+    lo, hi = (float(v) for v in domain)
+    rng = np.random.default_rng(seed)
+    f32 = np.float32
+    with np.errstate(over="ignore"):
+        even = np.linspace(lo, hi, n // 3, dtype=np.float64).astype(f32)
+        ordered = _ordinal_spaced(lo, hi, n // 3)
+        rand = rng.uniform(lo, hi, n // 3).astype(f32)
+    edges = [lo, hi, np.nextafter(f32(lo), f32(np.inf)), np.nextafter(f32(hi), f32(-np.inf))]
+    seams = _seams(template, lo, hi, rng)
+    x = np.concatenate([even, ordered, rand, np.array(edges, f32), seams]).astype(f32)
+    x = x[(x >= f32(lo)) & (x <= f32(hi)) & np.isfinite(x)]
+    return np.unique(x)
+
+
+def _ordinal_spaced(lo: float, hi: float, n: int) -> np.ndarray:
+    from exprforge.engine.errors import _bounds32, _floats32
+    a, b = _bounds32(lo, hi)
+    return _floats32(np.unique(np.linspace(a, b, n).astype(np.int64)))
+
+
+def _seams(template: Template, lo, hi, rng) -> np.ndarray:
+    """Points where the reduction switches (exp: r = +-ln2/2; log: m near sqrt(2) and 1)."""
+    f32 = np.float32
+    if template.name in ("exp", "exp2"):
+        step = np.log(2) if template.name == "exp" else 1.0
+        k = np.arange(np.ceil(lo / step), np.floor(hi / step) + 1)
+        centers = np.concatenate([(k + 0.5) * step, k * step])
+        pick = rng.choice(centers, size=min(400, centers.size), replace=False)
+        spread = rng.integers(-64, 65, size=pick.size)
+        x = pick.astype(f32)
+        return _ulp_step(x, spread)
+    if template.name in ("log", "log2"):
+        k = rng.integers(-126, 128, size=400).astype(np.float64)
+        base = np.where(rng.random(400) < 0.5, np.sqrt(2.0), 1.0) * 2.0 ** k
+        x = base.astype(f32)
+        return _ulp_step(x, rng.integers(-2000, 2001, size=x.size))
+    return np.zeros(0, f32)
+
+
+def _ulp_step(x: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """x moved by `steps` float32s (in value order, across zero)."""
+    from exprforge.engine.errors import _floats32
+    bits = x.view(np.uint32).astype(np.int64)
+    keys = np.where(bits < 0x80000000, bits, -(bits & 0x7FFFFFFF) - 1) + steps
+    return _floats32(keys)
+
+
+@dataclass
+class ApproxProblem:
+    """The search problem for one function: picklable, so workers can evaluate."""
+    function: str
+    template: Template
+    domain: tuple
+    cost_model: str = "cycles"
+    ops: tuple = DEFAULT_OPS
+    degree: tuple | None = None      # seed polynomial degrees (inclusive); None: the template's
+    n_train: int = 1 << 15           # points scored (the max ULP objective)
+    n_fit: int = 2000                # of which constants are fitted on
+    seed: int = 0
+    cache: object = None
+    x: np.ndarray = field(init=False, repr=False)
+    y: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self):
+        check_function(self.function)
+        self.x = training_points(self.template, self.domain, self.n_train, self.seed)
+        self.y = truth(self.function, self.x)
+        reduced = self.template.reduced_values(self.x)
+        a, b = self.template.affine(self.x, reduced)
+        a = np.broadcast_to(np.asarray(a, np.float64), self.x.shape)
+        with np.errstate(all="ignore"):
+            target = (self.y - b) / a
+            weight = np.abs(a) / ulp_of(np.clip(self.y, -3.4e38, 3.4e38), "float32")
+        usable = np.isfinite(target) & np.isfinite(weight) & (self.y != 0) & (a != 0) & \
+            np.isfinite(self.y)
+        fit_rows = np.flatnonzero(usable)
+        if fit_rows.size > self.n_fit:  # a spread-out subset, plus the extremes of the core input
+            main = reduced[self.template.core_vars[0]][fit_rows]
+            order = fit_rows[np.argsort(main, kind="stable")]
+            fit_rows = np.unique(order[np.linspace(0, order.size - 1, self.n_fit).astype(int)])
+        self.core_inputs = {n: reduced[n][fit_rows].astype(np.float64)
+                            for n in self.template.core_vars}
+        self.core_target, self.core_weight = target[fit_rows], weight[fit_rows]
+
+    @property
+    def pset(self):
+        return primitive_set(self.ops, self.template.core_vars, "float32", constants=())
+
+    def seeds(self) -> list[Expr]:
+        lo, hi = self.degree or self.template.degrees
+        return [s for d in range(lo, hi + 1) for s in seed_cores(self.template, d)]
+
+    def program(self, core: Expr) -> Expr:
+        return self.template.program(core)
+
+    def evaluate(self, core: Expr, refit: bool = True) -> Evaluated:
+        if refit:
+            values, _ = fit(core, self.core_inputs, self.core_target, self.core_weight)
+            core = with_constants(core, values, "float32")
+        program = self.program(core)
+        err = self.max_ulp(program)
+        return Evaluated(core, (err, program_cost(program, self.cost_model)))
+
+    def max_ulp(self, program: Expr, x=None, y=None) -> float:
+        x = self.x if x is None else x
+        y = self.y if y is None else y
+        out = evaluate(program, {"x": x})
+        err = ulp_error(np.asarray(out, np.float32), y)
+        worst = float(np.max(err)) if err.size else 0.0
+        return min(worst, ERROR_CAP) if np.isfinite(worst) else ERROR_CAP
+
+
+def seed_cores(template: Template, degree: int) -> list[Expr]:
+    """Horner polynomials of `degree` in the template's main variable, with constants to
+    be fitted; for exp also one that adds the reduction's rounding error rlo."""
+    t = var(template.core_vars[0], "float32")
+    mid = 0.5 * (template.core_interval[0] + template.core_interval[1])
+
+    def horner(coeffs):
+        p = const(float(coeffs[-1]), "float32")
+        for c in reversed(coeffs[:-1]):
+            p = make("fma", [p, t, const(float(c), "float32")])
+        return p
+
+    # placeholder coefficients near 1/i!, all distinct: equal literals are one DAG node,
+    # so they would be one parameter
+    start = [(1.0 + 2.0 ** -10 * i) / math.factorial(i) for i in range(degree + 1)]
+    seeds = [horner(start)] if template.relative else []
+    if not template.relative:   # log-like: t*q(t) and t + t^2 q(t), exact near t = 0
+        q = horner([-0.5 + 0.01 * i for i in range(max(degree - 1, 1))])   # distinct
+        seeds.append(make("fma", [t * t, q, t]))
+        seeds.append(t * horner([(-1) ** i / (i + 1) for i in range(degree)]))
+        seeds.append(horner([2.0 ** -30] + [(-1) ** i / (i + 1) for i in range(degree)]))
+    if "rlo" in template.core_vars:
+        e = var("rlo", "float32")
+        q = horner(start[2:]) if degree >= 3 else const(0.5, "float32")
+        seeds.append((make("fma", [t * t, q, e]) + t) + const(1.0, "float32"))
+    return seeds
+
+
+def problem_for(function: str, domain=None, template: str | None = None, **options) -> ApproxProblem:
+    check_function(function)
+    t = template_for(function, domain, template)
+    return ApproxProblem(function, t, tuple(domain) if domain is not None else t.domain, **options)
+
+
+# --- the whole search: evolve, pick, validate --------------------------------------------
+
+@dataclass
+class Candidate:
+    core: Expr
+    program: Expr
+    train_max_ulp: float
+    cost: float
+    ops: float
+    validation_max_ulp: float | None = None
+
+    def as_dict(self) -> dict:
+        from exprforge.engine.printing import to_text
+        return {"core": to_text(self.core), "program": to_text(self.program),
+                "train_max_ulp": self.train_max_ulp, "validation_max_ulp": self.validation_max_ulp,
+                "cost": self.cost, "ops": self.ops}
+
+
+@dataclass
+class ApproxResult:
+    function: str
+    template: str
+    domain: tuple
+    front: list            # Candidates, cheapest first
+    chosen: Candidate | None
+    search: object         # SearchResult
+    max_ulp: float         # the goal
+
+
+def approximate(function: str, domain=None, dtype: str = "float32", max_ulp: float = 1.0,
+                cost: str = "cycles", population: int = 48, generations: int = 30,
+                seed: int = 0, timeout: float | None = None, executor=None,
+                checkpoint: str | None = None, resume: bool = False, template: str | None = None,
+                ops=DEFAULT_OPS, progress=None, validation_points: int = 1 << 20) -> ApproxResult:
+    """Search for a float32 program approximating `function` on `domain` (default: the
+    template's whole domain). Returns the Pareto front (cost vs max ULP on the training
+    set), each front member under `max_ulp` re-measured on `validation_points` more
+    points, and the chosen program: the cheapest whose validation error is under
+    `max_ulp` (else the most accurate). Exhaustive verification is the caller's next
+    step (evolve.verify), since it needs a compiled kernel."""
+    from ..search import SearchConfig, search
+    if dtype != "float32":
+        raise ValueError(f"approximations are searched in float32 only for now, not {dtype}")
+    if max_ulp <= 0:
+        raise ValueError(f"max_ulp must be positive, got {max_ulp}")
+    problem = problem_for(function, domain, template, cost_model=cost, ops=tuple(ops),
+                          seed=seed)
+    config = SearchConfig(population=population, generations=generations, seed=seed,
+                          timeout=timeout)
+    result = search(problem, config, executor=executor, checkpoint=checkpoint, resume=resume,
+                    progress=progress)
+    front = [_candidate(problem, e) for e in result.front]
+    xv = _validation_points(problem, validation_points, seed)
+    yv = truth_fast(function, xv)
+    for c in front:
+        if c.train_max_ulp < max_ulp:
+            c.validation_max_ulp = max(problem.max_ulp(c.program, xv, yv), c.train_max_ulp)
+    good = [c for c in front if c.validation_max_ulp is not None and c.validation_max_ulp < max_ulp]
+    chosen = good[0] if good else min(front, key=lambda c: c.train_max_ulp, default=None)
+    return ApproxResult(function, problem.template.name, problem.domain, front, chosen, result,
+                        max_ulp)
+
+
+def _candidate(problem: ApproxProblem, ev) -> Candidate:
+    program = problem.program(ev.expr)
+    return Candidate(ev.expr, program, float(ev.objectives[0]), float(ev.objectives[1]),
+                     program_cost(program, "ops"))
+
+
+def _validation_points(problem: ApproxProblem, n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed + 1)
+    lo, hi = problem.domain
+    with np.errstate(over="ignore"):
+        x = np.concatenate([rng.uniform(lo, hi, n // 2).astype(np.float32),
+                            _ordinal_spaced(lo, hi, n // 2)])
+    return x[np.isfinite(x) & (x >= np.float32(lo)) & (x <= np.float32(hi))]
+
+
+def truth_fast(function: str, x32: np.ndarray) -> np.ndarray:
+    """The function in float64 (NumPy/SciPy, a few float64 ULPs from exact: ~2^-28
+    float32 ULPs), for validation sets too large for the oracle."""
+    return np.asarray(evaluate(make(function, [var("x", "float64")]),
+                               {"x": x32.astype(np.float64)}), np.float64)

@@ -1,0 +1,176 @@
+"""`exprforge approx` end to end: search, exhaustive verification, store, run directory.
+
+The search (evolve.tasks.approx) proposes a front of programs; the cheapest whose
+validation error is under the goal is compiled (LLVM) and checked on every float32 of
+its domain. If the exhaustive check finds it over the goal, the next candidates are
+tried. The verified program is saved in the kernel store as FUNC_f32. The run
+directory holds config.json, pareto.csv, checkpoint.pkl, the chosen program's IR text
+and kernel source, verify.json, and two plots (pareto.png, error.png).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from exprforge.engine.printing import to_text
+
+VERIFY_TRIES = 3
+
+
+def run(function: str, domain=None, max_ulp: float = 1.0, cost: str = "cycles",
+        generations: int = 30, population: int = 48, seed: int = 0, timeout: float | None = None,
+        workers: int | None = None, scheduler: str | None = None, out: str | None = None,
+        name: str | None = None, template: str | None = None, verify: bool = True,
+        save: bool = True, progress=None) -> dict:
+    from exprforge.evolve.executors import make_executor
+    from exprforge.evolve.tasks.approx import approximate
+    began = time.monotonic()
+    run_dir = Path(out) if out else _default_run_dir(function)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = {"function": function, "domain": list(domain) if domain else None,
+              "max_ulp": max_ulp, "cost": cost, "generations": generations,
+              "population": population, "seed": seed, "timeout": timeout,
+              "workers": workers, "scheduler": scheduler, "template": template,
+              "command": " ".join(["exprforge"] + sys.argv[1:]) if sys.argv else None}
+    (run_dir / "config.json").write_text(json.dumps(config, indent=1))
+    with make_executor(workers=workers, scheduler=scheduler) as executor:
+        result = approximate(function, domain, max_ulp=max_ulp, cost=cost,
+                             population=population, generations=generations, seed=seed,
+                             timeout=timeout, executor=executor,
+                             checkpoint=str(run_dir / "checkpoint.pkl"), template=template,
+                             progress=progress)
+    _write_front(run_dir / "pareto.csv", result.front)
+    chosen, report, kernel = result.chosen, None, None
+    if verify and chosen is not None:
+        chosen, report, kernel = _verify_best(result)
+    name = name or f"{function}_f32"
+    saved = None
+    if save and kernel is not None and (report is None or report["max_ulp"] < max_ulp):
+        import exprforge as xf
+        xf.save(kernel, name)
+        saved = name
+    if chosen is not None:
+        (run_dir / "program.txt").write_text(to_text(chosen.program) + "\n")
+        if kernel is not None:
+            (run_dir / "kernel.ll").write_text(kernel.source)
+    if report is not None:
+        (run_dir / "verify.json").write_text(json.dumps(report, indent=1))
+    plots = _plots(run_dir, result, chosen)
+    return {"function": function, "template": result.template, "domain": list(result.domain),
+            "goal_max_ulp": max_ulp, "front": [c.as_dict() for c in result.front],
+            "chosen": chosen.as_dict() if chosen else None, "verification": report,
+            "saved_as": saved, "run_dir": str(run_dir), "plots": plots,
+            "generations": result.search.generations, "stopped": result.search.stopped,
+            "evaluations": result.search.evaluations,
+            "seconds": round(time.monotonic() - began, 2)}
+
+
+def _default_run_dir(function: str) -> Path:
+    from exprforge.targets.store import cache_dir
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return cache_dir() / "runs" / f"approx-{function}-{stamp}-{os.getpid()}"
+
+
+def _verify_best(result):
+    """Compile and exhaustively check the chosen program, then the next candidates under
+    the goal (by validation error) if it fails: (candidate, report dict, kernel)."""
+    import exprforge as xf
+    from exprforge.evolve.verify import verify
+    pool = [result.chosen] + [c for c in result.front if c is not result.chosen
+                              and c.validation_max_ulp is not None
+                              and c.validation_max_ulp < result.max_ulp]
+    best = None
+    for candidate in pool[:VERIFY_TRIES]:
+        kernel = xf.compile(candidate.program, target="llvm")
+        report = verify(kernel, result.function, domain=result.domain).as_dict()
+        if best is None or report["max_ulp"] < best[1]["max_ulp"]:
+            best = (candidate, report, kernel)
+        if report["max_ulp"] < result.max_ulp and report["ok"]:
+            return candidate, report, kernel
+    return best
+
+
+def _write_front(path: Path, front) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["cost", "ops", "train_max_ulp", "validation_max_ulp", "core", "program"])
+        for c in front:
+            d = c.as_dict()
+            w.writerow([d["cost"], d["ops"], d["train_max_ulp"], d["validation_max_ulp"],
+                        d["core"], d["program"]])
+
+
+def _plots(run_dir: Path, result, chosen) -> list:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    from exprforge.engine.errors import ulp_error
+    from exprforge.engine.evaluate import evaluate
+    from exprforge.evolve.tasks.approx import truth_fast
+    fig, ax = plt.subplots(figsize=(6, 4))
+    costs = [c.cost for c in result.front]
+    errs = [max(c.train_max_ulp, 1e-3) for c in result.front]
+    ax.step(costs, errs, where="post", marker="o")
+    ax.set_yscale("log")
+    ax.axhline(result.max_ulp, color="gray", linestyle="--", label="goal")
+    ax.set_xlabel("cost")
+    ax.set_ylabel("max ULP (training set)")
+    ax.set_title(f"{result.function}: Pareto front")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(run_dir / "pareto.png", dpi=100)
+    plt.close(fig)
+    written = ["pareto.png"]
+    if chosen is not None:
+        lo, hi = result.domain
+        x = np.linspace(lo, hi, 200_001).astype(np.float32)
+        if hi / max(lo, 1e-300) > 1e6 and lo > 0:  # log-like domains: spread by magnitude
+            x = np.geomspace(lo, hi, 200_001).astype(np.float32)
+        err = ulp_error(np.asarray(evaluate(chosen.program, {"x": x}), np.float32),
+                        truth_fast(result.function, x))
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        ax.plot(x, err, ",", alpha=0.5)
+        if lo > 0 and hi / lo > 1e6:
+            ax.set_xscale("log")
+        ax.set_xlabel("x")
+        ax.set_ylabel("error (ULP)")
+        ax.set_title(f"{result.function}: chosen program's error")
+        fig.tight_layout()
+        fig.savefig(run_dir / "error.png", dpi=100)
+        plt.close(fig)
+        written.append("error.png")
+    return written
+
+
+def show(r: dict) -> str:
+    lines = [f"{r['function']} (template {r['template']}, domain {r['domain']}): "
+             f"{r['generations']} generations, {r['evaluations']} programs, "
+             f"{r['seconds']} s, stopped: {r['stopped']}",
+             "", "Pareto front (cost, ops, max ULP on the training set / validation):"]
+    for c in r["front"]:
+        v = f"{c['validation_max_ulp']:.3f}" if c["validation_max_ulp"] is not None else "-"
+        lines.append(f"  {c['cost']:6.1f} {c['ops']:5.0f}  {min(c['train_max_ulp'], 1e9):12.3f}"
+                     f"  {v:>8}")
+    if r["chosen"]:
+        lines += ["", f"chosen: {r['chosen']['program']}"]
+    v = r["verification"]
+    if v:
+        lines.append(f"exhaustive check: {v['n']} float32 inputs in {v['seconds']:.1f} s: "
+                     f"max {v['max_ulp']:.4f} ULP at x = {v['argmax']!r}, mean "
+                     f"{v['mean_ulp']:.4f}, correctly rounded {100 * v['correctly_rounded']:.2f}%"
+                     f", special values {'ok' if v['ok'] else 'FAIL'}")
+    if r["saved_as"]:
+        lines.append(f"saved: from exprforge.kernels import {r['saved_as']}")
+    elif r["chosen"]:
+        lines.append(f"not saved: the goal of {r['goal_max_ulp']} ULP was not met")
+    lines.append(f"run directory: {r['run_dir']}")
+    return "\n".join(lines)
