@@ -18,10 +18,21 @@ from exprforge.engine.expr import Expr, const, retype, var
 _PARAM = "c_"   # parameter names c_0, c_1, ...: leading letters no variable of ours uses
 
 
+_COMPARE = frozenset({"lt", "le", "gt", "ge", "eq", "ne"})
+
+
+def fitted_literals(core: Expr) -> list[Expr]:
+    """The float literals fitting may change, in a fixed order. Thresholds (literals
+    compared against) stay: the error is not differentiable in them."""
+    compared = {a for n in core.toposort() if n.op in _COMPARE for a in n.args}
+    return [n for n in core.toposort()
+            if n.op == "const" and n.dtype.startswith("float") and n not in compared]
+
+
 def parameters(core: Expr) -> tuple[Expr, list[Expr], np.ndarray]:
     """(core in float64 with literals replaced by parameter variables, the parameters,
     their current values)."""
-    literals = [n for n in core.toposort() if n.op == "const" and n.dtype.startswith("float")]
+    literals = fitted_literals(core)
     values = np.array([float(literal_value(n.attr, n.dtype)) for n in literals])
     params = [var(f"{_PARAM}{i}", "float64") for i in range(len(literals))]
     mapping = {lit: p for lit, p in zip(literals, params)}
@@ -31,7 +42,7 @@ def parameters(core: Expr) -> tuple[Expr, list[Expr], np.ndarray]:
 def with_constants(core: Expr, values, dtype: str) -> Expr:
     """`core` with its float literals (in parameters() order) set to `values`, rounded
     to `dtype`."""
-    literals = [n for n in core.toposort() if n.op == "const" and n.dtype.startswith("float")]
+    literals = fitted_literals(core)
     rounded = [float(np.asarray(v, dtype=dtype)) for v in values]
     return core.subs({lit: const(v, dtype) for lit, v in zip(literals, rounded)})
 
@@ -78,30 +89,72 @@ class Model:
 
 
 def fit(core: Expr, inputs: dict, target: np.ndarray, weight: np.ndarray,
-        lawson_steps: int = 12, newton_steps: int = 4) -> tuple[np.ndarray, float]:
+        lawson_steps: int = 12, newton_steps: int = 4,
+        dtype: str | None = None) -> tuple[np.ndarray, float]:
     """Constants minimizing max_i weight_i * |core(inputs_i) - target_i| (approximately):
     (values in parameters() order, the weighted max error they reach, in float64).
-    A core without constants returns its empty vector and its error."""
+    With `dtype`, the values are representable in it: for a core linear in its
+    constants they are rounded one at a time, the others refitted after each (so a
+    later constant compensates an earlier one's rounding, as fpminimax does), and the
+    better of that and plain rounding is returned. A core without constants returns
+    its empty vector and its error."""
+    from threadpoolctl import threadpool_limits
     model = Model(core, inputs, len(target))
     c = model.start.copy()
-    with np.errstate(all="ignore"):
+    # small solves: BLAS threads only contend (10-100x slower on a busy machine)
+    with np.errstate(all="ignore"), threadpool_limits(1):
         if len(c) == 0:
             return c, _max_error(model, c, target, weight)
         lawson = np.full(len(target), 1.0 / len(target))
         best, best_err = c.copy(), _max_error(model, c, target, weight)
+        best_weights = weight * np.sqrt(lawson)
         for step in range(lawson_steps + 1):
             c = _weighted_least_squares(model, c, target, weight * np.sqrt(lawson), newton_steps)
             residual = np.abs(model(c) - target) * weight
             err = float(np.max(residual)) if np.all(np.isfinite(residual)) else np.inf
             if err < best_err:
                 best, best_err = c.copy(), err
+                best_weights = weight * np.sqrt(lawson)
             if not np.isfinite(err) or err == 0:
                 break
             lawson = lawson * residual  # Lawson: weight the points where the error is large
             lawson /= lawson.sum()
             if not np.all(np.isfinite(lawson)):
                 break
-        return best, best_err
+        if dtype is None:
+            return best, best_err
+        plain = _rounded(best, dtype)
+        options = [(plain, _max_error(model, plain, target, weight))]
+        if model.linear and np.isfinite(best_err):
+            turn = _round_in_turn(model, best, target, best_weights, dtype)
+            options.append((turn, _max_error(model, turn, target, weight)))
+        return min(options, key=lambda o: o[1])
+
+
+def _rounded(c, dtype: str) -> np.ndarray:
+    return np.asarray(c, dtype=dtype).astype(np.float64)
+
+
+def _round_in_turn(model: Model, c, target, w, dtype: str) -> np.ndarray:
+    c = np.array(c, dtype=np.float64)
+    J = model.jacobian(c)
+    offset = model(c) - J @ c                    # the part no constant multiplies
+    influence = np.linalg.norm(J * w[:, None], axis=0) * np.abs(c)
+    free = list(np.argsort(-influence, kind="stable"))
+    while free:
+        i = free.pop(0)
+        c[i] = _rounded(c[i], dtype)
+        if not free:
+            break
+        fixed = [j for j in range(len(c)) if j not in free]
+        rhs = (target - offset - J[:, fixed] @ c[fixed]) * w
+        A = J[:, free] * w[:, None]
+        scale = np.linalg.norm(A, axis=0)
+        scale[scale == 0] = 1.0
+        sol = np.linalg.lstsq(A / scale, rhs, rcond=None)[0] / scale
+        if np.all(np.isfinite(sol)):
+            c[free] = sol
+    return c
 
 
 def _weighted_least_squares(model: Model, c, target, w, steps: int):

@@ -35,6 +35,7 @@ LN2_LO = 1.428606765330187e-06      # ln2 - LN2_HI, rounded to float32
 LN2_HI_LOG = 0.693359375            # log's split (float32 ln2 = LN2_HI_LOG + LN2_LO_LOG)
 LN2_LO_LOG = -2.12194440e-4
 SQRT_HALF_BITS = 0x3F3504F3         # float32 bits of sqrt(1/2)
+LN2_LO64 = 2.3190468138462996e-17   # ln2 - float64(ln2) (mpmath)
 
 
 @dataclass(frozen=True)
@@ -50,12 +51,18 @@ class Template:
     core_function: str                  # what the core approximates on core_interval (docs)
     relative: bool = True               # seed cores start from 1 (False: from 0)
     degrees: tuple[int, int] = (3, 8)   # seed polynomial degrees
+    seeds: Callable | None = None       # degree -> seed cores (None: Horner polynomials)
+    dense: tuple = ()                   # x intervals the training set samples densely
+    core_dtype: str = "float32"         # float64: the program computes inside in float64
+    max_size: int = 40                  # tree nodes a core may have
+    core_fit: Callable | None = None    # reduced values -> (target, weight) of the core,
+                                        # for results not affine in the core's value
 
     def program(self, core: Expr, x: Expr | None = None) -> Expr:
         """The whole float32 program: the core's variables replaced by the reduction."""
         x = x if x is not None else var("x", "float32")
         reduced = self.reduce(x)
-        mapping = {var(n, "float32"): reduced[n] for n in self.core_vars}
+        mapping = {var(n, self.core_dtype): reduced[n] for n in self.core_vars}
         return self.rebuild(core.subs(mapping), x, reduced)
 
     def reduced_values(self, x32: np.ndarray) -> dict:
@@ -139,8 +146,15 @@ def _log_rebuild(p, x, reduced):
     return _log_specials(_fma(k, _f(LN2_HI_LOG), _fma(k, _f(LN2_LO_LOG), p)), x)
 
 
+def _log2_reduce(x: Expr) -> dict:
+    """log's reduction, then f and k widened to float64 (exactly)."""
+    reduced = _log_reduce(x)
+    return {n: make("cast", [e], "float64") for n, e in reduced.items()}
+
+
 def _log2_rebuild(p, x, reduced):
-    return _log_specials(reduced["k"] + p, x)
+    # in float64, k + p rounds once (in float32, k + p and p itself each round: 1.2 ULP)
+    return _log_specials(make("cast", [reduced["k"] + p], "float32"), x)
 
 
 def _log_affine(x, values):
@@ -174,9 +188,113 @@ TEMPLATES = {
                     (1 / _SQRT2 - 1, _SQRT2 - 1), _log_reduce, _log_rebuild, _log_affine,
                     "log1p(f)", relative=False, degrees=(5, 12)),
     "log2": Template("log2", "log2", (2.0 ** -149, F32_MAX), ("f",),
-                     (1 / _SQRT2 - 1, _SQRT2 - 1), _log_reduce, _log2_rebuild, _log2_affine,
-                     "log2(1 + f)", relative=False, degrees=(5, 12)),
+                     (1 / _SQRT2 - 1, _SQRT2 - 1), _log2_reduce, _log2_rebuild, _log2_affine,
+                     "log2(1 + f) (float64)", relative=False, degrees=(5, 11),
+                     core_dtype="float64"),
 }
+
+
+def _horner(t: Expr, coeffs, dtype: str) -> Expr:
+    p = const(float(coeffs[-1]), dtype)
+    for c in reversed(coeffs[:-1]):
+        p = make("fma", [p, t, const(float(c), dtype)])
+    return p
+
+
+def _erf_seeds(degree: int) -> list[Expr]:
+    """where(a < 2, a*P(a^2), Q(a)): P of degree+3 for erf(a)/a, Q of degree+5 for erf
+    on [2, 4] (placeholder coefficients, all distinct)."""
+    a = var("a", "float64")
+    p = _horner(a * a, [1.1 - 0.01 * i for i in range(degree + 4)], "float64")
+    q = _horner(a, [0.9 - 0.01 * i for i in range(degree + 6)], "float64")
+    return [make("where", [a < _d(ERF_SPLIT), a * p, q])]
+
+
+def _erf_reduce(x: Expr) -> dict:
+    return {"a": _clamp64(abs(make("cast", [x], "float64")), 0.0, 4.0)}  # erf(4) rounds to 1
+
+
+def _erf_rebuild(p, x, reduced):
+    return make("cast", [make("copysign", [p, make("cast", [x], "float64")])], "float32")
+
+
+def _sign_affine(x, values):
+    return np.sign(x).astype(np.float64), 0.0
+
+
+# --- float64 inside: sigmoid and tanh ----------------------------------------------------
+# A float32 result needs ~2^-26 relative accuracy before its one rounding. Computed in
+# float32, 1/(1 + exp(-x)) or 1 - 2/(exp(2a) + 1) add up several roundings and the
+# error of exp itself (each ~0.5 ULP); in float64 those are 2^-53 and only the core's
+# approximation error and the final rounding remain. x (float32) widens exactly, so
+# clamping, 2a and the Cody-Waite reduction are exact or nearly so.
+
+def _d(v) -> Expr:
+    return const(float(v), "float64")
+
+
+def _pow2_64(k: Expr) -> Expr:
+    """2^k as float64 from exponent bits, for -1022 <= k <= 1023."""
+    ki = make("cast", [k], "int64")
+    return make("bitcast", [make("shl", [ki + const(1023, "int64"), const(52, "int64")])],
+                "float64")
+
+
+def _reduce64(z: Expr) -> dict:
+    """z = k*ln2 + r in float64, |r| <= ln2/2 (r exact to ~2^-60 relative)."""
+    k = make("round", [z * _d(1 / math.log(2))])
+    r = _fma(k, _d(-LN2_LO64), _fma(k, _d(-math.log(2)), z))
+    return {"r": r, "k": k}
+
+
+def _sigmoid_reduce(x: Expr) -> dict:
+    z = _clamp64(-make("cast", [x], "float64"), -120.0, 120.0)   # e^-120: below float32's range
+    return _reduce64(z)
+
+
+def _sigmoid_rebuild(p, x, reduced):
+    e = p * _pow2_64(reduced["k"])                               # exp(-x)
+    return make("cast", [_d(1.0) / (_d(1.0) + e)], "float32")
+
+
+def _tanh_reduce(x: Expr) -> dict:
+    a = _clamp64(abs(make("cast", [x], "float64")), 0.0, 10.0)  # tanh(10) rounds to 1
+    return _reduce64(a + a)
+
+
+def _tanh_rebuild(p, x, reduced):
+    s = _pow2_64(reduced["k"])
+    em1 = _fma(s, p, s - _d(1.0))                                # expm1(2a) = 2^k q + 2^k - 1
+    y = em1 / (em1 + _d(2.0))
+    return make("cast", [make("copysign", [y, make("cast", [x], "float64")])], "float32")
+
+
+def _clamp64(x: Expr, lo: float, hi: float) -> Expr:
+    return make("where", [x > _d(hi), _d(hi), make("where", [x < _d(lo), _d(lo), x])])
+
+
+def _relative_fit(fn):
+    def core_fit(values):
+        r = values["r"].astype(np.float64)
+        target = fn(r)
+        with np.errstate(divide="ignore"):
+            return target, np.where(target != 0, 1.0 / np.abs(target), 0.0)
+    return core_fit
+
+
+ERF_SPLIT = 2.0
+TEMPLATES["erf"] = Template(
+    "erf", "erf", (-F32_MAX, F32_MAX), ("a",), (0.0, 4.0), _erf_reduce, _erf_rebuild,
+    _sign_affine, "erf(a), a in [0, 4] (float64)", degrees=(3, 9), seeds=_erf_seeds,
+    dense=((-4.0, 4.0), (-1e-3, 1e-3)), core_dtype="float64", max_size=96)
+TEMPLATES["sigmoid"] = Template(
+    "sigmoid", "sigmoid", (-F32_MAX, F32_MAX), ("r",), (-0.5 * math.log(2), 0.5 * math.log(2)),
+    _sigmoid_reduce, _sigmoid_rebuild, None, "exp(r) (float64)", degrees=(3, 7),
+    dense=((-20.0, 20.0),), core_dtype="float64", core_fit=_relative_fit(np.exp))
+TEMPLATES["tanh"] = Template(
+    "tanh", "tanh", (-F32_MAX, F32_MAX), ("r",), (-0.5 * math.log(2), 0.5 * math.log(2)),
+    _tanh_reduce, _tanh_rebuild, None, "expm1(r) (float64)", relative=False, degrees=(3, 7),
+    dense=((-10.0, 10.0), (-0.01, 0.01)), core_dtype="float64", core_fit=_relative_fit(np.expm1))
 
 
 def plain(function: str, domain: tuple[float, float]) -> Template:

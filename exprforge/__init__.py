@@ -69,6 +69,17 @@ def save(kernel, name: str, overwrite: bool = True):
     return _save(kernel, name, overwrite)
 
 
+def approximate(function: str, domain=None, dtype: str = "float32", max_ulp: float = 1.0,
+                **options):
+    """Search a float32 program approximating a unary op-table function on `domain`
+    (default: its whole float32 domain): an evolve.tasks.approx.ApproxResult with the
+    Pareto front (cost vs max ULP) and the chosen program. Options: cost="cycles"|"ops",
+    population, generations, seed, timeout, executor, checkpoint, resume, template.
+    Verify the choice on every float32 with exprforge.evolve.verify.verify."""
+    from exprforge.evolve.tasks.approx import approximate as _approximate
+    return _approximate(function, domain, dtype, max_ulp, **options)
+
+
 def evaluate(expr, env=None, dtype: str | None = None):
     """Evaluate an Expr (or expression text) on NumPy arrays with exact dtype semantics."""
     if isinstance(expr, str):
@@ -79,4 +90,4 @@ def evaluate(expr, env=None, dtype: str | None = None):
 __all__ = ["__version__", "Expr", "OPS", "ParseError", "parse", "evaluate", "exact", "oracle",
            "ulps", "ulp_error", "bits_of_error", "summarize", "ErrorStats", "float32_range",
            "count_float32", "grad", "derive", "var", "const", "named", "make", "concretize",
-           "retype", "to_text", "to_latex", "to_sympy", "from_sympy", "simplify", "prove", "compile", "save"]
+           "retype", "to_text", "to_latex", "to_sympy", "from_sympy", "simplify", "prove", "compile", "save", "approximate"]

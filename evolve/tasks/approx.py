@@ -58,7 +58,9 @@ def training_points(template: Template, domain, n: int = 3000, seed: int = 0) ->
         rand = rng.uniform(lo, hi, n // 3).astype(f32)
     edges = [lo, hi, np.nextafter(f32(lo), f32(np.inf)), np.nextafter(f32(hi), f32(-np.inf))]
     seams = _seams(template, lo, hi, rng)
-    x = np.concatenate([even, ordered, rand, np.array(edges, f32), seams]).astype(f32)
+    dense = [rng.uniform(max(a, lo), min(b, hi), n // 3).astype(f32) for a, b in template.dense
+             if max(a, lo) < min(b, hi)]
+    x = np.concatenate([even, ordered, rand, np.array(edges, f32), seams, *dense]).astype(f32)
     x = x[(x >= f32(lo)) & (x <= f32(hi)) & np.isfinite(x)]
     return np.unique(x)
 
@@ -117,13 +119,17 @@ class ApproxProblem:
         self.x = training_points(self.template, self.domain, self.n_train, self.seed)
         self.y = truth(self.function, self.x)
         reduced = self.template.reduced_values(self.x)
-        a, b = self.template.affine(self.x, reduced)
-        a = np.broadcast_to(np.asarray(a, np.float64), self.x.shape)
         with np.errstate(all="ignore"):
-            target = (self.y - b) / a
-            weight = np.abs(a) / ulp_of(np.clip(self.y, -3.4e38, 3.4e38), "float32")
+            if self.template.core_fit is not None:
+                target, weight = self.template.core_fit(reduced)
+                a = np.ones_like(target)
+            else:
+                a, b = self.template.affine(self.x, reduced)
+                a = np.broadcast_to(np.asarray(a, np.float64), self.x.shape)
+                target = (self.y - b) / a
+                weight = np.abs(a) / ulp_of(np.clip(self.y, -3.4e38, 3.4e38), "float32")
         usable = np.isfinite(target) & np.isfinite(weight) & (self.y != 0) & (a != 0) & \
-            np.isfinite(self.y)
+            np.isfinite(self.y) & (weight > 0)
         fit_rows = np.flatnonzero(usable)
         if fit_rows.size > self.n_fit:  # a spread-out subset, plus the extremes of the core input
             main = reduced[self.template.core_vars[0]][fit_rows]
@@ -135,7 +141,11 @@ class ApproxProblem:
 
     @property
     def pset(self):
-        return primitive_set(self.ops, self.template.core_vars, "float32", constants=())
+        ops = self.ops + (("where", "lt") if self.template.seeds is not None and
+                          any(n.op == "where" for s in self.seeds()[:1] for n in s.toposort())
+                          else ())
+        return primitive_set(ops, self.template.core_vars, self.template.core_dtype,
+                             constants=())
 
     def seeds(self) -> list[Expr]:
         lo, hi = self.degree or self.template.degrees
@@ -146,8 +156,9 @@ class ApproxProblem:
 
     def evaluate(self, core: Expr, refit: bool = True) -> Evaluated:
         if refit:
-            values, _ = fit(core, self.core_inputs, self.core_target, self.core_weight)
-            core = with_constants(core, values, "float32")
+            values, _ = fit(core, self.core_inputs, self.core_target, self.core_weight,
+                            dtype=self.template.core_dtype)
+            core = with_constants(core, values, self.template.core_dtype)
         program = self.program(core)
         err = self.max_ulp(program)
         return Evaluated(core, (err, program_cost(program, self.cost_model)))
@@ -164,13 +175,15 @@ class ApproxProblem:
 def seed_cores(template: Template, degree: int) -> list[Expr]:
     """Horner polynomials of `degree` in the template's main variable, with constants to
     be fitted; for exp also one that adds the reduction's rounding error rlo."""
-    t = var(template.core_vars[0], "float32")
-    mid = 0.5 * (template.core_interval[0] + template.core_interval[1])
+    if template.seeds is not None:
+        return template.seeds(degree)
+    dtype = template.core_dtype
+    t = var(template.core_vars[0], dtype)
 
     def horner(coeffs):
-        p = const(float(coeffs[-1]), "float32")
+        p = const(float(coeffs[-1]), dtype)
         for c in reversed(coeffs[:-1]):
-            p = make("fma", [p, t, const(float(c), "float32")])
+            p = make("fma", [p, t, const(float(c), dtype)])
         return p
 
     # placeholder coefficients near 1/i!, all distinct: equal literals are one DAG node,
@@ -243,7 +256,7 @@ def approximate(function: str, domain=None, dtype: str = "float32", max_ulp: flo
     problem = problem_for(function, domain, template, cost_model=cost, ops=tuple(ops),
                           seed=seed)
     config = SearchConfig(population=population, generations=generations, seed=seed,
-                          timeout=timeout)
+                          timeout=timeout, max_size=problem.template.max_size)
     result = search(problem, config, executor=executor, checkpoint=checkpoint, resume=resume,
                     progress=progress)
     front = [_candidate(problem, e) for e in result.front]

@@ -1,0 +1,121 @@
+"""Shipped approximations vs NumPy's float32 functions and glibc's libm, side by side.
+
+    .venv/bin/python benchmarks/bench_approx.py [FUNC ...]   -> benchmarks/results/approx.json
+
+For each function of evolve/library.json, on its whole float32 domain:
+- accuracy by the exhaustive check (evolve.verify) of: the library program (LLVM kernel),
+  numpy's float32 function, and libm's float function (expf, logf, ...) called once per
+  element from an exprforge LLVM loop (the kernel of "exp(x)");
+- throughput at N = 1e7, one thread, best of 7 calls, each allocating its output;
+  ratios to numpy are what to read (this machine is shared);
+- a baseline of the same accuracy: the smallest-degree Taylor polynomial in the same
+  range-reduction template with < 1 ULP on 2^20 validation points, and its op count.
+"""
+from __future__ import annotations
+
+import json
+import math
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import exprforge as xf
+from exprforge.engine.expr import const, make, var
+from exprforge.evolve.tasks.approx import _validation_points, problem_for, truth_fast
+from exprforge.evolve.verify import verify, verify_function
+from exprforge.evolve.library import library
+from exprforge.rewrite.cost import cost
+
+RESULTS = Path(__file__).parent / "results" / "approx.json"
+N = 10_000_000
+
+
+def taylor(function: str, i: int) -> float:
+    """Coefficient i of the core's Taylor series at 0 (what the template's core computes)."""
+    if function == "exp":
+        return 1.0 / math.factorial(i)
+    if function == "exp2":
+        return math.log(2) ** i / math.factorial(i)
+    if function in ("log", "log2"):
+        c = 0.0 if i == 0 else (-1) ** (i + 1) / i
+        return c / math.log(2) if function == "log2" else c
+    raise ValueError(function)
+
+
+def taylor_baseline(function: str, max_degree: int = 24) -> dict:
+    problem = problem_for(function, n_train=256)
+    x = _validation_points(problem, 1 << 20, seed=7)
+    y = truth_fast(function, x)
+    t = var(problem.template.core_vars[0], "float32")
+    for degree in range(2, max_degree + 1):
+        p = const(float(np.float32(taylor(function, degree))), "float32")
+        for i in reversed(range(degree)):
+            p = make("fma", [p, t, const(float(np.float32(taylor(function, i))), "float32")])
+        program = problem.program(p)
+        err = problem.max_ulp(program, x, y)
+        if err < 1.0:
+            return {"degree": degree, "ops": cost(program, "ops"), "max_ulp_sampled": err}
+    return {"degree": None, "ops": None, "max_ulp_sampled": None}
+
+
+def best_time(fn, x, repeats: int = 7) -> float:
+    fn(x)
+    best = math.inf
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn(x)
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def main(functions):
+    rows = []
+    lib = library()
+    x_bench = np.random.default_rng(0)
+    for f in functions:
+        entry = lib[f"{f}_f32"]
+        domain = tuple(entry["domain"])
+        ours = xf.compile(xf.parse(entry["program"], vars={"x": "float32"}), target="llvm")
+        libm = xf.compile(f"{f}(x)", target="llvm")
+        np_fn = getattr(np, f)
+        reports = {
+            "exprforge": verify(ours, f, domain=domain).as_dict(),
+            "numpy": verify_function(lambda a: np_fn(a), f, domain=domain).as_dict(),
+            "libm": verify(libm, f, domain=domain).as_dict(),
+        }
+        lo, hi = domain
+        xs = (np.exp(x_bench.uniform(np.log(max(lo, 1e-30)), np.log(hi), N)) if lo > 0
+              else x_bench.uniform(lo, hi, N)).astype(np.float32)
+        times = {"exprforge": best_time(ours, xs), "numpy": best_time(np_fn, xs),
+                 "libm": best_time(libm, xs)}
+        base = taylor_baseline(f)
+        row = {"function": f, "domain": list(domain), "ops": entry["ops"],
+               "taylor_baseline": base,
+               "tools": {k: {"max_ulp": r["max_ulp"], "argmax": r["argmax"],
+                             "mean_ulp": r["mean_ulp"], "correctly_rounded": r["correctly_rounded"],
+                             "specials_ok": r["ok"], "inputs": r["n"],
+                             "check_seconds": r["seconds"], "ms_at_1e7": times[k] * 1e3,
+                             "speed_vs_numpy": times["numpy"] / times[k]}
+                         for k, r in reports.items()}}
+        rows.append(row)
+        t = row["tools"]
+        print(f"{f}: ops {entry['ops']} (Taylor {base['degree']}: {base['ops']}) | " + " | ".join(
+            f"{k} {v['max_ulp']:.3f} ULP, {100 * v['correctly_rounded']:.2f}% CR, "
+            f"{v['ms_at_1e7']:.1f} ms ({v['speed_vs_numpy']:.2f}x numpy)" for k, v in t.items()),
+            flush=True)
+    out = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, "
+           f"{__import__('os').cpu_count()} cores", "n": N, "rows": rows}
+    RESULTS.parent.mkdir(exist_ok=True)
+    if RESULTS.exists() and len(functions) < len(lib):  # partial run: keep the other rows
+        old = {r["function"]: r for r in json.loads(RESULTS.read_text())["rows"]}
+        old.update({r["function"]: r for r in rows})
+        out["rows"] = list(old.values())
+    RESULTS.write_text(json.dumps(out, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    names = sys.argv[1:] or [e["function"] for e in library().values()]
+    main(names)

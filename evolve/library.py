@@ -1,0 +1,28 @@
+"""The library of verified approximations shipped with exprforge (evolve/library.json):
+for each, the program's IR text and the record of its exhaustive check (max ULP, inputs
+checked, op count, domain, seed and the command that found it). `exprforge.kernels`
+compiles them on first import; templates may build on them (tanh and sigmoid on exp).
+Rebuilt by scripts/build_library.py."""
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+
+LIBRARY_FILE = Path(__file__).with_name("library.json")
+
+
+@cache
+def library() -> dict:
+    """name (FUNC_f32) -> entry."""
+    return json.loads(LIBRARY_FILE.read_text()) if LIBRARY_FILE.exists() else {}
+
+
+def program(name: str):
+    """The entry's program as an Expr of the float32 variable x."""
+    from exprforge.engine.parse import parse
+    entries = library()
+    if name not in entries:
+        raise LookupError(f"no approximation {name!r} in the library; it has: "
+                          f"{', '.join(sorted(entries)) or 'none'}")
+    return parse(entries[name]["program"], vars={"x": "float32"})

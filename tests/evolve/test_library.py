@@ -1,0 +1,97 @@
+"""The shipped library of verified approximations: each entry compiles, agrees with its
+verification record on samples, handles IEEE special values, and imports as a kernel."""
+import importlib
+
+import numpy as np
+import pytest
+
+import exprforge as xf
+from exprforge.engine.errors import ulp_error
+from exprforge.evolve.library import library, program
+from exprforge.evolve.tasks.approx import truth
+
+ENTRIES = sorted(library())
+REQUIRED = {"exp_f32", "exp2_f32", "log_f32"}
+
+
+def test_library_has_the_verified_functions():
+    assert REQUIRED <= set(ENTRIES)
+    for name in ENTRIES:
+        e = library()[name]
+        assert e["max_ulp"] < 1.0 and e["specials_ok"], name
+        assert e["inputs_checked"] > 10 ** 8, name     # a whole float32 domain, not a sample
+        assert e["command"].startswith("exprforge approx "), name
+
+
+@pytest.fixture(scope="module", params=ENTRIES)
+def compiled(request):
+    name = request.param
+    return name, library()[name], xf.compile(program(name), target="llvm")
+
+
+def _sample(entry, n=4000, seed=0):
+    lo, hi = entry["domain"]
+    rng = np.random.default_rng(seed)
+    if lo > 0:   # log-like domains span every binade
+        x = np.exp(rng.uniform(np.log(lo), np.log(hi), n))
+    else:
+        x = np.concatenate([rng.uniform(lo, hi, n // 2), rng.uniform(-5, 5, n // 2)])
+    x = x.astype(np.float32)
+    return x[(x >= np.float32(lo)) & (x <= np.float32(hi))]
+
+
+def test_error_on_samples_within_the_record(compiled):
+    name, entry, kernel = compiled
+    x = _sample(entry)
+    x = np.append(x, np.float32(entry["argmax"]))       # the recorded worst input
+    err = ulp_error(kernel(x), truth(entry["function"], x))
+    assert err.max() <= entry["max_ulp"] + 1e-9
+    assert err[-1] == pytest.approx(entry["max_ulp"], abs=1e-6)
+
+
+def test_kernel_equals_the_reference_evaluator(compiled):
+    name, entry, kernel = compiled
+    x = _sample(entry, seed=1)
+    ours = kernel(x)
+    ref = np.asarray(xf.evaluate(kernel.expr, {"x": x}), np.float32)
+    assert np.array_equal(ours.view(np.int32), ref.view(np.int32))
+
+
+SPECIAL = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -1.0, 1e-45, -1e-45, 3.4e38, -3.4e38]
+
+
+def test_special_values_follow_ieee(compiled):
+    name, entry, kernel = compiled
+    fn = entry["function"]
+    x = np.array(SPECIAL, np.float32)
+    got = kernel(x)
+    want = np.asarray(xf.exact(xf.parse(f"{fn}(x)", vars={"x": "float32"}), {"x": x}),
+                      np.float32)
+    with np.errstate(invalid="ignore"):
+        for xi, g, w in zip(x, got, want):
+            if np.isnan(w):
+                assert np.isnan(g), (name, xi)
+            elif w == 0 or np.isinf(w) or abs(w) == 1:
+                # exact results: zeros keep their sign, infinities and +-1 are exact
+                assert g == w and np.signbit(g) == np.signbit(w), (name, xi, g, w)
+            else:
+                assert ulp_error(np.float32([g]), np.float64([w]))[0] < 1, (name, xi, g, w)
+
+
+def test_import_from_kernels_compiles_once_and_stores(tmp_path, monkeypatch):
+    monkeypatch.setenv("EXPRFORGE_CACHE_DIR", str(tmp_path))
+    kernels = importlib.import_module("exprforge.kernels")
+    monkeypatch.setattr(kernels, "_LOADED", {})
+    from exprforge.kernels import exp_f32
+    assert "exp_f32" in dir(kernels)
+    x = np.float32([0.0, 1.0, -1.0, 10.0])
+    assert exp_f32(x).dtype == np.float32
+    assert exp_f32(np.float32([0.0]))[0] == 1.0
+    assert (tmp_path / "names" / "exp_f32.json").exists()   # saved: later imports load it
+
+
+def test_unknown_library_name_is_an_import_error():
+    with pytest.raises(ImportError, match="no stored kernel"):
+        from exprforge.kernels import nope_f32  # noqa: F401
+    with pytest.raises(LookupError, match="no approximation"):
+        program("nope_f32")
