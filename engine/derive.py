@@ -18,7 +18,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 from . import dtypes as dt
-from .expr import Expr, F, as_expr, const, make, rebuild
+from .expr import Expr, F, as_expr, const, make, rebuild, var
 
 
 def derive(expr: Expr, wrt) -> Expr:
@@ -143,3 +143,84 @@ def cleanup(expr: Expr) -> Expr:
 
 def grad(expr: Expr, wrt) -> Expr:
     return derive(expr, wrt)
+
+
+# --- reverse mode through reductions ------------------------------------------------------
+# A reduction's cotangent is the sum over its axes of what its users send it (keepdims);
+# each rule passes that sum on to the reduction's argument u. Float counts are exact
+# below 2**24 elements per reduction (2**53 in float64).
+
+def _ones_like(u: Expr) -> Expr:
+    return F.where(True, const(1, u.dtype), u)  # 1 spread over u's shape
+
+
+def _spread(c: Expr, u: Expr) -> Expr:
+    return F.where(True, c, u)  # c broadcast to u's shape, so that a later sum sees it all
+
+
+REDUCTION_VJP = {
+    "rsum": lambda c, u, r: _spread(c, u),
+    "rmean": lambda c, u, r: _spread(c / F.rsum(_ones_like(u), axis=r.attr), u),
+    "rvar": lambda c, u, r: 2 * c * (u - F.rmean(u, axis=r.attr))
+    / F.rsum(_ones_like(u), axis=r.attr),
+    # ties share the gradient evenly, as torch.amax does
+    "rmax": lambda c, u, r: F.where(u.eq(r), c / F.rsum(F.where(u.eq(r), const(1, u.dtype),
+                                                                const(0, u.dtype)),
+                                                        axis=r.attr), 0),
+}
+
+
+def vjp(expr: Expr, cotangent: Expr, wrt) -> dict:
+    """{name: gradient of sum(cotangent * expr) with respect to variable `name`} for the
+    names in `wrt` (None where it is zero), through reductions too.
+
+    The DAG is cut at its reductions. Each piece between cuts is elementwise and is
+    differentiated in forward mode by `derive`, with the reductions inside it held as
+    placeholder variables; so a program without reductions gets cotangent * derive(expr, x),
+    and one with them gets, for y = f(x, r(x)), cotangent * df/dx + rule_r(sum over r's
+    axes of cotangent * df/dr) * du/dx, repeated down the nested reductions.
+    `cotangent` must have expr's shape. A gradient's shape may be a broadcast of its
+    variable's: the caller sums it over the dimensions the variable was stretched on.
+    The pieces' terms are added as one Expr, so a program whose pieces stretch the same
+    axis to different lengths (w * x * sum(x * v, -1), w and v of lengths 5 and 3, x of
+    length 1) has a gradient program that fails to broadcast when run.
+    """
+    reductions = [n for n in expr.toposort() if n.spec.group == "reduce"
+                  and dt.is_float(n.dtype) and n.variables()]
+    taken = {v.name for v in expr.variables()} | {v.name for v in cotangent.variables()}
+    names = (f"r{i}_" for i in range(1 << 30))
+    hold = {r: var(next(n for n in names if n not in taken), r.dtype) for r in reductions}
+    back = {p: r for r, p in hold.items()}
+    grads = {name: None for name in wrt}
+    sent = {r: None for r in reductions}  # cotangents the reductions' users send them
+
+    def add(total, term):
+        return term if total is None else total + term
+
+    def send(root: Expr, c: Expr):
+        piece = rebuild(root, lambda node, args: hold.get(node))
+        inside = {v.name for v in piece.variables()}
+        for name in grads:
+            if name in inside:
+                d = _nonzero(derive(piece, name))
+                if d is not None:
+                    grads[name] = add(grads[name], c * d.subs(back))
+        for r, p in hold.items():
+            if p.name in inside:
+                d = _nonzero(derive(piece, p))
+                if d is not None:
+                    sent[r] = add(sent[r], c * d.subs(back))
+
+    send(expr, cotangent)
+    for r in reversed(reductions):  # every user of r comes later in topological order
+        if sent[r] is None:
+            continue
+        if r.op not in REDUCTION_VJP:
+            raise NotImplementedError(f"no vector-Jacobian product for {r.op}")
+        c = REDUCTION_VJP[r.op](F.rsum(sent[r], axis=r.attr), r.args[0], r)
+        send(r.args[0], c)
+    return {n: None if g is None else cleanup(g) for n, g in grads.items()}
+
+
+def _nonzero(d: Expr):
+    return None if d.op == "const" and d.attr == 0 else d

@@ -6,9 +6,10 @@ argument x_i, the Expr  g * d(expr)/d(x_i)  (derivative from engine/derive.py, g
 incoming gradient) compiled to its own kernel, then summed over broadcast dimensions.
 register_fake gives shapes and dtypes for tracing (torch.compile, opcheck).
 
-Autograd covers elementwise programs; a program with reductions runs forward, and its
-backward raises (engine.derive gives directional derivatives, not the per-element
-vector-Jacobian product a reduction needs).
+A program with reductions (sum, mean, var, max over axes) gets its backward from
+engine.derive.vjp instead: reverse mode cut at the reductions, each elementwise piece
+differentiated by `derive`, each reduction's cotangent summed over its axes. The backward
+kernels recompute the forward's reductions (nothing is saved but the inputs).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import numpy as np
 
 from exprforge.codegen.lower import Plan, Reduce
 from exprforge.engine import dtypes as dt
-from exprforge.engine.derive import derive
+from exprforge.engine.derive import derive, vjp
 from exprforge.engine.expr import var
 
 from .kernel import Kernel
@@ -123,18 +124,27 @@ class TorchKernel(Kernel):
 
     @cache  # noqa: B019 (one per kernel and argument; kernels live as long as their op)
     def backward_kernel(self, index: int):
-        """Kernel of grad_out * d(expr)/d(arg index), on (grad_out, *args)."""
+        """Kernel of the gradient for argument `index` (grad_out * d(expr)/d(arg) when
+        elementwise), on (grad_out, *args)."""
         from .build import compile_kernel
-        if not self.plan.elementwise:
-            raise NotImplementedError("autograd through a reduction is not supported yet")
         name, dtype = self.plan.params[index]
         if any(n == GRAD for n, _ in self.plan.params):
             raise ValueError(f"a variable named {GRAD} clashes with the backward's gradient")
         expr = self.plan.expr
-        partial = derive(expr, name)
         g = var(GRAD, expr.dtype)
+        if not any(isinstance(s, Reduce) for s in self.plan.steps):
+            gradient = g * derive(expr, name)
+        else:
+            gradient = self._vjp(g).get(name)
+            if gradient is None:
+                gradient = g * 0
         args = ((GRAD, expr.dtype),) + self.plan.params
-        return compile_kernel(g * partial, "torch", None, args, **self.options)
+        return compile_kernel(gradient, "torch", None, args, **self.options)
+
+    @cache  # noqa: B019
+    def _vjp(self, g):
+        names = [self.plan.params[i][0] for i in self.differentiable]
+        return vjp(self.plan.expr, g, names)
 
 
 _OPS: dict = {}
