@@ -10,6 +10,9 @@ For each function of evolve/library.json, on its whole float32 domain:
   ratios to numpy are what to read (this machine is shared);
 - a baseline of the same accuracy: the smallest-degree Taylor polynomial in the same
   range-reduction template with < 1 ULP on 2^20 validation points, and its op count.
+Then the search itself: an exp search from a fixed seed (time to a program under 1 ULP
+on the training set, the chosen program's exhaustive check), and the same small search
+run serially, on a process pool and on a Dask LocalCluster: the fronts must be equal.
 """
 from __future__ import annotations
 
@@ -61,6 +64,14 @@ def taylor_baseline(function: str, max_degree: int = 24) -> dict:
     return {"degree": None, "ops": None, "max_ulp_sampled": None}
 
 
+def numpy_function(f: str):
+    """NumPy's float32 function; SciPy's where NumPy has none (erf, sigmoid = expit)."""
+    if hasattr(np, f):
+        return getattr(np, f)
+    import scipy.special as sc
+    return {"erf": sc.erf, "sigmoid": sc.expit}[f]
+
+
 def best_time(fn, x, repeats: int = 7) -> float:
     fn(x)
     best = math.inf
@@ -69,6 +80,44 @@ def best_time(fn, x, repeats: int = 7) -> float:
         fn(x)
         best = min(best, time.perf_counter() - t)
     return best
+
+
+def search_figures(seed: int = 0) -> dict:
+    import tempfile
+    from exprforge.approx import run
+    began = time.monotonic()
+    firsts = []
+
+    def progress(gen, total, summary):
+        if summary["best"] < 1.0 and not firsts:
+            firsts.append((gen, time.monotonic() - began))
+    with tempfile.TemporaryDirectory() as out:
+        r = run("exp", generations=8, population=24, seed=seed, out=out, save=False,
+                progress=progress)
+    v = r["verification"]
+    return {"function": "exp", "generations": 8, "population": 24, "seed": seed,
+            "seconds_total": r["seconds"], "first_under_1ulp": firsts[0] if firsts else None,
+            "chosen_ops": r["chosen"]["ops"], "exhaustive_max_ulp": v["max_ulp"],
+            "exhaustive_seconds": v["seconds"], "inputs_checked": v["n"]}
+
+
+def executor_agreement(seed: int = 3) -> dict:
+    from exprforge.engine.printing import to_text
+    from exprforge.evolve.executors import DaskExecutor, ProcessExecutor, SerialExecutor
+    from exprforge.evolve.tasks.approx import approximate
+    fronts, seconds = {}, {}
+    for name, make_ex in (("serial", SerialExecutor), ("process", lambda: ProcessExecutor(2)),
+                          ("dask", lambda: DaskExecutor(workers=2))):
+        t = time.monotonic()
+        with make_ex() as ex:
+            r = approximate("exp2", generations=3, population=12, seed=seed, executor=ex,
+                            validation_points=1 << 12)
+        seconds[name] = time.monotonic() - t
+        fronts[name] = [(to_text(c.core), c.train_max_ulp, c.cost) for c in r.front]
+    return {"function": "exp2", "seed": seed, "generations": 3, "population": 12,
+            "front_size": len(fronts["serial"]), "seconds": seconds,
+            "process_equals_serial": fronts["process"] == fronts["serial"],
+            "dask_equals_serial": fronts["dask"] == fronts["serial"]}
 
 
 def main(functions):
@@ -80,7 +129,7 @@ def main(functions):
         domain = tuple(entry["domain"])
         ours = xf.compile(xf.parse(entry["program"], vars={"x": "float32"}), target="llvm")
         libm = xf.compile(f"{f}(x)", target="llvm")
-        np_fn = getattr(np, f)
+        np_fn = numpy_function(f)
         reports = {
             "exprforge": verify(ours, f, domain=domain).as_dict(),
             "numpy": verify_function(lambda a: np_fn(a), f, domain=domain).as_dict(),
@@ -108,6 +157,11 @@ def main(functions):
             flush=True)
     out = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, "
            f"{__import__('os').cpu_count()} cores", "n": N, "rows": rows}
+    if set(functions) == {e["function"] for e in library().values()}:
+        out["search"] = search_figures()
+        print("search:", out["search"], flush=True)
+        out["executors"] = executor_agreement()
+        print("executors:", out["executors"], flush=True)
     RESULTS.parent.mkdir(exist_ok=True)
     if RESULTS.exists() and len(functions) < len(lib):  # partial run: keep the other rows
         old = {r["function"]: r for r in json.loads(RESULTS.read_text())["rows"]}
