@@ -103,8 +103,8 @@ def fit(core: Expr, inputs: dict, target: np.ndarray, weight: np.ndarray,
     c = model.start.copy()
     # small solves: BLAS threads only contend (10-100x slower on a busy machine)
     with np.errstate(all="ignore"), threadpool_limits(1):
-        if len(c) == 0:
-            return c, _max_error(model, c, target, weight)
+        if len(c) == 0 or len(target) == 0:
+            return c, _max_error(model, c, target, weight) if len(target) else np.inf
         lawson = np.full(len(target), 1.0 / len(target))
         best, best_err = c.copy(), _max_error(model, c, target, weight)
         best_weights = weight * np.sqrt(lawson)

@@ -140,12 +140,12 @@ def _vary(population, pset, config):
     parents = tools.selTournamentDCD(population, len(population) - len(population) % 4)
     parents += random.sample(population, len(population) - len(parents))
     offspring = []
-    for a, b in zip(parents[::2], parents[1::2]):
-        a, b = _clone(a), _clone(b)
+    for pa, pb in zip(parents[::2], parents[1::2]):
+        a, b = _clone(pa), _clone(pb)
         if random.random() < config.cx_prob:
             a, b = gp.cxOnePoint(a, b)
             a.refit = b.refit = True
-        for child, parent in ((a, _clone(a)), (b, _clone(b))):
+        for child, parent in ((a, pa), (b, pb)):
             _mutate(child, pset, config)
             if len(child) > config.max_size or child.height > config.max_depth:
                 _replace(child, parent)  # too big: keep the parent's program

@@ -179,10 +179,10 @@ def _plain_affine(x, values):
 
 _SQRT2 = math.sqrt(2)
 TEMPLATES = {
-    "exp": Template("exp", "exp", (-103.97208, 88.72284), ("r", "rlo"),
+    "exp": Template("exp", "exp", (-103.97208, 88.72283172607422), ("r", "rlo"),
                     (-0.5 * math.log(2), 0.5 * math.log(2)), _exp_reduce, _exp_rebuild,
                     _scale_affine, "exp(r + rlo)"),
-    "exp2": Template("exp2", "exp2", (-150.0, 128.0 - 2.0 ** -17), ("r",), (-0.5, 0.5),
+    "exp2": Template("exp2", "exp2", (-150.0 + 2.0 ** -16, 128.0 - 2.0 ** -17), ("r",), (-0.5, 0.5),
                      _exp2_reduce, _exp_rebuild, _scale_affine, "2^r"),
     "log": Template("log", "log", (2.0 ** -149, F32_MAX), ("f",),
                     (1 / _SQRT2 - 1, _SQRT2 - 1), _log_reduce, _log_rebuild, _log_affine,

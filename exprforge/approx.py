@@ -27,7 +27,7 @@ def run(function: str, domain=None, max_ulp: float = 1.0, cost: str = "cycles",
         generations: int = 30, population: int = 48, seed: int = 0, timeout: float | None = None,
         workers: int | None = None, scheduler: str | None = None, out: str | None = None,
         name: str | None = None, template: str | None = None, verify: bool = True,
-        save: bool = True, progress=None) -> dict:
+        save: bool = True, progress=None, resume: bool = False) -> dict:
     from exprforge.evolve.executors import make_executor
     from exprforge.evolve.tasks.approx import approximate
     began = time.monotonic()
@@ -44,7 +44,7 @@ def run(function: str, domain=None, max_ulp: float = 1.0, cost: str = "cycles",
                              population=population, generations=generations, seed=seed,
                              timeout=timeout, executor=executor,
                              checkpoint=str(run_dir / "checkpoint.pkl"), template=template,
-                             progress=progress)
+                             progress=progress, resume=resume)
     _write_front(run_dir / "pareto.csv", result.front)
     chosen, report, kernel = result.chosen, None, None
     if verify and chosen is not None:

@@ -231,6 +231,8 @@ def _add_approx(p):
     p.add_argument("--name", help="store name (default FUNC_f32)")
     p.add_argument("--out", help="run directory (default: under the kernel store)")
     p.add_argument("--no-verify", action="store_true", help="skip the exhaustive check")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the search from --out DIR's checkpoint (same seed)")
 
 
 def run_approx(args) -> dict:
@@ -245,11 +247,14 @@ def run_approx(args) -> dict:
         raise UserError("--workers must be at least 1")
     if args.domain and not args.domain[0] <= args.domain[1]:
         raise UserError(f"empty domain {args.domain[0]} > {args.domain[1]}")
+    if args.resume and not args.out:
+        raise UserError("--resume needs --out DIR (the run directory holding the checkpoint)")
     try:
         check_function(args.function)
         return run(args.function, args.domain, args.max_ulp, args.cost, args.generations,
                    args.population, args.seed, args.timeout, args.workers, args.scheduler,
                    args.out, args.name, args.template, verify=not args.no_verify,
+                   resume=args.resume,
                    progress=_progress_bar("approx") if sys.stderr.isatty() else None)
     except (ValueError, ConnectionError) as e:
         raise UserError(str(e)) from None
@@ -503,6 +508,17 @@ def _parse(parser, argv):
     return parser.parse_args(argv)
 
 
+def _jsonable(value):
+    """JSON has no NaN or infinities: they are written as the strings "nan", "inf", "-inf"."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if value != value else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     try:
@@ -515,7 +531,7 @@ def main(argv=None) -> int:
     except UserError as e:
         print(f"exprforge: error: {e}", file=sys.stderr)
         return 2
-    print(json.dumps(result, indent=2) if args.json else show(result))
+    print(json.dumps(_jsonable(result), indent=2) if args.json else show(result))
     return 0
 
 

@@ -85,7 +85,7 @@ def _seams(template: Template, lo, hi, rng) -> np.ndarray:
     if template.name in ("log", "log2"):
         k = rng.integers(-126, 128, size=400).astype(np.float64)
         base = np.where(rng.random(400) < 0.5, np.sqrt(2.0), 1.0) * 2.0 ** k
-        x = base.astype(f32)
+        x = np.concatenate([base.astype(f32), np.ones(400, f32)])   # and x near 1: log x ~ 0
         return _ulp_step(x, rng.integers(-2000, 2001, size=x.size))
     return np.zeros(0, f32)
 
@@ -204,8 +204,24 @@ def seed_cores(template: Template, degree: int) -> list[Expr]:
 
 def problem_for(function: str, domain=None, template: str | None = None, **options) -> ApproxProblem:
     check_function(function)
+    if domain is not None:
+        if len(domain) != 2 or not all(np.isfinite(float(v)) for v in domain):
+            raise ValueError(f"domain must be two finite numbers (lo, hi), got {domain!r}")
+        if not float(domain[0]) <= float(domain[1]):
+            raise ValueError(f"empty domain: lo {domain[0]} > hi {domain[1]}")
     t = template_for(function, domain, template)
-    return ApproxProblem(function, t, tuple(domain) if domain is not None else t.domain, **options)
+    problem = ApproxProblem(function, t, tuple(domain) if domain is not None else t.domain,
+                            **options)
+    undefined = np.isnan(problem.y)
+    if undefined.any():
+        bad = problem.x[undefined]
+        raise ValueError(f"{function} is undefined (NaN) on part of the domain "
+                         f"{problem.domain}, e.g. at x = {float(bad[0])!r}: restrict the "
+                         "domain to where it is real")
+    if np.isfinite(problem.y).sum() < 16 or len(problem.core_target) < 4:
+        raise ValueError(f"{function} is not finite on enough of the domain "
+                         f"{problem.domain} to fit a program")
+    return problem
 
 
 # --- the whole search: evolve, pick, validate --------------------------------------------
@@ -251,7 +267,7 @@ def approximate(function: str, domain=None, dtype: str = "float32", max_ulp: flo
     from ..search import SearchConfig, search
     if dtype != "float32":
         raise ValueError(f"approximations are searched in float32 only for now, not {dtype}")
-    if max_ulp <= 0:
+    if not max_ulp > 0:   # also refuses NaN
         raise ValueError(f"max_ulp must be positive, got {max_ulp}")
     problem = problem_for(function, domain, template, cost_model=cost, ops=tuple(ops),
                           seed=seed)
