@@ -309,7 +309,7 @@ def template_for(function: str, domain=None, name: str | None = None) -> Templat
     if name == "plain" or (name is None and function not in TEMPLATES):
         if domain is None:
             raise ValueError(f"{function} has no range-reduction template: give a domain")
-        return plain(function, domain)
+        return plain(str(function), domain)
     t = TEMPLATES.get(name or function)
     if t is None:
         raise ValueError(f"no template {name!r}; templates: plain, {', '.join(TEMPLATES)}")

@@ -30,8 +30,11 @@ def run(function: str, domain=None, max_ulp: float = 1.0, cost: str = "cycles",
         save: bool = True, progress=None, resume: bool = False) -> dict:
     from exprforge.evolve.executors import make_executor
     from exprforge.evolve.tasks.approx import approximate
+    if name is None and not function.isidentifier():
+        raise ValueError("an approximation of an expression needs a store name (--name)")
     began = time.monotonic()
-    run_dir = Path(out) if out else _default_run_dir(function)
+    run_dir = Path(out) if out else _default_run_dir(function if function.isidentifier()
+                                                     else "expr")
     run_dir.mkdir(parents=True, exist_ok=True)
     config = {"function": function, "domain": list(domain) if domain else None,
               "max_ulp": max_ulp, "cost": cost, "generations": generations,

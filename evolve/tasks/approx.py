@@ -32,20 +32,32 @@ DEFAULT_OPS = ("add", "sub", "mul", "fma")
 ERROR_CAP = 1e12   # an objective for programs that fail (NaN, inf, huge errors)
 
 
-def truth(function: str, x32: np.ndarray) -> np.ndarray:
+def target_expr(function) -> Expr:
+    """The function to approximate as a float64 Expr of x: a unary op's name, or an
+    expression (text or Expr) of one variable."""
+    from ..verify import reference
+    _, expr, name = reference(function)
+    return expr.subs({var(name, "float64"): var("x", "float64")}) if name != "x" else expr
+
+
+def truth(function, x32: np.ndarray) -> np.ndarray:
     """The exact function value at float32 points, correctly rounded to float64."""
-    e = make(function, [var("x", "float64")])
-    return np.asarray(exact(e, {"x": x32.astype(np.float64)}, dtype="float64"), np.float64)
+    return np.asarray(exact(target_expr(function), {"x": x32.astype(np.float64)},
+                            dtype="float64"), np.float64)
 
 
-def check_function(function: str) -> None:
-    row = OPS.get(function)
-    if row is None or row.group != "elementwise" or row.arity != 1 or row.out != "T" \
-            or row.tkind != "float":
-        unary = sorted(n for n, r in OPS.items() if r.group == "elementwise" and r.arity == 1
-                       and r.tkind == "float" and r.out == "T")
-        raise ValueError(f"{function!r} is not a unary float function of the op table; "
-                         f"choose one of: {', '.join(unary)}")
+def check_function(function) -> None:
+    if isinstance(function, str) and function.isidentifier():
+        row = OPS.get(function)
+        if row is None or row.group != "elementwise" or row.arity != 1 or row.out != "T" \
+                or row.tkind != "float":
+            unary = sorted(n for n, r in OPS.items() if r.group == "elementwise"
+                           and r.arity == 1 and r.tkind == "float" and r.out == "T")
+            raise ValueError(f"{function!r} is not a unary float function of the op table; "
+                             f"choose one of: {', '.join(unary)} (or give an expression "
+                             "of x)")
+    else:
+        target_expr(function)   # an expression of one variable, or a clear ValueError
 
 
 def training_points(template: Template, domain, n: int = 3000, seed: int = 0) -> np.ndarray:
@@ -305,5 +317,5 @@ def _validation_points(problem: ApproxProblem, n: int, seed: int) -> np.ndarray:
 def truth_fast(function: str, x32: np.ndarray) -> np.ndarray:
     """The function in float64 (NumPy/SciPy, a few float64 ULPs from exact: ~2^-28
     float32 ULPs), for validation sets too large for the oracle."""
-    return np.asarray(evaluate(make(function, [var("x", "float64")]),
-                               {"x": x32.astype(np.float64)}), np.float64)
+    return np.asarray(evaluate(target_expr(function), {"x": x32.astype(np.float64)}),
+                      np.float64)
