@@ -324,3 +324,26 @@ def test_cli_approx_writes_its_run_directory(capsys, tmp_path, monkeypatch):
 
     for png in ("pareto.png", "error.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --- an expression as the target ----------------------------------------------------------------
+
+def test_expression_target_end_to_end():
+    """Any expression of one variable can be the target (plain template): a cubic is
+    recovered exactly enough by a seeded polynomial core."""
+    r = approximate("1 + t*(2 + t*t)", domain=(0.5, 1.5), generations=1, population=8,
+                    validation_points=1 << 12)
+    assert r.template == "plain"
+    x = np.linspace(0.5, 1.5, 1001, dtype=F32)
+    y = np.asarray(evaluate(r.chosen.program, {"x": x}), np.float64)
+    want = 1 + x.astype(np.float64) * (2 + x.astype(np.float64) ** 2)
+    assert np.max(np.abs(y - want) / want) < 1e-6
+    with pytest.raises(ValueError, match="one variable"):
+        approximate("x*y", domain=(0, 1))
+
+
+def test_cli_expression_needs_a_name_and_resume_needs_out(capsys):
+    line = assert_user_error(capsys, "approx", "x*exp(-x*x)", "--domain", "0", "1")
+    assert "needs a store name (--name)" in line
+    line = assert_user_error(capsys, "approx", "exp2", "--resume")
+    assert "--resume needs --out" in line
