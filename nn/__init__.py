@@ -5,7 +5,8 @@ Names load on first use, so `import exprforge.nn` imports neither torch nor a co
 from importlib import import_module
 
 _WHERE = {"PolyReLU": "polycom", "PolyNorm": "polycom", "lmul": "l_mul",
-          "lmul_matmul": "l_mul", "LMulAttention": "attention"}
+          "lmul_matmul": "l_mul", "LMulAttention": "attention", "EvoNormB0": "evonorm",
+          "EvoNormS0": "evonorm", "GaussianRBF": "rbf"}
 
 __all__ = sorted(_WHERE)
 

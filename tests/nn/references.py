@@ -59,3 +59,15 @@ def polynorm_reference(x, w, b, eps=1e-6):
     def n(u):
         return u * torch.rsqrt(u.pow(2).mean(-1, keepdim=True) + eps)
     return w[0] * n(x) + w[1] * n(x ** 2) + w[2] * n(x ** 3) + b
+
+
+def assert_triton_backward_matches(cpu, arrays):
+    """Every gradient program of the torch kernel `cpu` (one per argument), compiled for
+    Triton, gives the CPU backward kernel's values on (grad, *inputs) = arrays."""
+    from exprforge.targets.build import compile_kernel
+    for i in range(len(cpu.plan.params)):
+        backward = cpu.backward_kernel(i)
+        k = compile_kernel(backward.plan.expr, "triton", None, backward.plan.params)
+        np.testing.assert_allclose(k(*arrays).cpu().numpy(),
+                                   backward.cpu(*(a.numpy() for a in arrays)),
+                                   rtol=1e-12, atol=1e-12)

@@ -15,7 +15,7 @@ from exprforge.nn.l_mul import lmul_matmul_program, lmul_program  # noqa: E402
 from exprforge.nn.polycom import ARGS, _kernel, polynorm_expr, polyrelu_expr  # noqa: E402
 from exprforge.targets.build import compile_kernel  # noqa: E402
 
-from .references import (SPECIALS, lmul_reference, polynorm_reference,  # noqa: E402
+from .references import (assert_triton_backward_matches, SPECIALS, lmul_reference, polynorm_reference,  # noqa: E402
                          polyrelu_reference, same_bits)
 
 COEFFS = (torch.tensor(0.7), torch.tensor(-0.4), torch.tensor(0.3), torch.tensor([0.2]))
@@ -39,12 +39,7 @@ def test_polynorm_backward_programs():
     args = [torch.randn(5, 8, generator=g, dtype=torch.float64),
             torch.randn(5, 8, generator=g, dtype=torch.float64)] + \
         [c.double() for c in COEFFS]
-    for i in range(len(ARGS)):
-        backward = cpu.backward_kernel(i)
-        k = compile_kernel(backward.plan.expr, "triton", None, backward.plan.params)
-        np.testing.assert_allclose(k(*args).cpu().numpy(),
-                                   backward.cpu(*(a.numpy() for a in args)),
-                                   rtol=1e-12, atol=1e-12)
+    assert_triton_backward_matches(cpu, args)
 
 
 @pytest.mark.parametrize("m", [2, 3, 4, 7])

@@ -1,0 +1,176 @@
+"""Gaussian RBF decoder (Gaussian RBFNet / GNF 2025) vs a ReLU MLP decoder on a learnable
+low-resolution feature grid, fitting a procedural 2D image in the same time budget.
+
+Run:  .venv/bin/python benchmarks/papers/rbf.py [--quick] [--budget S] [--out PATH]
+      -> a markdown table on stdout + benchmarks/results/papers_rbf.json
+
+Image (analytic, so it can be sampled anywhere): RGB on [0, 1]^2; a smooth background of
+low-frequency sinusoids, and sharp-edged content: a disk, a rotated rectangle, a
+triangle, a checkerboard patch (period 1/16) and a thin ring. Training pixels are the
+128x128 pixel centres; PSNR is reported on them (the fit) and on the 256x256 pixel
+centres of the same analytic image (mostly points between training pixels).
+Models: a learnable grid of FEATURES channels at GRIDxGRID (uniform(-1, 1) at start),
+sampled bilinearly (torch grid_sample, align_corners=True) at each point, then a decoder:
+  - RBF: exprforge.nn.GaussianRBF(FEATURES, CENTERS, 3) (expanded GEMM form: two matmuls
+    and one generated kernel with its derived backward);
+  - MLP: Linear(FEATURES, HIDDEN) - ReLU - Linear(HIDDEN, HIDDEN) - ReLU - Linear(HIDDEN, 3).
+Training: Adam (lr LR_GRID for the grid, LR for the decoder), full image (16384 points)
+per step, float32, one thread, for BUDGET seconds of training each (evaluation time
+excluded); the same grid initialization for both. Reported: PSNR at checkpoints and at
+the end, steps taken, seconds per step.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from exprforge.nn import GaussianRBF  # noqa: E402
+
+RES, EVAL_RES, GRID, FEATURES = 128, 256, 32, 8
+CENTERS, HIDDEN, INIT_SCALE = 64, 64, 0.5
+LR, LR_GRID, BUDGET = 1e-2, 5e-2, 30.0
+CHECKPOINTS = (2, 5, 10, 20, 30)
+
+
+# --- the image -----------------------------------------------------------------------------
+
+def image(x, y):
+    """RGB in [0, 1] at points (x, y) in [0, 1]^2 (arrays of any shape) -> (..., 3)."""
+    smooth = np.stack([0.5 + 0.25 * np.sin(2 * np.pi * (1.5 * x + 0.3 * y)),
+                       0.5 + 0.25 * np.cos(2 * np.pi * (x - 1.2 * y)),
+                       0.45 + 0.2 * np.sin(2 * np.pi * 2.5 * x * y)], -1)
+    out = smooth.copy()
+
+    def paint(mask, colour):
+        out[mask] = colour
+    paint((x - 0.28) ** 2 + (y - 0.30) ** 2 < 0.16 ** 2, (0.95, 0.2, 0.15))
+    u, v = x - 0.70, y - 0.30                      # a rectangle rotated by 30 degrees
+    c, s = math.cos(math.pi / 6), math.sin(math.pi / 6)
+    paint((np.abs(c * u + s * v) < 0.17) & (np.abs(-s * u + c * v) < 0.08), (0.1, 0.3, 0.9))
+    paint((y > 0.62) & (y < 0.92) & (np.abs(x - 0.27) < (y - 0.62) * 0.6),
+          (0.15, 0.75, 0.2))                       # a triangle
+    checker = (np.floor(x * 16) + np.floor(y * 16)) % 2 == 0
+    patch = (x > 0.58) & (x < 0.9) & (y > 0.6) & (y < 0.9)
+    paint(patch & checker, (0.05, 0.05, 0.05))
+    paint(patch & ~checker, (0.95, 0.95, 0.95))
+    r = np.sqrt((x - 0.5) ** 2 + (y - 0.5) ** 2)
+    paint(np.abs(r - 0.42) < 0.012, (1.0, 0.85, 0.1))   # a thin ring
+    return out
+
+
+def pixels(res):
+    """(points in [-1, 1]^2 as grid_sample wants them, RGB targets) at pixel centres."""
+    t = (np.arange(res) + 0.5) / res
+    y, x = np.meshgrid(t, t, indexing="ij")
+    points = np.stack([x, y], -1).reshape(-1, 2) * 2 - 1
+    return (torch.tensor(points, dtype=torch.float32),
+            torch.tensor(image(x, y).reshape(-1, 3), dtype=torch.float32))
+
+
+# --- the models ----------------------------------------------------------------------------
+
+class GridField(torch.nn.Module):
+    def __init__(self, decoder, grid):
+        super().__init__()
+        self.grid = torch.nn.Parameter(grid.clone())
+        self.decoder = decoder
+
+    def forward(self, points):
+        features = torch.nn.functional.grid_sample(
+            self.grid, points.view(1, 1, -1, 2), mode="bilinear", align_corners=True)
+        return self.decoder(features.view(FEATURES, -1).T)
+
+
+def decoder(name):
+    if name == "RBF":
+        return GaussianRBF(FEATURES, CENTERS, 3, init_scale=INIT_SCALE)
+    return torch.nn.Sequential(torch.nn.Linear(FEATURES, HIDDEN), torch.nn.ReLU(),
+                               torch.nn.Linear(HIDDEN, HIDDEN), torch.nn.ReLU(),
+                               torch.nn.Linear(HIDDEN, 3))
+
+
+def psnr(model, points, target):
+    with torch.no_grad():
+        mse = torch.mean((model(points).clamp(0, 1) - target) ** 2).item()
+    return 10 * math.log10(1 / mse)
+
+
+def fit(name, budget, train_data, eval_data, seed=0):
+    torch.manual_seed(seed)
+    grid = torch.rand(1, FEATURES, GRID, GRID) * 2 - 1
+    model = GridField(decoder(name), grid)
+    opt = torch.optim.Adam([{"params": [model.grid], "lr": LR_GRID},
+                            {"params": model.decoder.parameters(), "lr": LR}])
+    points, target = train_data
+    trained, steps, curve = 0.0, 0, []
+    marks = [c for c in CHECKPOINTS if c < budget] + [budget]
+    while trained < budget:
+        began = time.perf_counter()
+        loss = torch.mean((model(points) - target) ** 2)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        trained += time.perf_counter() - began
+        steps += 1
+        while marks and trained >= marks[0]:
+            curve.append({"seconds": marks.pop(0), "steps": steps,
+                          "psnr": round(psnr(model, points, target), 2)})
+    return {"psnr": psnr(model, points, target), "psnr_256": psnr(model, *eval_data),
+            "steps": steps, "seconds": round(trained, 2),
+            "ms_per_step": round(1e3 * trained / steps, 2), "curve": curve,
+            "decoder_parameters": sum(p.numel() for p in model.decoder.parameters()),
+            "grid_parameters": model.grid.numel()}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="3 s per model: for trying")
+    ap.add_argument("--budget", type=float, default=BUDGET, help="training seconds each")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks/results/papers_rbf.json"))
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    budget = 3.0 if args.quick else args.budget
+    began = time.perf_counter()
+    train_data, eval_data = pixels(RES), pixels(EVAL_RES)
+    GaussianRBF(FEATURES, CENTERS, 3)(torch.zeros(2, FEATURES)).sum().backward()  # compile
+    results = {}
+    for name in ("RBF", "MLP"):
+        results[name] = fit(name, budget, train_data, eval_data)
+        print(f"{name}: PSNR {results[name]['psnr']:.2f} dB after {results[name]['steps']} "
+              f"steps", file=sys.stderr)
+    result = {
+        "machine": {"date": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                    "python": platform.python_version(), "torch": torch.__version__,
+                    "threads": torch.get_num_threads()},
+        "config": {"res": RES, "eval_res": EVAL_RES, "grid": GRID, "features": FEATURES,
+                   "centers": CENTERS, "hidden": HIDDEN, "init_scale": INIT_SCALE,
+                   "lr": LR, "lr_grid": LR_GRID, "budget_s": budget, "quick": args.quick,
+                   "method": __doc__},
+        "results": results, "total_seconds": round(time.perf_counter() - began, 1),
+    }
+    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    marks = [c["seconds"] for c in results["RBF"]["curve"]]
+    print("| decoder | decoder params (+ grid) | " +
+          " | ".join(f"PSNR @ {m:g} s" for m in marks) +
+          " | PSNR 256x256 | steps | ms / step |")
+    print("|---|---|" + "---|" * len(marks) + "---|---|---|")
+    for name, r in results.items():
+        cells = " | ".join(f"{c['psnr']:.2f}" for c in r["curve"])
+        print(f"| {name} | {r['decoder_parameters']} (+{r['grid_parameters']}) | {cells} | "
+              f"{r['psnr_256']:.2f} | {r['steps']} | {r['ms_per_step']:.1f} |")
+    print(f"total {result['total_seconds']} s")
+
+
+if __name__ == "__main__":
+    main()
