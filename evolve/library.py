@@ -26,3 +26,19 @@ def program(name: str):
         raise LookupError(f"no approximation {name!r} in the library; it has: "
                           f"{', '.join(sorted(entries)) or 'none'}")
     return parse(entries[name]["program"], vars={"x": "float32"})
+
+
+def with_library_functions(expr):
+    """`expr` with every float32 call of a function the library has (exp -> exp_f32, ...)
+    replaced by that program, inlined on the call's argument."""
+    from exprforge.engine.expr import rebuild, var
+    x = var("x", "float32")
+    entries = library()
+
+    def visit(node, args):
+        name = f"{node.op}_f32"
+        if node.dtype == "float32" and len(args) == 1 and name in entries \
+                and entries[name]["function"] == node.op:
+            return program(name).subs({x: args[0]})
+        return None
+    return rebuild(expr, visit)

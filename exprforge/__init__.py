@@ -51,15 +51,24 @@ def from_sympy(s, dtype: str = "float64", vars=None):
     return _from_sympy(s, vars=vars, dtype=dtype)
 
 
-def compile(expr, target: str = "numba", dtype: str | None = None, args=None, **options):
+def compile(expr, target: str = "numba", dtype: str | None = None, args=None,
+            approx: bool = False, **options):
     """Compile an Expr (or expression text) into a Kernel for `target`: "numba" (NumPy
     ufuncs), "llvm" (llvmlite MCJIT), "triton" (GPU, on torch tensors) or "torch" (a
     torch custom op with autograd). Text's variables are float32 unless `dtype` says
     otherwise. Call it with one array per name in `kernel.args`
     (`args`, else the variable names sorted). Options: numba/llvm parallel=, fastmath=,
     contract= (let LLVM fuse a*b+c into an FMA); torch cpu="llvm"|"numba".
+    approx=True replaces float32 exp, exp2, log, log2, erf, tanh and sigmoid by the shipped
+    programs verified under 1 ULP on every input (evolve/library.json): plain arithmetic
+    that vectorizes, where the C library is called once per element.
     Compiled code is kept in the kernel store and reused by later calls and processes."""
     from exprforge.targets.build import compile_kernel
+    if approx:
+        from exprforge.evolve.library import with_library_functions
+        if isinstance(expr, str):
+            expr = parse(expr, dtype=dtype or "float32")
+        expr = with_library_functions(expr)
     return compile_kernel(expr, target, dtype, args, **options)
 
 

@@ -291,6 +291,9 @@ def _add_compile(p):
     p.add_argument("--parallel", action="store_true", help="numba/llvm: use all cores")
     p.add_argument("--contract", action="store_true", help="let LLVM fuse a*b+c into FMAs")
     p.add_argument("--fastmath", action="store_true", help="allow reassociation (changes results)")
+    p.add_argument("--approx", action="store_true",
+                   help="use the shipped verified programs (< 1 ULP) for exp, log, tanh, ... "
+                        "instead of the C library: they vectorize")
     p.add_argument("--show-source", action="store_true", help="print the generated source")
 
 
@@ -315,7 +318,8 @@ def run_compile(args) -> dict:
     try:
         expr = xf.parse(args.expr, dtype=args.dtype)
         order = [a.strip() for a in args.args.split(",")] if args.args else None
-        kernel = xf.compile(expr, target=args.target, args=order, **_kernel_options(args))
+        kernel = xf.compile(expr, target=args.target, args=order, approx=args.approx,
+                            **_kernel_options(args))
         if args.name:
             xf.save(kernel, args.name)
     except (xf.ParseError, ValueError, TypeError, NotImplementedError, RuntimeError) as e:

@@ -98,3 +98,29 @@ def test_unknown_library_name_is_an_import_error():
         from exprforge.kernels import nope_f32  # noqa: F401
     with pytest.raises(LookupError, match="no approximation"):
         program("nope_f32")
+
+
+def test_compile_with_library_functions():
+    """approx=True inlines the library's programs: no libm call is left, and each
+    function's result is the library program's, bit for bit."""
+    e = xf.parse("x * sigmoid(1.702 * x) + tanh(x) - exp(x / 8) + log2(abs(x) + 1)",
+                 dtype="float32")
+    plain, fast = xf.compile(e, target="llvm"), xf.compile(e, target="llvm", approx=True)
+    used = {n.op for n in fast.expr.toposort()}
+    assert not used & {"sigmoid", "tanh", "exp", "log2"}
+    x = np.random.default_rng(2).standard_normal(50_000).astype(np.float32) * 4
+    exact = xf.exact(e, {"x": x[:2000]})
+    # each of the four calls is within 1 ULP; the sum's rounding adds the same to both
+    assert xf.ulps(fast(x[:2000]), exact).max() <= xf.ulps(plain(x[:2000]), exact).max() + 4
+    tanh_fast = xf.compile("tanh(x)", target="llvm", approx=True)
+    assert np.array_equal(tanh_fast(x), xf.compile(program("tanh_f32"), target="llvm")(x))
+    keep = xf.compile(xf.parse("exp(x)", dtype="float64"), target="llvm", approx=True)
+    assert "exp" in {n.op for n in keep.expr.toposort()}   # float64 programs keep libm
+
+
+def test_cli_compile_approx(capsys):
+    from exprforge.cli import main
+    assert main(["compile", "tanh(x)", "--target", "llvm", "--approx", "--json"]) == 0
+    import json
+    out = json.loads(capsys.readouterr().out)
+    assert "tanh" not in out["expr"] and "float64" in out["expr"]
