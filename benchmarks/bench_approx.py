@@ -169,10 +169,11 @@ def main(functions):
         out["executors"] = executor_agreement()
         print("executors:", out["executors"], flush=True)
     RESULTS.parent.mkdir(exist_ok=True)
-    if RESULTS.exists() and len(functions) < len(lib):  # partial run: keep the other rows
-        old = {r["function"]: r for r in json.loads(RESULTS.read_text())["rows"]}
+    if RESULTS.exists() and len(functions) < len(lib):  # partial run: keep the rest
+        previous = json.loads(RESULTS.read_text())
+        old = {r["function"]: r for r in previous["rows"]}
         old.update({r["function"]: r for r in rows})
-        out["rows"] = list(old.values())
+        out = {**previous, **out, "rows": list(old.values())}
     RESULTS.write_text(json.dumps(out, indent=1) + "\n")
 
 
