@@ -319,7 +319,7 @@ ROWS = [
     _unary("sqrt", np.sqrt, mp.sqrt, lambda a, out, f: (0.5 / out,), cost=2.0, domain=POS,
            latex=r"\sqrt{{{0}}}"),
     _unary("cbrt", np.cbrt, lambda x: mp.sign(x) * mp.cbrt(abs(x)),
-           lambda a, out, f: (1 / (3 * out * out),), cost=48.0, domain=WIDE, ulp32=2.0, ulp64=1.0,
+           lambda a, out, f: (1 / (3 * out * out),), cost=48.0, domain=WIDE, ulp32=2.0, ulp64=3.0,
            sympy=lambda s, a: s.sign(a) * s.Abs(a) ** s.Rational(1, 3),  # sympy.cbrt is complex
            latex=r"\sqrt[3]{{{0}}}"),
     _unary("exp", np.exp, _bounded_exp(mp.exp), lambda a, out, f: (out,), cost=16.0, domain=MOD,
@@ -362,7 +362,7 @@ ROWS = [
 
     # hyperbolic
     _unary("sinh", np.sinh, _bounded_exp(mp.sinh), lambda a, out, f: (f.cosh(a[0]),), cost=54.0, domain=MOD,
-           ulp32=1.5, ulp64=1.0, props=frozenset({"odd"})),
+           ulp32=1.5, ulp64=1.5, props=frozenset({"odd"})),
     _unary("cosh", np.cosh, _bounded_exp(mp.cosh), lambda a, out, f: (f.sinh(a[0]),), cost=21.0, domain=MOD,
            ulp32=2.0, ulp64=1.0, props=frozenset({"even"})),
     _unary("tanh", np.tanh, mp.tanh, lambda a, out, f: (1 - out * out,), cost=68.0, domain=TRIG,
@@ -370,9 +370,9 @@ ROWS = [
     _unary("asinh", np.arcsinh, mp.asinh, lambda a, out, f: (1 / f.sqrt(a[0] * a[0] + 1),),
            aliases=("arcsinh",), cost=38.0, domain=(-1e15, 1e15), ulp32=1.0, ulp64=1.0, props=frozenset({"odd"})),
     _unary("acosh", np.arccosh, mp.acosh, lambda a, out, f: (1 / f.sqrt(a[0] * a[0] - 1),),
-           aliases=("arccosh",), cost=28.0, domain=(1.0, 1e15), ulp32=1.0, ulp64=1.0),
+           aliases=("arccosh",), cost=28.0, domain=(1.0, 1e15), ulp32=1.5, ulp64=1.0),
     _unary("atanh", np.arctanh, mp.atanh, lambda a, out, f: (1 / (1 - a[0] * a[0]),),
-           aliases=("arctanh",), cost=72.0, domain=UNIT, ulp32=1.5, ulp64=1.0, props=frozenset({"odd"})),
+           aliases=("arctanh",), cost=72.0, domain=UNIT, ulp32=1.5, ulp64=1.5, props=frozenset({"odd"})),
 
     # special functions and activations
     _unary("erf", sc.erf, mp.erf,

@@ -282,11 +282,25 @@ def _relative_fit(fn):
     return core_fit
 
 
+def _exp2_64_reduce(x: Expr) -> dict:
+    xd = _clamp64(make("cast", [x], "float64"), -152.0, 130.0)
+    k = make("round", [xd])
+    return {"r": xd - k, "k": k}                                  # exact
+
+
+def _exp2_64_rebuild(p, x, reduced):
+    return make("cast", [p * _pow2_64(reduced["k"])], "float32")  # one rounding, even subnormal
+
+
 ERF_SPLIT = 2.0
 TEMPLATES["erf"] = Template(
     "erf", "erf", (-F32_MAX, F32_MAX), ("a",), (0.0, 4.0), _erf_reduce, _erf_rebuild,
     _sign_affine, "erf(a), a in [0, 4] (float64)", degrees=(3, 9), seeds=_erf_seeds,
     dense=((-4.0, 4.0), (-1e-3, 1e-3)), core_dtype="float64", max_size=96)
+TEMPLATES["exp2_64"] = Template(
+    "exp2_64", "exp2", (-150.0 + 2.0 ** -16, 128.0 - 2.0 ** -17), ("r",), (-0.5, 0.5),
+    _exp2_64_reduce, _exp2_64_rebuild, None, "2^r (float64)", degrees=(5, 10),
+    core_dtype="float64", core_fit=_relative_fit(np.exp2))
 TEMPLATES["sigmoid"] = Template(
     "sigmoid", "sigmoid", (-F32_MAX, F32_MAX), ("r",), (-0.5 * math.log(2), 0.5 * math.log(2)),
     _sigmoid_reduce, _sigmoid_rebuild, None, "exp(r) (float64)", degrees=(3, 7),
