@@ -59,8 +59,8 @@ def ulp_of(x, dtype: str) -> np.ndarray:
     """Size of one ULP of `dtype` at the real values x (float64 array): 2^(e - p + 1)."""
     prec, emin, _ = dt.FORMAT[dtype]
     x = np.abs(np.asarray(x, dtype=np.float64))
-    _, e = np.frexp(x)  # x = m * 2^e, m in [0.5, 1)
-    e = np.maximum(e - 1, emin)
+    _, e = np.frexp(x)  # x = m * 2^e, m in [0.5, 1); frexp(0) = (0, 0)
+    e = np.where(x == 0, emin, np.maximum(e - 1, emin))  # at 0: the smallest subnormal
     return np.ldexp(1.0, e - (prec - 1))
 
 

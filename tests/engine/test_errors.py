@@ -417,3 +417,12 @@ def test_nan_bounds_are_refused(lo, hi):
         count_float32(lo, hi)
     with pytest.raises(ValueError):
         list(float32_range(lo, hi))
+
+
+def test_ulp_of_zero_is_the_smallest_subnormal():
+    from exprforge.engine.errors import ulp_of
+    assert ulp_of(np.float64(0.0), "float32") == 2.0 ** -149
+    assert ulp_of(np.float64(0.0), "float64") == 2.0 ** -1074
+    # a nonzero result where the exact value is 0 is as many ULPs off as it has subnormals
+    assert ulp_error(np.float32([1e-45, 0.0, -0.0]), np.float64([0.0, 0.0, 0.0])).tolist() == \
+        [1.0, 0.0, 0.0]
