@@ -52,6 +52,8 @@ class SearchConfig:
     max_depth: int = 14
     cx_prob: float = 0.2
     ulp_steps: int = 4              # constant perturbation: up to this many ULPs
+    constant_moves: float = 0.35    # share of mutations that only move constants (0 where
+                                    # every program's constants are refitted anyway)
 
 
 class Fitness(base.Fitness):
@@ -162,7 +164,7 @@ def _clone(ind):
 
 def _mutate(ind, pset, config):
     choice = random.random()
-    if choice < 0.35 and _constants(ind):
+    if choice < config.constant_moves and _constants(ind):
         _perturb_constants(ind, pset, config.ulp_steps)
         return
     ops = [lambda: gp.mutInsert(ind, pset), lambda: gp.mutShrink(ind),

@@ -96,7 +96,15 @@ def evaluate(expr, env=None, dtype: str | None = None):
     return _evaluate(expr, env, dtype)
 
 
+def __getattr__(name):   # SymbolicRegressor imports scikit-learn: only on first use
+    if name == "SymbolicRegressor":
+        from exprforge.regressor import SymbolicRegressor
+        return SymbolicRegressor
+    raise AttributeError(f"module 'exprforge' has no attribute {name!r}")
+
+
 __all__ = ["__version__", "Expr", "OPS", "ParseError", "parse", "evaluate", "exact", "oracle",
            "ulps", "ulp_error", "bits_of_error", "summarize", "ErrorStats", "float32_range",
            "count_float32", "grad", "derive", "var", "const", "named", "make", "concretize",
-           "retype", "to_text", "to_latex", "to_sympy", "from_sympy", "simplify", "prove", "compile", "save", "approximate"]
+           "retype", "to_text", "to_latex", "to_sympy", "from_sympy", "simplify", "prove", "compile", "save", "approximate",
+           "SymbolicRegressor"]
