@@ -6,7 +6,8 @@ from importlib import import_module
 
 _WHERE = {"PolyReLU": "polycom", "PolyNorm": "polycom", "lmul": "l_mul",
           "lmul_matmul": "l_mul", "LMulAttention": "attention", "EvoNormB0": "evonorm",
-          "EvoNormS0": "evonorm", "GaussianRBF": "rbf"}
+          "EvoNormS0": "evonorm", "GaussianRBF": "rbf", "log_besseli": "bessel",
+          "log_besselk": "bessel", "fit_vmf": "vmf"}
 
 __all__ = sorted(_WHERE)
 

@@ -1,0 +1,142 @@
+"""log_besseli / log_besselk against mpmath per region, the Wronskian and recurrences in
+log space, gradcheck in x, finiteness where SciPy overflows or underflows, and the same
+programs on Triton (a GPU when there is one, else Triton's interpreter)."""
+import os
+
+import mpmath
+import numpy as np
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    os.environ["TRITON_INTERPRET"] = "1"  # read when triton is first imported
+
+from exprforge.nn import log_besseli, log_besselk  # noqa: E402
+from exprforge.nn.bessel import ARGS, log_besseli_expr, log_besselk_expr  # noqa: E402
+from exprforge.targets.build import compile_kernel  # noqa: E402
+
+
+def mp_log(fn, v, x):
+    """log of mpmath's I or K at 50 digits; NaN where mpmath's series give up (large v, x)."""
+    f = mpmath.besseli if fn == "i" else mpmath.besselk
+    with mpmath.workdps(50):
+        try:
+            return float(mpmath.log(f(mpmath.mpf(float(v)), mpmath.mpf(float(x)),
+                                      maxterms=20000)))
+        except mpmath.libmp.NoConvergence:
+            return np.nan
+
+
+# (v range, x range) per region of the programs, log-uniform; v >= 25 is Debye
+REGIONS = {"series": ((1e-3, 24.9), (1e-6, 10.0)), "recurrence": ((1e-3, 24.9), (10.0, 1e6)),
+           "debye": ((25.0, 1e4), (1e-6, 1e6))}
+
+
+def points(region, n, seed):
+    rng = np.random.default_rng(seed)
+    (v0, v1), (x0, x1) = REGIONS[region]
+    v = 10 ** rng.uniform(np.log10(v0), np.log10(v1), n)
+    x = 10 ** rng.uniform(np.log10(x0), np.log10(x1), n)
+    return v, x
+
+
+@pytest.mark.parametrize("fn", ["i", "k"])
+@pytest.mark.parametrize("region", sorted(REGIONS))
+def test_matches_mpmath(fn, region):
+    v, x = points(region, 12, seed=len(region))
+    got = (log_besseli if fn == "i" else log_besselk)(v, x)
+    want = np.array([mp_log(fn, a, b) for a, b in zip(v, x)])
+    keep = np.isfinite(want)
+    assert keep.sum() >= 8
+    got, want, v, x = got[keep], want[keep], v[keep], x[keep]
+    # relative error, except near a zero of the log (I or K close to 1), where it is absolute
+    err = np.abs(got - want) / np.maximum(np.abs(want), 1.0)
+    assert err.max() < 5e-14, (v[err.argmax()], x[err.argmax()], err.max())
+
+
+def test_integer_and_zero_orders():
+    for v, x in [(0.0, 1e-6), (0.0, 2.5), (1.0, 3.0), (7.0, 40.0), (0.0, 1e5)]:
+        for fn, f in (("i", log_besseli), ("k", log_besselk)):
+            want = mp_log(fn, v, x)
+            assert abs(f(np.array([v]), np.array([x]))[0] - want) <= 1e-14 * max(abs(want), 1e-3)
+
+
+def test_small_x_i0_keeps_relative_accuracy():
+    x = np.array([1e-6, 1e-4, 1e-2])
+    got = log_besseli(np.zeros(3), x)                   # log I_0(x) ~ x**2 / 4
+    want = np.array([mp_log("i", 0, b) for b in x])
+    assert np.allclose(got, want, rtol=1e-14, atol=0)
+
+
+def test_wronskian_in_log_space():
+    rng = np.random.default_rng(1)
+    v = 10 ** rng.uniform(-3, 4, 400)
+    x = 10 ** rng.uniform(-6, 6, 400)
+    a = log_besseli(v, x) + log_besselk(v + 1, x)
+    b = log_besseli(v + 1, x) + log_besselk(v, x)
+    scale = np.abs(log_besseli(v, x)) + np.abs(log_besselk(v, x)) + 1
+    assert np.all(np.abs(np.logaddexp(a, b) + np.log(x)) < 1e-13 * scale)
+
+
+def test_recurrences():
+    rng = np.random.default_rng(2)
+    v = rng.uniform(1, 120, 300)
+    x = 10 ** rng.uniform(-3, 2, 300)
+    li = [log_besseli(v + d, x) for d in (-1, 0, 1)]
+    lk = [log_besselk(v + d, x) for d in (-1, 0, 1)]
+    rhs_i = np.log(2 * v / x) + li[1]                   # I_{v-1} - I_{v+1} = (2v/x) I_v
+    lhs_i = li[0] + np.log1p(-np.exp(li[2] - li[0]))
+    rhs_k = np.log(2 * v / x) + lk[1]                   # K_{v+1} - K_{v-1} = (2v/x) K_v
+    lhs_k = lk[2] + np.log1p(-np.exp(lk[0] - lk[2]))
+    scale = np.abs(li[1]) + np.abs(lk[1]) + 1
+    assert np.all(np.abs(lhs_i - rhs_i) < 1e-12 * scale)
+    assert np.all(np.abs(lhs_k - rhs_k) < 1e-12 * scale)
+
+
+def test_finite_on_extreme_inputs():
+    v = np.array([0, 0, 1e4, 1e4, 0.5, 24.999, 25, 3e3])
+    x = np.array([1e-6, 1e6, 1e-6, 1e6, 1e-6, 1e-6, 1e6, 1e-3])
+    for f in (log_besseli, log_besselk):
+        assert np.all(np.isfinite(f(v, x)))
+    assert log_besseli(1e4, 1e-6) < -2e5 and log_besselk(1e4, 1e-6) > 2e5
+
+
+def test_torch_broadcasting_dtype_and_numpy_agree():
+    v = torch.tensor([[0.0], [2.5], [300.0]], dtype=torch.float64)
+    x = torch.tensor([0.1, 5.0, 1e3], dtype=torch.float64)
+    out = log_besseli(v, x)
+    assert out.shape == (3, 3) and out.dtype == torch.float64
+    np.testing.assert_allclose(out.numpy(), log_besseli(v.numpy(), x.numpy()), rtol=1e-15)
+    assert log_besselk(v.float(), x.float()).dtype == torch.float32
+    assert log_besseli(np.float32([1.0]), np.float32([2.0])).dtype == np.float32
+
+
+@pytest.mark.parametrize("fn", [log_besseli, log_besselk])
+def test_gradcheck_in_x(fn):
+    v = torch.tensor([0.0, 0.7, 3.0, 60.0, 2e3], dtype=torch.float64)
+    x = torch.tensor([0.3, 12.0, 2.0, 80.0, 1e3], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: fn(v, x), (x,), eps=1e-6, atol=1e-7, rtol=1e-6)
+
+
+def test_derivative_identities():
+    v, x = np.array([0.5, 4.0, 70.0]), np.array([2.0, 9.0, 30.0])
+    xt = torch.tensor(x, requires_grad=True)
+    log_besseli(torch.tensor(v), xt).sum().backward()
+    want = np.exp(log_besseli(v + 1, x) - log_besseli(v, x)) + v / x
+    np.testing.assert_allclose(xt.grad.numpy(), want, rtol=1e-13)
+    xt.grad = None
+    log_besselk(torch.tensor(v), xt).sum().backward()
+    # d/dx log K_v = -K_{v-1}/K_v - v/x
+    want = -np.exp(log_besselk(np.abs(v - 1), x) - log_besselk(v, x)) - v / x
+    np.testing.assert_allclose(xt.grad.numpy(), want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("expr,fn", [(log_besseli_expr, log_besseli),
+                                     (log_besselk_expr, log_besselk)])
+def test_triton_matches_cpu(expr, fn):
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    v = np.array([0.0, 0.7, 3.0, 60.0, 2e3, 20.0])
+    x = np.array([1e-6, 12.0, 2.0, 80.0, 1e3, 1e5])
+    kernel = compile_kernel(expr("float64"), "triton", None, ARGS)
+    got = kernel(torch.tensor(v, device=device), torch.tensor(x, device=device)).cpu().numpy()
+    np.testing.assert_allclose(got, fn(v, x), rtol=1e-13)
