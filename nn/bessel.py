@@ -279,3 +279,16 @@ def log_besseli(v, x):
 def log_besselk(v, x):
     """log K_v(x) for v >= 0, x > 0; as log_besseli."""
     return _dispatch("k", v, x)
+
+
+def mp_log_bessel(fn: str, v, x) -> float:
+    """The reference: log of mpmath's I_v(x) (fn "i") or K_v(x) (fn "k") at 50 digits;
+    NaN where mpmath's series give up (very large v and x)."""
+    import mpmath
+    f = mpmath.besseli if fn == "i" else mpmath.besselk
+    with mpmath.workdps(50):
+        try:
+            return float(mpmath.log(f(mpmath.mpf(float(v)), mpmath.mpf(float(x)),
+                                      maxterms=20000)))
+        except mpmath.libmp.NoConvergence:
+            return np.nan
