@@ -147,28 +147,7 @@ def grad(expr: Expr, wrt) -> Expr:
 
 # --- reverse mode through reductions ------------------------------------------------------
 # A reduction's cotangent is the sum over its axes of what its users send it (keepdims);
-# each rule passes that sum on to the reduction's argument u. Float counts are exact
-# below 2**24 elements per reduction (2**53 in float64).
-
-def _ones_like(u: Expr) -> Expr:
-    return F.where(True, const(1, u.dtype), u)  # 1 spread over u's shape
-
-
-def _spread(c: Expr, u: Expr) -> Expr:
-    return F.where(True, c, u)  # c broadcast to u's shape, so that a later sum sees it all
-
-
-REDUCTION_VJP = {
-    "rsum": lambda c, u, r: _spread(c, u),
-    "rmean": lambda c, u, r: _spread(c / F.rsum(_ones_like(u), axis=r.attr), u),
-    "rvar": lambda c, u, r: 2 * c * (u - F.rmean(u, axis=r.attr))
-    / F.rsum(_ones_like(u), axis=r.attr),
-    # ties share the gradient evenly, as torch.amax does
-    "rmax": lambda c, u, r: F.where(u.eq(r), c / F.rsum(F.where(u.eq(r), const(1, u.dtype),
-                                                                const(0, u.dtype)),
-                                                        axis=r.attr), 0),
-}
-
+# the op table's vjp column passes that sum on to the reduction's argument.
 
 def vjp(expr: Expr, cotangent: Expr, wrt) -> dict:
     """{name: gradient of sum(cotangent * expr) with respect to variable `name`} for the
@@ -215,9 +194,9 @@ def vjp(expr: Expr, cotangent: Expr, wrt) -> dict:
     for r in reversed(reductions):  # every user of r comes later in topological order
         if sent[r] is None:
             continue
-        if r.op not in REDUCTION_VJP:
+        if r.spec.vjp is None:
             raise NotImplementedError(f"no vector-Jacobian product for {r.op}")
-        c = REDUCTION_VJP[r.op](F.rsum(sent[r], axis=r.attr), r.args[0], r)
+        c = r.spec.vjp(F.rsum(sent[r], axis=r.attr), r.args[0], r, F)
         send(r.args[0], c)
     return {n: None if g is None else cleanup(g) for n, g in grads.items()}
 

@@ -62,6 +62,8 @@ class Op:
     deriv: Callable | None = None  # (args, out, f) -> tuple of partials
     jvp: Callable | None = None    # (args, out, tangents, f) -> derivative along the tangents;
                                    # for selections and reductions, where partials won't do
+    vjp: Callable | None = None    # reductions: (c, u, out, f) -> the cotangent of argument u,
+                                   # given c, the cotangent of out summed over out's axes
     props: frozenset = field(default_factory=frozenset)
     aliases: tuple = ()            # extra names the parser accepts (numpy, C spellings)
     identity: int | None = None    # neutral element (add: 0, mul: 1)
@@ -247,6 +249,16 @@ UNIT = (-1.0, 1.0)
 MOD = (-80.0, 80.0)     # exp-family arguments that stay finite in float32
 TRIG = (-100.0, 100.0)
 NUM = frozenset()
+
+
+# reverse-mode helpers for the reductions' vjp column. Float counts are exact below 2**24
+# elements per reduction (2**53 in float64).
+def _spread(c, u, f):
+    return f.where(True, c, u)  # c broadcast to u's shape, so that a later sum sees it all
+
+
+def _count(u, out, f):
+    return f.rsum(f.where(True, 1, u), axis=out.attr)  # elements reduced into each result
 
 
 def _row(name, arity, args, out="T", tkind="float", **kw):
@@ -451,15 +463,21 @@ ROWS = [
     # reductions over axes (attr: axes, resolved to negative positions); keepdims always
     # Their jvp is the derivative along a tangent t (the same axes attribute is reused).
     _row("rsum", 1, "T", group="reduce", text="sum", np_fn=np.sum, mp_fn=None, cost=1.0,
-         jvp=lambda a, out, t, f: f.rsum(t[0], axis=out.attr)),
+         jvp=lambda a, out, t, f: f.rsum(t[0], axis=out.attr),
+         vjp=lambda c, u, out, f: _spread(c, u, f)),
     _row("rmean", 1, "T", group="reduce", text="mean", np_fn=np.mean, mp_fn=None, cost=1.0,
-         jvp=lambda a, out, t, f: f.rmean(t[0], axis=out.attr)),
+         jvp=lambda a, out, t, f: f.rmean(t[0], axis=out.attr),
+         vjp=lambda c, u, out, f: _spread(c / _count(u, out, f), u, f)),
     _row("rvar", 1, "T", group="reduce", text="var", np_fn=np.var, mp_fn=None, cost=3.0,
          jvp=lambda a, out, t, f: 2 * f.rmean((a[0] - f.rmean(a[0], axis=out.attr)) * t[0],
-                                              axis=out.attr)),
+                                              axis=out.attr),
+         vjp=lambda c, u, out, f: 2 * c * (u - f.rmean(u, axis=out.attr)) / _count(u, out, f)),
+    # ties share the gradient evenly, as torch.amax does
     _row("rmax", 1, "T", group="reduce", text="max", np_fn=np.max, mp_fn=None, cost=1.0,
          jvp=lambda a, out, t, f: f.rsum(f.where(a[0].eq(out), t[0], 0), axis=out.attr)
-         / f.rsum(f.where(a[0].eq(out), 1, 0), axis=out.attr)),
+         / f.rsum(f.where(a[0].eq(out), 1, 0), axis=out.attr),
+         vjp=lambda c, u, out, f: f.where(u.eq(out), c / f.rsum(f.where(u.eq(out), 1, 0),
+                                                                axis=out.attr), 0)),
 ]
 
 OPS: dict[str, Op] = {row.name: row for row in ROWS}
