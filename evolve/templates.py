@@ -55,6 +55,9 @@ class Template:
     dense: tuple = ()                   # x intervals the training set samples densely
     core_dtype: str = "float32"         # float64: the program computes inside in float64
     max_size: int = 40                  # tree nodes a core may have
+    extra_ops: tuple = ()               # primitives the core needs beyond the search's ops
+    seams: Callable | None = None       # (lo, hi, rng) -> (x where the reduction switches,
+                                        # spread in ULPs): the training set samples there
     core_fit: Callable | None = None    # reduced values -> (target, weight) of the core,
                                         # for results not affine in the core's value
 
@@ -70,6 +73,22 @@ class Template:
         from exprforge.engine.evaluate import evaluate
         x = var("x", "float32")
         return {name: np.asarray(evaluate(e, {"x": x32})) for name, e in self.reduce(x).items()}
+
+
+def periodic_seams(step: float):
+    """k*step and (k + 1/2)*step: where round(x/step) changes and r is at its ends."""
+    def seams(lo, hi, rng):
+        k = np.arange(np.ceil(lo / step), np.floor(hi / step) + 1)
+        centers = np.concatenate([(k + 0.5) * step, k * step])
+        return rng.choice(centers, size=min(400, centers.size), replace=False), 64
+    return seams
+
+
+def _log_seams(lo, hi, rng):
+    """m near sqrt(2) (k changes) and near 1 (f ~ 0), in every binade, and x near 1."""
+    k = rng.integers(-126, 128, size=400).astype(np.float64)
+    base = np.where(rng.random(400) < 0.5, np.sqrt(2.0), 1.0) * 2.0 ** k
+    return np.concatenate([base, np.ones(400)]), 2000
 
 
 def _f(v) -> Expr:
@@ -181,16 +200,16 @@ _SQRT2 = math.sqrt(2)
 TEMPLATES = {
     "exp": Template("exp", "exp", (-103.97208, 88.72283172607422), ("r", "rlo"),
                     (-0.5 * math.log(2), 0.5 * math.log(2)), _exp_reduce, _exp_rebuild,
-                    _scale_affine, "exp(r + rlo)"),
+                    _scale_affine, "exp(r + rlo)", seams=periodic_seams(math.log(2))),
     "exp2": Template("exp2", "exp2", (-150.0 + 2.0 ** -16, 128.0 - 2.0 ** -17), ("r",), (-0.5, 0.5),
-                     _exp2_reduce, _exp_rebuild, _scale_affine, "2^r"),
+                     _exp2_reduce, _exp_rebuild, _scale_affine, "2^r", seams=periodic_seams(1.0)),
     "log": Template("log", "log", (2.0 ** -149, F32_MAX), ("f",),
                     (1 / _SQRT2 - 1, _SQRT2 - 1), _log_reduce, _log_rebuild, _log_affine,
-                    "log1p(f)", relative=False, degrees=(5, 12)),
+                    "log1p(f)", relative=False, degrees=(5, 12), seams=_log_seams),
     "log2": Template("log2", "log2", (2.0 ** -149, F32_MAX), ("f",),
                      (1 / _SQRT2 - 1, _SQRT2 - 1), _log2_reduce, _log2_rebuild, _log2_affine,
                      "log2(1 + f) (float64)", relative=False, degrees=(5, 11),
-                     core_dtype="float64"),
+                     core_dtype="float64", seams=_log_seams),
 }
 
 
@@ -296,11 +315,12 @@ ERF_SPLIT = 2.0
 TEMPLATES["erf"] = Template(
     "erf", "erf", (-F32_MAX, F32_MAX), ("a",), (0.0, 4.0), _erf_reduce, _erf_rebuild,
     _sign_affine, "erf(a), a in [0, 4] (float64)", degrees=(3, 9), seeds=_erf_seeds,
-    dense=((-4.0, 4.0), (-1e-3, 1e-3)), core_dtype="float64", max_size=96)
+    dense=((-4.0, 4.0), (-1e-3, 1e-3)), core_dtype="float64", max_size=96,
+    extra_ops=("where", "lt"))
 TEMPLATES["exp2_64"] = Template(
     "exp2_64", "exp2", (-150.0 + 2.0 ** -16, 128.0 - 2.0 ** -17), ("r",), (-0.5, 0.5),
     _exp2_64_reduce, _exp2_64_rebuild, None, "2^r (float64)", degrees=(5, 10),
-    core_dtype="float64", core_fit=_relative_fit(np.exp2))
+    core_dtype="float64", core_fit=_relative_fit(np.exp2), seams=periodic_seams(1.0))
 TEMPLATES["sigmoid"] = Template(
     "sigmoid", "sigmoid", (-F32_MAX, F32_MAX), ("r",), (-0.5 * math.log(2), 0.5 * math.log(2)),
     _sigmoid_reduce, _sigmoid_rebuild, None, "exp(r) (float64)", degrees=(3, 7),

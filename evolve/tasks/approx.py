@@ -84,22 +84,12 @@ def _ordinal_spaced(lo: float, hi: float, n: int) -> np.ndarray:
 
 
 def _seams(template: Template, lo, hi, rng) -> np.ndarray:
-    """Points where the reduction switches (exp: r = +-ln2/2; log: m near sqrt(2) and 1)."""
-    f32 = np.float32
-    if template.name in ("exp", "exp2"):
-        step = np.log(2) if template.name == "exp" else 1.0
-        k = np.arange(np.ceil(lo / step), np.floor(hi / step) + 1)
-        centers = np.concatenate([(k + 0.5) * step, k * step])
-        pick = rng.choice(centers, size=min(400, centers.size), replace=False)
-        spread = rng.integers(-64, 65, size=pick.size)
-        x = pick.astype(f32)
-        return _ulp_step(x, spread)
-    if template.name in ("log", "log2"):
-        k = rng.integers(-126, 128, size=400).astype(np.float64)
-        base = np.where(rng.random(400) < 0.5, np.sqrt(2.0), 1.0) * 2.0 ** k
-        x = np.concatenate([base.astype(f32), np.ones(400, f32)])   # and x near 1: log x ~ 0
-        return _ulp_step(x, rng.integers(-2000, 2001, size=x.size))
-    return np.zeros(0, f32)
+    """Points around the template's seams, a few ULPs to each side."""
+    if template.seams is None:
+        return np.zeros(0, np.float32)
+    centers, spread = template.seams(lo, hi, rng)
+    x = np.asarray(centers, np.float64).astype(np.float32)
+    return _ulp_step(x, rng.integers(-spread, spread + 1, size=x.size))
 
 
 def _ulp_step(x: np.ndarray, steps: np.ndarray) -> np.ndarray:
@@ -153,11 +143,8 @@ class ApproxProblem:
 
     @property
     def pset(self):
-        ops = self.ops + (("where", "lt") if self.template.seeds is not None and
-                          any(n.op == "where" for s in self.seeds()[:1] for n in s.toposort())
-                          else ())
-        return primitive_set(ops, self.template.core_vars, self.template.core_dtype,
-                             constants=())
+        return primitive_set(self.ops + self.template.extra_ops, self.template.core_vars,
+                             self.template.core_dtype, constants=())
 
     def seeds(self) -> list[Expr]:
         lo, hi = self.degree or self.template.degrees

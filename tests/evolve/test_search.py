@@ -105,7 +105,6 @@ def process_pool():
 
 @pytest.fixture(scope="module")
 def dask_executor():
-    pytest.importorskip("distributed")
     from distributed import LocalCluster
 
     from exprforge.evolve.executors import DaskExecutor
