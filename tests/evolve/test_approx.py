@@ -282,8 +282,12 @@ def test_cli_approx_verifies_and_stores_on_a_small_domain(capsys, tmp_path, monk
 
 def test_cli_approx_json_is_strict_with_verification(capsys, tmp_path, monkeypatch):
     monkeypatch.setattr(approx_module, "truth", truth_fast)
-    run_json(capsys, "approx", "exp2", "--domain", "1", "1.001", "--generations", "1",
-             "--population", "8", "--out", str(tmp_path / "tiny"), "--name", "test_tiny")
+    r = run_json(capsys, "approx", "exp2", "--domain", "1", "1.001", "--generations", "1",
+                 "--population", "8", "--out", str(tmp_path / "tiny"), "--name", "test_tiny")
+    # the specials hold NaN and infinities: written as strings, and the check did run
+    specials = r["verification"]["specials"]
+    assert {s["name"] for s in specials} >= {"nan", "+inf", "-inf"}
+    assert any(s["input"] == "nan" for s in specials)
 
 
 def test_cli_approx_writes_its_run_directory(capsys, tmp_path, monkeypatch):
