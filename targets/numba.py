@@ -39,6 +39,8 @@ class NumbaKernel(LoopKernel):
 
     def launch(self, loops, n, operands, result, parallel):
         loop = loops[1] if parallel and loops[1] is not None else loops[0]
+        # the loops are compiled for writable arrays; Numba types a read-only one apart
+        operands = [(a if a.flags.writeable else a.copy(), s) for a, s in operands]
         loop(n, *[x for pair in operands for x in pair], result)
 
 

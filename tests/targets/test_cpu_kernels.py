@@ -189,6 +189,16 @@ def test_empty_and_non_contiguous_inputs(kernel):
     _same_bits(kernel(x, y.T), _ref(x, y.T))
 
 
+def test_read_only_inputs(kernel):
+    """Read-only arrays (a DataFrame's values, broadcast views) are inputs like any other."""
+    x = np.random.default_rng(1).standard_normal(10).astype(np.float32)
+    y = x[::-1].copy()
+    frozen = x.copy()
+    frozen.setflags(write=False)
+    _same_bits(kernel(frozen, y), _ref(x, y))
+    _same_bits(kernel(np.broadcast_to(x[:1], (10,)), y), _ref(np.broadcast_to(x[:1], (10,)), y))
+
+
 @pytest.mark.parametrize("target", TARGETS)
 def test_parallel_matches_serial(target):
     e = xf.parse("sqrt(x * x + 1) * exp(-x)", dtype="float32")
