@@ -3,7 +3,7 @@ process pool or a Dask cluster, so a search never knows which one runs it.
 
     with make_executor(workers=4) as ex:            # or scheduler="tcp://host:8786"
         cache = FitnessCache()
-        scores = evaluate_unique(ex, fitness, exprs, keys=[to_text(e) for e in exprs],
+        scores = evaluate_unique(ex, fitness, exprs, keys=exprs,  # Exprs are hash-consed
                                  cache=cache)
 
 - `fn` must pickle (a top-level function, or an instance of a top-level class with
@@ -253,7 +253,7 @@ class FitnessCache:
 
 def evaluate_unique(executor: Executor, fn, items, keys, cache: FitnessCache | None = None):
     """fn over items, aligned with them, calling fn once per key not yet in the cache
-    (equal keys must mean equal fitness, e.g. the text of an Expr)."""
+    (equal keys must mean equal fitness, e.g. a hash-consed Expr)."""
     items, keys = list(items), list(keys)
     if len(items) != len(keys):
         raise ValueError(f"{len(items)} items but {len(keys)} keys")

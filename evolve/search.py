@@ -29,7 +29,6 @@ from typing import Callable
 import numpy as np
 from deap import base, gp, tools
 
-from exprforge.engine.printing import to_text
 
 from .executors import SerialExecutor, derive_seed, evaluate_unique
 from .primitives import from_expr, to_expr
@@ -70,7 +69,7 @@ class Individual(gp.PrimitiveTree):
 @dataclass
 class SearchResult:
     front: list            # Evaluated, non-dominated, by the second objective (cost)
-    archive: dict          # program text -> Evaluated
+    archive: dict          # program (Expr) -> Evaluated
     generations: int
     stopped: str           # "generations" | "time_limit"
     seconds: float
@@ -115,7 +114,7 @@ def search(problem, config: SearchConfig, executor=None, checkpoint: str | None 
         if checkpoint:
             _save(checkpoint, {"seed": config.seed, "generation": gen, "archive": archive,
                                "history": history,
-                               "population": [archive[to_text(to_expr(i, pset))]
+                               "population": [archive[to_expr(i, pset)]
                                               for i in population]})
         if progress:
             progress(gen, config.generations, history[-1])
@@ -225,12 +224,12 @@ class _Task:
 
 def _evaluate(individuals, problem, pset, executor, archive):
     exprs = [to_expr(ind, pset) for ind in individuals]
-    keys = [(to_text(e), ind.refit) for e, ind in zip(exprs, individuals)]
+    keys = [(e, ind.refit) for e, ind in zip(exprs, individuals)]   # hash-consed: equal is same
     todo = [(e, ind.refit) for e, ind in zip(exprs, individuals)]
     results = evaluate_unique(executor, _Task(problem.evaluate), todo, keys,
                               cache=problem.cache)
     for ind, ev in zip(individuals, results):
-        archive.setdefault(to_text(ev.expr), ev)
+        archive.setdefault(ev.expr, ev)
         _replace(ind, from_expr(ev.expr, pset))
         ind.fitness.values = tuple(float(v) for v in ev.objectives)
         ind.refit = False

@@ -31,18 +31,33 @@ from ..search import Evaluated
 NGUYEN_OPS = ("add", "sub", "mul", "div", "sin", "cos", "exp", "log")
 LOSS_CAP = 1e30        # the loss of a formula that is NaN or infinite somewhere
 MAX_FIT_ROWS = 2000    # constants are fitted on at most this many rows (all are scored)
+SNAP_TOLERANCE = 1e-3  # snapping a constant may raise the loss by this share ...
+SNAP_FLOOR = 1e-14     # ... or by this much (a relative RMS error of 1e-7)
+DENOMINATORS = (1, 2, 3, 4, 5, 6, 8, 10)
+POLY_DEGREES = (0, 6, 4, 3, 2)   # seed polynomials' degree by number of variables (4+: 2)
 
 
 def fit_least_squares(core: Expr, inputs: dict, target: np.ndarray,
-                      max_nfev: int = 20) -> np.ndarray:
+                      max_nfev: int = 20, fixed: dict | None = None) -> np.ndarray:
     """Constants of `core` (in fitting.parameters order) minimizing the sum of squared
     residuals, from the core's own values as the start; at most max_nfev*(k+1)
-    evaluations for k constants. Returns the start when the solve fails or does not
-    improve it."""
+    evaluations for k constants. `fixed` maps constant indices to values held, not
+    fitted. Returns the start when the solve fails or does not improve it."""
+    expr, params, values = parameters(core)
+    fixed = fixed or {}
+    values[list(fixed)] = list(fixed.values())
+    if fixed:
+        expr = expr.subs({params[i]: const(float(v), "float64") for i, v in fixed.items()})
+    free = [i for i in range(len(values)) if i not in fixed]
+    if free:
+        values[free] = _fit_free(expr, [params[i] for i in free], values[free], inputs,
+                                 target, max_nfev)
+    return values
+
+
+def _fit_free(expr: Expr, params: list, start: np.ndarray, inputs: dict,
+              target: np.ndarray, max_nfev: int) -> np.ndarray:
     from scipy.optimize import least_squares
-    expr, params, start = parameters(core)
-    if len(start) == 0:
-        return start
     grads = [derive(expr, p) for p in params]
     names = {p.name for p in params}
     linear = not any(names & set(g.var_names()) for g in grads)
@@ -169,20 +184,23 @@ class RegressionProblem:
         return {n: X[:, i] for i, n in enumerate(self.names)}
 
     def seeds(self) -> list[Expr]:
-        """The variables, each variable in a linear form a*x + b, and the full linear
-        model; the search fills the rest of the population at random. Literals are
-        distinct (equal literals would be one shared parameter)."""
+        """The variables, each in a linear form a*x + b, additive polynomials (a
+        polynomial in each variable, summed) of degree 1 up to POLY_DEGREES[#vars], the
+        full quadratic for 2-4 variables, and a power law (power_law); the search fills
+        the rest of the population at random. Their coefficients are fitted by one
+        linear solve each, like any formula linear in its constants."""
         xs = [var(n, "float64") for n in self.names]
         out = list(self.extra_seeds) + list(xs)
-        out += [make("add", [make("mul", [const(1.0 + 2.0 ** -8 * i, "float64"), x]),
-                             const(0.5, "float64")]) for i, x in enumerate(xs)]
-        if len(xs) > 1:
-            total = const(0.5, "float64")
-            for i, x in enumerate(xs):
-                term = make("mul", [const(1.0 + 2.0 ** -8 * i, "float64"), x])
-                total = make("add", [total, term])
-            out.append(total)
-        return out
+        if "add" in self.ops and "mul" in self.ops:
+            literals = _Literals()
+            out += [polynomial([x], 1, literals) for x in xs]
+            degrees = POLY_DEGREES[min(len(xs), len(POLY_DEGREES) - 1)]
+            out += [polynomial(xs, d, literals) for d in range(1 if len(xs) > 1 else 2,
+                                                               degrees + 1)]
+            if 2 <= len(xs) <= 4:
+                out.append(quadratic(xs, literals))
+        law = power_law(self.X, self.y, self.names, self.ops)
+        return out + ([law] if law is not None else [])
 
     def predict(self, expr: Expr, X=None) -> np.ndarray:
         env = self.columns() if X is None else {n: X[:, i] for i, n in enumerate(self.names)}
@@ -199,10 +217,131 @@ class RegressionProblem:
             value = float(r @ r) / r.size / self.scale
         return min(value, LOSS_CAP) if np.isfinite(value) else LOSS_CAP
 
-    def evaluate(self, expr: Expr, refit: bool = True) -> Evaluated:
+    def evaluate(self, expr: Expr, refit: bool = True, fixed: dict | None = None) -> Evaluated:
         if refit:
             rows = self.fit_rows
-            values = fit_least_squares(expr, self.columns(rows), self.y[rows])
+            values = fit_least_squares(expr, self.columns(rows), self.y[rows], fixed=fixed)
             if len(values):
                 expr = with_constants(expr, values, "float64")
         return Evaluated(expr, (self.loss(expr), float(expr.tree_size())))
+
+    def snap(self, item: Evaluated) -> Evaluated:
+        """`item` with constants moved to nearby simple values (integers, then fractions
+        with small denominators, nearest first) wherever refitting the others keeps the
+        loss within SNAP_TOLERANCE of the original: 1.00001*x becomes x, exp(3e-9*x)
+        becomes exp(0*x). Makes exact formulas exact, and readable."""
+        expr, loss = item.expr, item.objectives[0]
+        _, _, values = parameters(expr)
+        fixed: dict = {}
+        budget = loss * (1 + SNAP_TOLERANCE) + SNAP_FLOOR
+        for i in np.argsort([_distance_to_simple(v) for v in values]):
+            for candidate in _simple_values(values[i]):
+                trial = self.evaluate(expr, fixed={**fixed, int(i): candidate})
+                if trial.objectives[0] <= budget:
+                    fixed[int(i)] = candidate
+                    item = trial
+                    break
+        return item
+
+
+def _nearby_simple(c: float, limit: int = 3) -> list[float]:
+    """Up to `limit` simple numbers within 1% of max(1, |c|) of c, the simplest (smallest
+    denominator) first."""
+    out = []
+    for d in DENOMINATORS:
+        v = round(c * d) / d
+        if abs(v - c) <= 0.01 * max(1.0, abs(c)) and v != c and v not in out:
+            out.append(v)
+    return out[:limit]
+
+
+def _simple_values(c: float) -> list[float]:
+    """What snapping tries for c: 0 first (a redundant constant, as d in log(c*x) - d,
+    goes once the others are refitted), then the nearby simple numbers."""
+    return ([0.0] if c != 0 else []) + [v for v in _nearby_simple(c) if v != 0]
+
+
+def _distance_to_simple(c: float) -> float:
+    return min((abs(v - c) for v in _nearby_simple(c, 1)), default=abs(c))
+
+
+def power_law(X: np.ndarray, y: np.ndarray, names, ops) -> Expr | None:
+    """A seed c * prod(x_i ** a_i) fitted in log space, exponents rounded to halves,
+    built from the ops at hand (pow, else products and quotients with sqrt or
+    exp(a*log(x)) for halves); None when the data or the ops do not allow it (some
+    x <= 0, y changing sign). Monomials in positive variables are common in physics
+    (two in five of the AI Feynman equations) and GP finds them slowly."""
+    if not (np.all(X > 0) and (np.all(y > 0) or np.all(y < 0))):
+        return None
+    A = np.column_stack([np.log(X), np.ones(len(y))])
+    with np.errstate(all="ignore"):
+        coef = np.linalg.lstsq(A, np.log(np.abs(y)), rcond=None)[0]
+    halves = np.round(coef[:-1] * 2) / 2
+    up, down = [], []
+    for name, a in zip(names, halves):
+        if a != 0 and np.isfinite(a):
+            factor = _power(var(name, "float64"), abs(float(a)), ops)
+            if factor is None:
+                return None
+            (up if a > 0 else down).append(factor)
+    if not up and not down or (down and "div" not in ops) or "mul" not in ops:
+        return None
+    scale = const(float(np.sign(y[0]) * np.exp(coef[-1])), "float64")
+    term = _product([scale] + up)
+    return make("div", [term, _product(down)]) if down else term
+
+
+def _product(factors: list[Expr]) -> Expr:
+    out = factors[0]
+    for f in factors[1:]:
+        out = make("mul", [out, f])
+    return out
+
+
+def _power(x: Expr, a: float, ops) -> Expr | None:
+    """x ** a (a > 0, a multiple of 1/2) from the ops at hand, or None."""
+    if "pow" in ops:
+        return make("pow", [x, const(a, "float64")])
+    whole, half = int(a), a % 1 == 0.5
+    factors = [x] * whole
+    if half:
+        if "sqrt" in ops:
+            factors.append(make("sqrt", [x]))
+        elif "exp" in ops and "log" in ops:
+            factors.append(make("exp", [make("mul", [const(0.5, "float64"),
+                                                       make("log", [x])])]))
+        else:
+            return None
+    return _product(factors)
+
+
+class _Literals:
+    """Distinct starting values for seed coefficients (equal literals would be one
+    shared parameter)."""
+
+    def __init__(self):
+        self.count = 0
+
+    def __call__(self) -> Expr:
+        self.count += 1
+        return const(1.0 + 2.0 ** -10 * self.count, "float64")
+
+
+def polynomial(xs: list[Expr], degree: int, literal) -> Expr:
+    """c + sum over x of x*(c1 + x*(c2 + ... x*c_degree)) (Horner form per variable)."""
+    total = literal()
+    for x in xs:
+        inner = literal()
+        for _ in range(degree - 1):
+            inner = make("add", [literal(), make("mul", [x, inner])])
+        total = make("add", [total, make("mul", [x, inner])])
+    return total
+
+
+def quadratic(xs: list[Expr], literal) -> Expr:
+    """The full quadratic: c + sum c_i x_i + sum_{i <= j} c_ij x_i x_j."""
+    total = polynomial(xs, 1, literal)
+    for i, a in enumerate(xs):
+        for b in xs[i:]:
+            total = make("add", [total, make("mul", [literal(), make("mul", [a, b])])])
+    return total

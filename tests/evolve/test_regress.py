@@ -201,3 +201,59 @@ def test_constant_and_repeated_columns_are_dropped():
     assert reg.predict(frame).shape == (12,)
     with pytest.warns(UserWarning, match="'k' is constant"):
         bad(pd.DataFrame({"k": [1.0] * 6}), np.arange(6.0), "every column of X is constant")
+
+
+# --- seeds, snapping and model choice ---------------------------------------------------
+
+def test_snapping_makes_near_exact_constants_exact():
+    from exprforge.regressor import _sympy
+    X, y = data()
+    p = RegressionProblem(X, y, ("x0",))
+    near = p.evaluate(parse("1.00001 * x0 * x0 + x0 * exp(3e-6 * x0)", dtype="float64"),
+                      refit=False)
+    snapped = p.snap(near)
+    assert snapped.objectives[0] < 1e-28 < near.objectives[0]
+    x0 = sympy.Symbol("x0", real=True)
+    assert sympy.simplify(_sympy(snapped.expr) - (x0 ** 2 + x0)) == 0
+
+
+def test_snapping_keeps_constants_the_data_need():
+    X, y = data()
+    p = RegressionProblem(X, 1.3 * y, ("x0",))   # 1.3 is not within 1% of a simple value
+    snapped = p.snap(p.evaluate(parse("1.0 * (x0 * x0 + x0)", dtype="float64")))
+    assert snapped.objectives[0] < 1e-28
+    values = [float(n.value) for n in snapped.expr.toposort() if n.op == "const"]
+    assert values and abs(values[0] - 1.3) < 1e-12
+
+
+def test_power_law_seed_finds_a_monomial():
+    from exprforge.evolve.tasks.regress import power_law
+    X = np.random.default_rng(1).uniform(1, 5, (200, 3))
+    y = -0.25 * X[:, 0] * X[:, 1] ** 2 / X[:, 2] ** 1.5
+    for ops in [("add", "mul", "div", "sqrt"), ("add", "mul", "div", "exp", "log"),
+                ("add", "mul", "div", "pow")]:
+        p = RegressionProblem(X, y, ("a", "b", "c"), ops=ops)
+        seed = power_law(X, y, p.names, ops)
+        assert {n.op for n in seed.toposort()} <= set(ops) | {"var", "const"}
+        assert p.evaluate(seed).objectives[0] < 1e-24
+    assert power_law(X, y, ("a", "b", "c"), ("add", "mul")) is None   # no div for c**-1.5
+    assert power_law(X - 2, y, ("a", "b", "c"), ("add", "mul", "div", "sqrt")) is None
+
+
+def test_polynomial_seeds_recover_a_quartic_with_the_full_op_set():
+    x = np.random.default_rng(2).uniform(-1, 1, (20, 2))
+    y = x[:, 0] ** 4 - x[:, 0] ** 3 + x[:, 1] ** 2 / 2 - x[:, 1]
+    reg = SymbolicRegressor(population=100, generations=5, random_state=0).fit(x, y)
+    assert reg.stopped_ == "exact"
+    x0, x1 = sympy.symbols("x0 x1", real=True)
+    assert sympy.simplify(reg.sympy() - (x0 ** 4 - x0 ** 3 + x1 ** 2 / 2 - x1)) == 0
+
+
+def test_simplest_exact_formula_is_chosen():
+    """The first front member competes against predicting the mean: when it is exact
+    (y = x1 with x0 unused), "best" picks it over larger ones of equal loss."""
+    from exprforge.regressor import _select, _table
+    a, b = parse("x1", dtype="float64"), parse("x1 + 1e-9 * x0", dtype="float64")
+    table = _table([(a, 1e-8, 1), (b, 0.9e-8, 5)])
+    assert _select(table, "best") == 0
+    assert _select(table, "accuracy") == 1

@@ -74,7 +74,7 @@ def front_of(result):
 def summary(result):
     """Everything a run's outcome consists of, comparable with ==."""
     return {"front": front_of(result),
-            "archive": sorted((k, tuple(map(float, e.objectives)))
+            "archive": sorted((to_text(k), tuple(map(float, e.objectives)))
                               for k, e in result.archive.items()),
             "generations": result.generations, "stopped": result.stopped,
             "evaluations": result.evaluations, "history": result.history}
