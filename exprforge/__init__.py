@@ -100,6 +100,12 @@ def __getattr__(name):   # SymbolicRegressor imports scikit-learn: only on first
     if name == "SymbolicRegressor":
         from exprforge.regressor import SymbolicRegressor
         return SymbolicRegressor
+    if name == "discover_ode":
+        from exprforge.ode import discover_ode
+        return discover_ode
+    if name == "check_solution":   # imports SymPy when called
+        from exprforge.evolve.solution import check_solution
+        return check_solution
     raise AttributeError(f"module 'exprforge' has no attribute {name!r}")
 
 
@@ -107,4 +113,4 @@ __all__ = ["__version__", "Expr", "OPS", "ParseError", "parse", "evaluate", "exa
            "ulps", "ulp_error", "bits_of_error", "summarize", "ErrorStats", "float32_range",
            "count_float32", "grad", "derive", "var", "const", "named", "make", "concretize",
            "retype", "to_text", "to_latex", "to_sympy", "from_sympy", "simplify", "prove", "compile", "save", "approximate",
-           "SymbolicRegressor"]
+           "SymbolicRegressor", "discover_ode", "check_solution"]
