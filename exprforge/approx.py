@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from exprforge.engine.printing import to_text
+from exprforge.runs import default_run_dir, plot_front
 
 VERIFY_TRIES = 3
 
@@ -33,8 +33,8 @@ def run(function: str, domain=None, max_ulp: float = 1.0, cost: str = "cycles",
     if name is None and not function.isidentifier():
         raise ValueError("an approximation of an expression needs a store name (--name)")
     began = time.monotonic()
-    run_dir = Path(out) if out else _default_run_dir(function if function.isidentifier()
-                                                     else "expr")
+    run_dir = Path(out) if out else default_run_dir("approx", function if function.isidentifier()
+                                                    else "expr")
     run_dir.mkdir(parents=True, exist_ok=True)
     config = {"function": function, "domain": list(domain) if domain else None,
               "max_ulp": max_ulp, "cost": cost, "generations": generations,
@@ -75,12 +75,6 @@ def run(function: str, domain=None, max_ulp: float = 1.0, cost: str = "cycles",
             "seconds": round(time.monotonic() - began, 2)}
 
 
-def _default_run_dir(function: str) -> Path:
-    from exprforge.targets.store import cache_dir
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return cache_dir() / "runs" / f"approx-{function}-{stamp}-{os.getpid()}"
-
-
 def _verify_best(result, whole: bool):
     """Compile and exhaustively check the chosen program, then the next candidates under
     the goal (by validation error) if it fails: (candidate, report dict, kernel).
@@ -116,28 +110,16 @@ def _write_front(path: Path, front) -> None:
 
 
 def _plots(run_dir: Path, result, chosen) -> list:
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return []
+    if not plot_front(run_dir / "pareto.png", [c.cost for c in result.front],
+                      [max(c.train_max_ulp, 1e-3) for c in result.front], xlabel="cost",
+                      ylabel="max ULP (training set)", title=f"{result.function}: Pareto front",
+                      goal=result.max_ulp):
+        return []                   # no matplotlib
+    import matplotlib.pyplot as plt
+
     from exprforge.engine.errors import ulp_error
     from exprforge.engine.evaluate import evaluate
     from exprforge.evolve.tasks.approx import truth_fast
-    fig, ax = plt.subplots(figsize=(6, 4))
-    costs = [c.cost for c in result.front]
-    errs = [max(c.train_max_ulp, 1e-3) for c in result.front]
-    ax.step(costs, errs, where="post", marker="o")
-    ax.set_yscale("log")
-    ax.axhline(result.max_ulp, color="gray", linestyle="--", label="goal")
-    ax.set_xlabel("cost")
-    ax.set_ylabel("max ULP (training set)")
-    ax.set_title(f"{result.function}: Pareto front")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(run_dir / "pareto.png", dpi=100)
-    plt.close(fig)
     written = ["pareto.png"]
     if chosen is not None:
         lo, hi = result.domain

@@ -1,6 +1,11 @@
 """The `exprforge` command. Each subcommand computes a result dict; --json prints it as
 JSON on stdout, otherwise it is shown as text. A user error prints one line on stderr
 and exits 2, never a traceback.
+
+This module is the entry point (main, the parser, UserError, helpers the subcommands
+share) and holds eval and simplify; the other subcommands live in groups beside it:
+cli_kernels (compile, kernels), cli_search (approx, verify), cli_regress (regress,
+discover-ode).
 """
 from __future__ import annotations
 
@@ -25,6 +30,40 @@ class UserError(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # argparse prints usage plus a line; we want one line
         raise UserError(message)
+
+
+# --- helpers the subcommands share ------------------------------------------------------
+
+def _number(x):
+    """JSON-safe number: finite floats as numbers, others as strings."""
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    if isinstance(x, (int, np.integer)):
+        return int(x)
+    x = float(x)
+    return x if math.isfinite(x) else ("nan" if x != x else ("inf" if x > 0 else "-inf"))
+
+
+def _progress_bar(label: str):
+    def show(gen, total, summary):
+        done = int(30 * gen / max(total, 1))
+        print(f"\r{label} [{'#' * done}{'.' * (30 - done)}] {gen}/{total}  best "
+              f"{summary['best']:.4g}  front {summary['front']}", end="", file=sys.stderr,
+              flush=True)
+        if gen >= total:
+            print(file=sys.stderr)
+    return show
+
+
+def _jsonable(value):
+    """JSON has no NaN or infinities: they are written as the strings "nan", "inf", "-inf"."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if value != value else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
 
 
 # --- eval ---------------------------------------------------------------------------------
@@ -66,16 +105,6 @@ def _input_values(pairs, expr) -> dict:
     if missing:
         raise UserError(f"no value given for {', '.join(missing)} (pass NAME=VALUE)")
     return env
-
-
-def _number(x):
-    """JSON-safe number: finite floats as numbers, others as strings."""
-    if isinstance(x, (bool, np.bool_)):
-        return bool(x)
-    if isinstance(x, (int, np.integer)):
-        return int(x)
-    x = float(x)
-    return x if math.isfinite(x) else ("nan" if x != x else ("inf" if x > 0 else "-inf"))
 
 
 def _listify(a, fn=_number):
@@ -211,281 +240,19 @@ def show_simplify(r: dict) -> str:
     return "\n".join(lines)
 
 
-# --- approx -------------------------------------------------------------------------------
-
-def _add_approx(p):
-    p.add_argument("function", help="a unary function of the op table, e.g. exp, log2, erf")
-    p.add_argument("--dtype", default="float32", choices=("float32",))
-    p.add_argument("--domain", nargs=2, type=float, metavar=("LO", "HI"),
-                   help="input interval (default: the function's whole float32 domain)")
-    p.add_argument("--max-ulp", type=float, default=1.0, help="goal: max error (default 1.0)")
-    p.add_argument("--cost", choices=("ops", "cycles"), default="cycles")
-    p.add_argument("--generations", type=int, default=30)
-    p.add_argument("--population", type=int, default=48)
-    p.add_argument("--seed", type=int, default=0)
-    who = p.add_mutually_exclusive_group()
-    who.add_argument("--workers", type=int, help="evaluate on N local processes")
-    who.add_argument("--scheduler", help="evaluate on a Dask cluster: tcp://HOST:PORT")
-    p.add_argument("--timeout", type=float, help="search time limit in seconds")
-    p.add_argument("--template", help="range-reduction template (default: the function's)")
-    p.add_argument("--name", help="store name (default FUNC_f32)")
-    p.add_argument("--out", help="run directory (default: under the kernel store)")
-    p.add_argument("--no-verify", action="store_true", help="skip the exhaustive check")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the search from --out DIR's checkpoint (same seed)")
-
-
-def run_approx(args) -> dict:
-    from exprforge.approx import run
-    from exprforge.evolve.tasks.approx import check_function
-    for flag, value in (("--generations", args.generations), ("--population", args.population)):
-        if value < 1:
-            raise UserError(f"{flag} must be at least 1")
-    if args.population < 4:
-        raise UserError("--population must be at least 4")
-    if args.workers is not None and args.workers < 1:
-        raise UserError("--workers must be at least 1")
-    if args.domain and not args.domain[0] <= args.domain[1]:
-        raise UserError(f"empty domain {args.domain[0]} > {args.domain[1]}")
-    if args.resume and not args.out:
-        raise UserError("--resume needs --out DIR (the run directory holding the checkpoint)")
-    try:
-        check_function(args.function)
-        return run(args.function, args.domain, args.max_ulp, args.cost, args.generations,
-                   args.population, args.seed, args.timeout, args.workers, args.scheduler,
-                   args.out, args.name, args.template, verify=not args.no_verify,
-                   resume=args.resume,
-                   progress=_progress_bar("approx") if sys.stderr.isatty() else None)
-    except (ValueError, ConnectionError) as e:
-        raise UserError(str(e)) from None
-
-
-def _progress_bar(label: str):
-    def show(gen, total, summary):
-        done = int(30 * gen / max(total, 1))
-        print(f"\r{label} [{'#' * done}{'.' * (30 - done)}] {gen}/{total}  best "
-              f"{summary['best']:.4g}  front {summary['front']}", end="", file=sys.stderr,
-              flush=True)
-        if gen >= total:
-            print(file=sys.stderr)
-    return show
-
-
-def show_approx(r: dict) -> str:
-    from exprforge.approx import show
-    return show(r)
-
-
-# --- compile and kernels ----------------------------------------------------------------
-
-TARGETS = ("numba", "llvm", "triton", "torch")
-
-
-def _add_compile(p):
-    p.add_argument("expr", help='expression text, e.g. "x * sigmoid(1.702 * x)"')
-    p.add_argument("--name", help="store the kernel under NAME (from exprforge.kernels import NAME)")
-    p.add_argument("--target", default="numba", choices=TARGETS)
-    p.add_argument("--dtype", default="float32", choices=dt.FLOATS,
-                   help="dtype of the program and its variables (default float32)")
-    p.add_argument("--args", help="comma-separated argument order (default: names sorted)")
-    p.add_argument("--parallel", action="store_true", help="numba/llvm: use all cores")
-    p.add_argument("--contract", action="store_true", help="let LLVM fuse a*b+c into FMAs")
-    p.add_argument("--fastmath", action="store_true", help="allow reassociation (changes results)")
-    p.add_argument("--approx", action="store_true",
-                   help="use the shipped verified programs (< 1 ULP) for exp, log, tanh, ... "
-                        "instead of the C library: they vectorize")
-    p.add_argument("--show-source", action="store_true", help="print the generated source")
-
-
-def _kernel_options(args) -> dict:
-    if args.target not in ("numba", "llvm"):
-        if args.parallel or args.contract or args.fastmath:
-            raise UserError(f"--parallel/--contract/--fastmath apply to numba and llvm, "
-                            f"not {args.target}")
-        return {}
-    return {"parallel": args.parallel, "contract": args.contract, "fastmath": args.fastmath}
-
-
-def _kernel_info(kernel, name=None) -> dict:
-    info = kernel.cache_info
-    return {"name": name, "expr": str(kernel.expr), "target": kernel.target,
-            "dtype": kernel.dtype, "args": list(kernel.args), "key": kernel.key,
-            "options": kernel.options, "from_store": info.get("hit", False),
-            "compiled": info.get("compiled", False), "seconds": round(info.get("seconds", 0), 4)}
-
-
-def run_compile(args) -> dict:
-    try:
-        expr = xf.parse(args.expr, dtype=args.dtype)
-        order = [a.strip() for a in args.args.split(",")] if args.args else None
-        kernel = xf.compile(expr, target=args.target, args=order, approx=args.approx,
-                            **_kernel_options(args))
-        if args.name:
-            xf.save(kernel, args.name)
-    except (xf.ParseError, ValueError, TypeError, NotImplementedError, RuntimeError) as e:
-        raise UserError(str(e)) from None
-    result = _kernel_info(kernel, args.name)
-    if args.show_source:
-        result["source"] = kernel.source
-    return result
-
-
-def show_compile(r: dict) -> str:
-    how = "loaded from the store" if r["from_store"] else "compiled"
-    lines = [f"{r['target']} kernel ({', '.join(r['args'])}) -> {r['dtype']}: {r['expr']}",
-             f"{how} in {r['seconds'] * 1000:.1f} ms; key {r['key'][:16]}"]
-    if r["name"]:
-        lines.append(f"stored as {r['name']}:  from exprforge.kernels import {r['name']}")
-    if "source" in r:
-        lines += ["", r["source"]]
-    return "\n".join(lines)
-
-
-def _add_kernels(p):
-    p.add_argument("action", choices=("list", "show", "rm", "bench"))
-    p.add_argument("name", nargs="?", help="kernel name (show, rm, bench)")
-    p.add_argument("--size", type=int, default=1_000_000, help="bench: elements (default 1e6)")
-    p.add_argument("--seed", type=int, default=0, help="bench: seed of the random inputs")
-
-
-def run_kernels(args) -> dict:
-    from exprforge.targets import store
-    from exprforge.targets.build import load
-    if args.action == "list":
-        entries = []
-        for name in store.list_names():
-            try:
-                e = store.read_entry(name)
-                entries.append({"name": name, "target": e["target"], "expr": e["text"]})
-            except store.CorruptEntry as err:
-                entries.append({"name": name, "error": str(err)})
-        return {"action": "list", "store": str(store.cache_dir()), "kernels": entries}
-    if not args.name:
-        raise UserError(f"kernels {args.action} needs a kernel NAME")
-    try:
-        if args.action == "rm":
-            store.remove_entry(args.name)
-            return {"action": "rm", "name": args.name}
-        kernel = load(args.name)
-    except (LookupError, ValueError, store.CorruptEntry) as e:
-        raise UserError(e.args[0] if e.args else str(e)) from None
-    if args.action == "show":
-        return {"action": "show", **_kernel_info(kernel, args.name), "source": kernel.source}
-    if args.size <= 0:
-        raise UserError("--size must be positive")
-    return {"action": "bench", **_kernel_info(kernel, args.name),
-            **_bench(kernel, args.size, args.seed)}
-
-
-def _bench(kernel, size: int, seed: int) -> dict:
-    """Elements per second of the kernel and of the NumPy reference on the same inputs."""
-    import time
-    rng = np.random.default_rng(seed)
-    inputs = []
-    for _, d in kernel.plan.params:
-        a = rng.standard_normal(size) if dt.is_float(d) else rng.integers(-100, 100, size)
-        inputs.append(a.astype(d))
-    if kernel.target in ("triton", "torch"):
-        import torch
-        inputs = [torch.from_numpy(a) for a in inputs]
-    env = {n: np.asarray(a) for (n, _), a in zip(kernel.plan.params, inputs)}
-
-    def best(fn):
-        fn()
-        times = []
-        for _ in range(5):
-            t = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t)
-        return min(times)
-    t_kernel = best(lambda: kernel(*inputs))
-    t_numpy = best(lambda: xf.evaluate(kernel.expr, env))
-    return {"size": size, "kernel_seconds": t_kernel, "numpy_seconds": t_numpy,
-            "kernel_elements_per_s": size / t_kernel, "speedup_vs_numpy": t_numpy / t_kernel}
-
-
-def show_kernels(r: dict) -> str:
-    if r["action"] == "list":
-        if not r["kernels"]:
-            return f"no stored kernels in {r['store']}"
-        return "\n".join(f"{k['name']:20s} {k.get('target', '?'):7s} {k.get('expr', k.get('error'))}"
-                         for k in r["kernels"])
-    if r["action"] == "rm":
-        return f"removed {r['name']}"
-    if r["action"] == "show":
-        return show_compile(r) + "\n\n" + r["source"]
-    return (show_compile(r) + f"\n{r['size']} elements: {r['kernel_elements_per_s']:.3g} "
-            f"elements/s, {r['speedup_vs_numpy']:.2f}x NumPy")
-
-
-# --- verify -------------------------------------------------------------------------------
-
-def _float_text(text: str) -> float:
-    """A number as decimal or hex float text (0x1.62e43p+6)."""
-    return float.fromhex(text) if "0x" in text.lower() else float(text)
-
-
-def _add_verify(p):
-    p.add_argument("kernel", help='a stored kernel NAME, or expression text in x (float32), '
-                                  'compiled for llvm, e.g. "exp(x)"')
-    p.add_argument("--against", required=True, metavar="FUNC",
-                   help="the true function: a unary op (exp, log, erf, tanh, sigmoid, ...) "
-                        "or an expression of one variable")
-    p.add_argument("--domain", nargs=2, type=_float_text, metavar=("LO", "HI"),
-                   help="check every float32 in [LO, HI] (default: every finite float32)")
-    # argparse before 3.13 takes -1e-3, -0x1p-3 or -inf for an option: they are numbers here
-    import re
-    p._negative_number_matcher = re.compile(r"^-(\d|\.\d|inf)", re.IGNORECASE)
-
-
-def run_verify(args) -> dict:
-    from exprforge.evolve.verify import verify
-    from exprforge.targets.store import CorruptEntry
-    try:
-        report = verify(args.kernel, args.against, domain=args.domain)
-    except (ValueError, TypeError, LookupError, NotImplementedError, CorruptEntry) as e:
-        raise UserError(e.args[0] if e.args else str(e)) from None
-
-    def safe(v):  # JSON has no inf or NaN: _number spells them as strings
-        if isinstance(v, dict):
-            return {k: safe(x) for k, x in v.items()}
-        return [safe(x) for x in v] if isinstance(v, (list, tuple)) else \
-            (_number(v) if isinstance(v, float) else v)
-    return safe(report.as_dict())
-
-
-def show_verify(r: dict) -> str:
-    def g(v):
-        return f"{v:.6g}" if isinstance(v, float) else str(v)
-    notes = ("" if r["exact_max"] else "; max not certain") + \
-        (f"; {r['undecided']} borderline points judged in float64" if r["undecided"] else "")
-    lines = [f"{r['kernel']}  against {r['function']}  on [{g(r['domain'][0])}, "
-             f"{g(r['domain'][1])}]: {r['n']} float32 inputs in {r['seconds']:.1f} s",
-             f"max error          {g(r['max_ulp'])} ULP at x = {g(r['argmax'])} "
-             f"({r['argmax_hex']})",
-             f"mean error         {g(r['mean_ulp'])} ULP",
-             f"correctly rounded  {100 * r['correctly_rounded']:.4f}%  "
-             f"({r['rechecked']} points decided by mpmath{notes})",
-             "special values" + ("" if r["ok"] else "  (FAILED)")]
-    lines += [f"  {'ok  ' if s['passed'] else 'FAIL'}  {s['name']:22s} x = {s['hex']:15s} -> "
-              f"{g(s['output'])}  (expected {g(s['expected'])})" for s in r["specials"]]
-    return "\n".join(lines)
-
-
 COMMANDS = {
     "eval": (_add_eval, run_eval, show_eval,
              "evaluate an expression at given values, with --check its ULP error"),
     "simplify": (_add_simplify, run_simplify, show_simplify,
                  "simplify an expression by e-graph rewriting under a cost model"),
-    "compile": (_add_compile, run_compile, show_compile,
-                "compile an expression into a kernel (numba, llvm, triton, torch), optionally stored"),
-    "kernels": (_add_kernels, run_kernels, show_kernels,
-                "list, show, remove or benchmark stored kernels"),
-    "verify": (_add_verify, run_verify, show_verify,
-               "check a float32 kernel on every float32 of a domain against the true function"),
-    "approx": (_add_approx, run_approx, show_approx,
-               "search a float32 approximation of a function, verify it on every input, store it"),
 }
+
+
+def commands() -> dict:
+    """Every subcommand: name -> (add_arguments, run, show, help), in --help's order.
+    Each sibling module cli_*.py holds a group of subcommands and its own COMMANDS."""
+    from exprforge import cli_kernels, cli_regress, cli_search
+    return {**COMMANDS, **cli_kernels.COMMANDS, **cli_search.COMMANDS, **cli_regress.COMMANDS}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -493,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"exprforge {xf.__version__}")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     parser.commands = {}
-    for name, (add, _, _, help_text) in COMMANDS.items():
+    for name, (add, _, _, help_text) in commands().items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
         add(p)
@@ -512,17 +279,6 @@ def _parse(parser, argv):
     return parser.parse_args(argv)
 
 
-def _jsonable(value):
-    """JSON has no NaN or infinities: they are written as the strings "nan", "inf", "-inf"."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if value != value else ("inf" if value > 0 else "-inf")
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
-
-
 def main(argv=None) -> int:
     parser = build_parser()
     try:
@@ -530,7 +286,7 @@ def main(argv=None) -> int:
         if args.command is None:
             parser.print_help(sys.stderr)
             return 2
-        _, run, show, _ = COMMANDS[args.command]
+        _, run, show, _ = commands()[args.command]
         result = run(args)
     except UserError as e:
         print(f"exprforge: error: {e}", file=sys.stderr)
@@ -539,5 +295,6 @@ def main(argv=None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":   # python -m exprforge.cli: the one module object the others import
+    from exprforge.cli import main as _main
+    sys.exit(_main())

@@ -28,6 +28,8 @@ from sklearn.utils.validation import check_is_fitted
 MIN_ROWS = 5
 SELECTIONS = ("best", "accuracy", "score")
 _TINY = 1e-30         # a loss floor for log-loss scores (an exact fit has loss ~1e-32)
+EXACT_LOSS = 1e-20    # a formula exact in float64 scores ~1e-30; wrong forms with tightly
+                      # fitted constants (sin(0.007x - 1.57) for a cubic) reach 1e-13
 
 
 class SymbolicRegressor(RegressorMixin, BaseEstimator):
@@ -37,11 +39,13 @@ class SymbolicRegressor(RegressorMixin, BaseEstimator):
     time_budget: seconds for the search (checked between generations). max_evals: stop
     after the generation in which this many distinct formulas have been scored (it can
     overshoot by one generation). The search also stops once some formula has loss
-    below 1e-12 (MSE < 1e-12 var(y)). model_selection: "accuracy" (lowest loss),
+    below EXACT_LOSS (exact in float64). model_selection: "accuracy" (lowest loss),
     "score" (largest drop of log loss per unit of complexity against the next simpler
-    front member), "best" (the highest score among those within 1.5x the lowest loss).
+    front member; the simplest is compared with predicting the mean, loss 1 at
+    complexity 0), "best" (the highest score among those within 1.5x the lowest loss).
     warm_start: a second fit starts from the previous Pareto front. workers: None or 1
-    serial, N a local process pool (the same result as serial for a seed).
+    serial, N a local process pool, "tcp://HOST:PORT" a Dask cluster (the same result as
+    serial for a seed).
     """
 
     def __init__(self, ops=("add", "sub", "mul", "div", "sin", "cos", "exp", "log"),
@@ -60,7 +64,10 @@ class SymbolicRegressor(RegressorMixin, BaseEstimator):
         self.workers = workers
 
     # --- fitting ------------------------------------------------------------------------
-    def fit(self, X, y):
+    def fit(self, X, y, *, checkpoint=None, resume=False, progress=None):
+        """checkpoint: a file the search writes after each generation; resume=True
+        continues from it (same random_state). progress(generation, generations,
+        summary) is called after each generation."""
         from exprforge.evolve.executors import make_executor
         from exprforge.evolve.search import SearchConfig, pareto, search
         from exprforge.evolve.tasks.regress import RegressionProblem
@@ -78,15 +85,26 @@ class SymbolicRegressor(RegressorMixin, BaseEstimator):
                               seed=seed, timeout=self.time_budget, max_size=self.max_size,
                               constant_moves=0.0)  # constants are refitted by least squares
         stop = _Stop(problem.cache, self.max_evals)
-        executor = make_executor(self.workers) if self.workers not in (None, 1) else None
+        executor = (make_executor(scheduler=self.workers) if isinstance(self.workers, str) else
+                    make_executor(self.workers) if self.workers not in (None, 1) else None)
+
+        def report(*generation):
+            if progress is not None:
+                progress(*generation)
+            stop(*generation)
         try:
-            result = search(problem, config, executor=executor, progress=stop)
+            result = search(problem, config, executor=executor, checkpoint=checkpoint,
+                            resume=resume, progress=report)
             front, self.stopped_ = result.front, result.stopped
         except _Stopped as reason:   # every program scored is in the fitness cache
-            front, self.stopped_ = pareto(problem.cache.results.values()), str(reason)
+            scored = list(problem.cache.results.values())
+            if checkpoint is not None:   # and, when resumed, in the checkpoint's archive
+                scored += _archive(checkpoint)
+            front, self.stopped_ = pareto(scored), str(reason)
         finally:
             if executor is not None:
                 executor.close()
+        front = pareto([problem.snap(e) for e in front])   # 1.00001*x -> x where it fits
         self.n_evals_ = problem.cache.misses
         if hasattr(X, "columns"):
             self.feature_names_in_ = np.asarray(columns, dtype=object)
@@ -177,10 +195,17 @@ class _Stop:
         self.cache, self.max_evals = cache, max_evals
 
     def __call__(self, generation, generations, summary):
-        if summary["best"] < 1e-12:
+        if summary["best"] < EXACT_LOSS:
             raise _Stopped("exact")
         if self.max_evals is not None and self.cache.misses >= self.max_evals:
             raise _Stopped("max_evals")
+
+
+def _archive(checkpoint) -> list:
+    """The Evaluated programs of a search checkpoint (written before each progress call)."""
+    import pickle
+    with open(checkpoint, "rb") as f:
+        return list(pickle.load(f)["archive"].values())
 
 
 # --- input checks ---------------------------------------------------------------------
@@ -291,9 +316,8 @@ def _table(front):
     table = pd.DataFrame(rows, columns=["complexity", "loss", "equation", "sympy"])
     logs = np.log(np.maximum(table["loss"].to_numpy(float), _TINY))
     steps = np.diff(table["complexity"].to_numpy(float), prepend=0.0)
-    score = np.zeros(len(table))
-    score[1:] = -(logs[1:] - logs[:-1]) / np.maximum(steps[1:], 1.0)
-    table["score"] = score
+    # the first row against the mean predictor: loss 1 (log 0) at complexity 0
+    table["score"] = -np.diff(logs, prepend=0.0) / np.maximum(steps, 1.0)
     return table
 
 
