@@ -2,7 +2,8 @@
 2021): after rounding every constant to 6 decimals (pi and e included, as numbers), either
 truth - model is a constant (0: "exact", else "offset") or model / truth is ("scale").
 
-The check never hangs: a numeric screen on sample points decides "not a solution" at
+The check never hangs: a numeric screen on sample points (difference or ratio constant
+to 1e-8 relative; a fitted approximation good to 1e-7 fails it) decides "not a solution" at
 once; a screen that finds a constant is confirmed symbolically: first in-process by a
 size-bounded expand/cancel, then by sympy.simplify(ratio=1) in a separate spawned process
 that is killed after `timeout` seconds (on a timeout the screen's verdict stands, method
@@ -164,7 +165,7 @@ def _points(names, positive, samples, rng):
     return [rng.uniform(0.5, 2, n) if v in positive else rng.uniform(-2, 2, n) for v in names]
 
 
-def _screen(truth, model, symbols, points, decimals, tol=1e-6):
+def _screen(truth, model, symbols, points, decimals, tol=1e-8):
     """Numeric verdict: "exact" | "offset" | "scale" | "none", or None if undecidable."""
     import sympy as sp
     try:

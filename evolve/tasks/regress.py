@@ -199,6 +199,7 @@ class RegressionProblem:
                                                                degrees + 1)]
             if 2 <= len(xs) <= 4:
                 out.append(quadratic(xs, literals))
+            out += transformed(self, xs, literals)
         law = power_law(self.X, self.y, self.names, self.ops)
         return out + ([law] if law is not None else [])
 
@@ -345,3 +346,31 @@ def quadratic(xs: list[Expr], literal) -> Expr:
         for b in xs[i:]:
             total = make("add", [total, make("mul", [literal(), make("mul", [a, b])])])
     return total
+
+
+# (op wrapped around the polynomial, the target transform it undoes, where that is defined)
+TRANSFORMS = (("sqrt", np.square, lambda y: np.all(y >= 0)),
+              ("exp", np.log, lambda y: np.all(y > 0)),
+              ("log", np.exp, lambda y: np.all(y < 700)))
+
+
+def transformed(problem: "RegressionProblem", xs: list[Expr], literal) -> list[Expr]:
+    """Seeds op(P) with P the quadratic (additive for 5+ variables) fitted to the
+    transformed target, for each op of TRANSFORMS at hand: y = sqrt((x2-x1)**2 + ...)
+    is a quadratic in y**2. AI Feynman tries such transforms of y before its polynomial
+    fits; here they only start the search. P's coefficients come from one linear
+    solve on the fit rows."""
+    rows = problem.fit_rows
+    y, columns = problem.y[rows], problem.columns(rows)
+    out = []
+    for op, transform, defined in TRANSFORMS:
+        if op not in problem.ops or not defined(y):
+            continue
+        with np.errstate(all="ignore"):
+            target = transform(y)
+        if not np.all(np.isfinite(target)):
+            continue
+        poly = quadratic(xs, literal) if len(xs) <= 4 else polynomial(xs, 2, literal)
+        values = fit_least_squares(poly, columns, target)
+        out.append(make(op, [with_constants(poly, values, "float64")]))
+    return out

@@ -107,6 +107,16 @@ def test_forced_timeout_falls_back_to_the_numeric_screen():
     assert r.method == "numeric" and r.kind == "exact"
 
 
+def test_close_approximation_is_no_solution():
+    """A fitted formula within ~1e-7 of the truth on [-1, 1] (a search found this one for
+    sin(x**2)*cos(x) - 1) is not a match, whatever the symbolic step does."""
+    model = ("x**2*(1.6149567690334627 - exp(-0.4861936557600619*cos(x*(1.9069081189031591"
+             " - 0.028797465900906531*exp(cos(1.7*x)))))) - 0.99999993478660532")
+    x = np.random.default_rng(0).uniform(-1, 1, 64)
+    r = check_solution(model, "sin(x**2)*cos(x) - 1", samples={"x": x}, timeout=0.01)
+    assert not r and r.kind == "none"
+
+
 def test_undecided_when_neither_screen_nor_simplify_decides():
     f = sp.Function("f")(sp.Symbol("x"))   # numpy cannot evaluate f: no numeric screen
     r = check_solution(f * xf.to_sympy(xf.parse(SLOW)) / 6, f, timeout=0.01)
