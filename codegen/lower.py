@@ -65,7 +65,7 @@ class Plan:
 
     @property
     def elementwise(self) -> bool:
-        return len(self.steps) == 1
+        return len(self.steps) == 1 and isinstance(self.steps[0], Program)
 
 
 # --- decompositions: ops a back end lacks, written with ops it has ------------------------

@@ -70,6 +70,8 @@ def test_plan_splits_at_reductions():
     assert mean.arg == square.name and mean.node.op == "rmean"
     assert dict(scale.params).keys() == {mean.name, "v_x"}
     assert not plan.elementwise
+    assert lower(parse("x * x + 1", vars={"x": "float32"})).elementwise
+    assert not lower(parse("sum(x, axis=-1)", vars={"x": "float32"})).elementwise  # only a Reduce
 
 
 def test_argument_order():
