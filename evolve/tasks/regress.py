@@ -31,8 +31,7 @@ from ..search import Evaluated
 NGUYEN_OPS = ("add", "sub", "mul", "div", "sin", "cos", "exp", "log")
 LOSS_CAP = 1e30        # the loss of a formula that is NaN or infinite somewhere
 MAX_FIT_ROWS = 2000    # constants are fitted on at most this many rows (all are scored)
-SNAP_TOLERANCE = 1e-3  # snapping a constant may raise the loss by this share ...
-SNAP_FLOOR = 1e-14     # ... or by this much (a relative RMS error of 1e-7)
+SNAP_FLOOR = 1e-14     # snapping may always raise the loss this much (relative RMS 1e-7)
 DENOMINATORS = (1, 2, 3, 4, 5, 6, 8, 10)
 POLY_DEGREES = (0, 6, 4, 3, 2)   # seed polynomials' degree by number of variables (4+: 2)
 
@@ -227,18 +226,21 @@ class RegressionProblem:
         return Evaluated(expr, (self.loss(expr), float(expr.tree_size())))
 
     def snap(self, item: Evaluated) -> Evaluated:
-        """`item` with constants moved to nearby simple values (integers, then fractions
-        with small denominators, nearest first) wherever refitting the others keeps the
-        loss within SNAP_TOLERANCE of the original: 1.00001*x becomes x, exp(3e-9*x)
-        becomes exp(0*x). Makes exact formulas exact, and readable."""
+        """`item` with constants moved to nearby simple values (0, integers, then fractions
+        with small denominators) wherever refitting the others keeps the loss within
+        what one free parameter is worth by the Bayesian information criterion (a factor
+        exp(log(n) / n) for n rows: 1.5% at 400 rows, 0.09% at 10,000; on exact data the
+        SNAP_FLOOR decides): 1.00001*x becomes x, exp(3e-9*x) becomes exp(0*x), and
+        under noise a spurious 0.001*y**2 goes. Makes exact formulas exact, and readable."""
         expr, loss = item.expr, item.objectives[0]
         _, _, values = parameters(expr)
         fixed: dict = {}
-        budget = loss * (1 + SNAP_TOLERANCE) + SNAP_FLOOR
+        n = self.y.size
+        worth = np.exp(np.log(n) / n)
         for i in np.argsort([_distance_to_simple(v) for v in values]):
             for candidate in _simple_values(values[i]):
                 trial = self.evaluate(expr, fixed={**fixed, int(i): candidate})
-                if trial.objectives[0] <= budget:
+                if trial.objectives[0] <= item.objectives[0] * worth + SNAP_FLOOR:
                     fixed[int(i)] = candidate
                     item = trial
                     break

@@ -128,7 +128,8 @@ def test_max_evals_and_warm_start():
     best = reg.equations_["loss"].min()
     reg.set_params(warm_start=True, generations=2, max_evals=None)
     reg.fit(X, y)
-    assert reg.equations_["loss"].min() <= best   # started from the previous front
+    # started from the previous front (refitting it moves the loss only by rounding)
+    assert reg.equations_["loss"].min() <= best * (1 + 1e-6)
 
 
 def test_import_is_light():
