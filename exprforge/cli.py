@@ -291,6 +291,9 @@ def main(argv=None) -> int:
     except UserError as e:
         print(f"exprforge: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:   # searches write their checkpoint each generation
+        print("exprforge: interrupted", file=sys.stderr)
+        return 130
     print(json.dumps(_jsonable(result), indent=2) if args.json else show(result))
     return 0
 

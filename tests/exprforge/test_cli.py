@@ -238,3 +238,16 @@ def test_a_variable_given_twice_and_a_tiny_precision_are_user_errors(capsys):
     assert "given twice" in assert_user_error(capsys, "eval", "x + 1", "x=1", "x=2")
     assert "--prec" in assert_user_error(capsys, "eval", "x + 1", "x=1", "--check",
                                          "--prec", "0")
+
+
+def test_interrupt_is_one_line_and_status_130(capsys, monkeypatch):
+    import exprforge.cli as cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+    table = dict(cli.commands())
+    add, _, show, help_text = table["eval"]
+    monkeypatch.setattr(cli, "commands", lambda: {**table, "eval": (add, interrupted, show,
+                                                                     help_text)})
+    code, out, err = run(capsys, "eval", "x + 1", "x=1")
+    assert code == 130 and out == "" and err == "exprforge: interrupted\n"
