@@ -141,13 +141,13 @@ def _check_one(t, X, k, label=None):
     if bad.any():
         row, col = np.argwhere(bad)[0]
         raise ValueError(f"{what}: X has {int(bad.sum())} NaN or infinite value(s) "
-                         f"(first at row {row}, state {col})")
+                         f"(first at row {int(row)}, state {int(col)})")
     steps = np.diff(tk)
     if np.any(steps <= 0):
         i = int(np.argmax(steps <= 0))
         kind = "duplicate" if steps[i] == 0 else "decreasing"
         raise ValueError(f"{what}: times must increase strictly; {kind} time at rows "
-                         f"{i} and {i + 1} ({tk[i]!r}, {tk[i + 1]!r})")
+                         f"{i} and {i + 1} ({float(tk[i]):g}, {float(tk[i + 1]):g})")
     return tk, Xk
 
 
