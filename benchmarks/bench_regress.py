@@ -220,6 +220,45 @@ def _summary(records, key) -> dict:
     return out
 
 
+def rejudge(out: dict) -> None:
+    """Re-run the symbolic check on stored records (the models are re-read with
+    exprforge's parser, their R^2 kept): for when the check changed after a run."""
+    from exprforge.engine.parse import parse
+    problems = {}
+    if "nguyen" in out:
+        problems.update({(p.name, True): p for p in data.nguyen(1000, rows=1000)})
+    if "feynman" in out:
+        names = out["feynman"]["equations"]
+        problems.update({(p.name, False): p for p in data.feynman(names, 1, rows=2000)})
+    for part, exact_only in (("nguyen", True), ("feynman", False)):
+        if part not in out:
+            continue
+        for r in out[part]["records"]:
+            if not exact_only and r["r2"] <= 0.5:
+                continue
+            p = problems[(r["problem"], exact_only)]
+            samples = {n: p.X[:64, i] for i, n in enumerate(p.names)}
+            try:    # SymPy's printing; its Abs is exprforge's abs
+                model = parse(r["model"].replace("Abs(", "abs("), dtype="float64")
+            except xf.ParseError as e:
+                print(f"{part} {r['problem']} {r['tool']}: kept ({e})", flush=True)
+                continue
+            check = xf.check_solution(model, p.truth, samples=samples, positive=p.positive,
+                                      timeout=10.0)
+            solved = check.kind == "exact" if exact_only else check.is_solution
+            if solved != r["solved"]:
+                print(f"{part} {r['problem']} {r['tool']}: {r['solved']} -> {solved} "
+                      f"({check.kind}) {r['model']}", flush=True)
+            r.update(solved=bool(solved), kind=check.kind, method=check.method)
+        summaries = out[part]["summary"]
+        if part == "nguyen":
+            out[part]["summary"] = _summary(out[part]["records"], "problem")
+        else:
+            out[part]["summary"] = {n: _summary([r for r in out[part]["records"]
+                                                 if str(r["noise"]) == n], "problem")
+                                    for n in summaries}
+
+
 def _commit() -> str:
     import subprocess
     return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -235,7 +274,15 @@ def main(argv=None):
     ap.add_argument("--feynman-budget", type=float, default=60.0)
     ap.add_argument("--strogatz-budget", type=float, default=30.0)
     ap.add_argument("--noise", default="0,0.01")
+    ap.add_argument("--rejudge", action="store_true",
+                    help="only re-check the stored models with the current check")
     args = ap.parse_args(argv)
+    if args.rejudge:
+        out = json.loads(RESULTS.read_text())
+        rejudge(out)
+        out["rejudged"] = f"{time.strftime('%Y-%m-%d')} at commit {_commit()}"
+        RESULTS.write_text(json.dumps(out, indent=1, default=str) + "\n")
+        return
     parts = args.parts.split(",")
     new = {"date": time.strftime("%Y-%m-%d"),
            "machine": f"{platform.machine()}, {os.cpu_count()} cores",

@@ -58,6 +58,15 @@ def test_feynman_formula_with_pi():
     assert check_solution("exp(-theta**2/2)/sqrt(2*3.2)", truth).kind == "scale"
 
 
+def test_logs_of_products_split_for_positive_variables():
+    truth = "log(x + 1) + log(x**2 + 1)"
+    model = "log(x*(x*(0.99999999999999734*x + 0.99999999999999845) + 1) + 1)"
+    assert check_solution(model, truth, positive={"x"}).kind == "exact"
+    assert check_solution(model, truth).kind == "exact"   # x**2 + 1 > 0 splits off anyway
+    assert not check_solution("log(x) + log(y)", "log(x + y)", positive={"x", "y"})
+    assert check_solution("log(x) + log(y)", "log(x*y)", positive={"x", "y"}).kind == "exact"
+
+
 def test_positive_assumption():
     assert not check_solution("sqrt(x**2)", "x")
     assert check_solution("sqrt(x**2)", "x", positive={"x"}).kind == "exact"
