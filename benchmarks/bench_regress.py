@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import sys
 import time
 import warnings
@@ -131,12 +132,20 @@ def judge(model, problem, test_X, test_y, predict, exact_only: bool) -> dict:
     r2 = _r2(predict, test_X, test_y)
     if not exact_only and r2 <= 0.5:      # SRBench checks only models with R^2 > 0.5
         return {"solved": False, "kind": "inaccurate", "r2": r2, "model": str(model)}
-    samples = {n: test_X[:64, i] for i, n in enumerate(problem.names)}
+    return {**_check(model, problem, test_X, exact_only), "r2": r2, "model": str(model)}
+
+
+def _check(model, problem, X, exact_only: bool) -> dict:
+    """The symbolic check on 64 random rows of X. Solved only when SymPy confirms it: a
+    verdict of the numeric screen alone (simplify timed out) is counted apart."""
+    rows = np.random.default_rng(0).choice(len(X), min(64, len(X)), replace=False)
+    samples = {n: X[rows, i] for i, n in enumerate(problem.names)}
     check = xf.check_solution(model, problem.truth, samples=samples, positive=problem.positive,
                               timeout=10.0)
-    solved = check.kind == "exact" if exact_only else check.is_solution
-    return {"solved": bool(solved), "kind": check.kind, "method": check.method, "r2": r2,
-            "model": str(model)}
+    match = check.kind == "exact" if exact_only else check.is_solution
+    return {"solved": bool(match and check.method == "symbolic"),
+            "numeric_only": bool(match and check.method != "symbolic"),
+            "kind": check.kind, "method": check.method}
 
 
 def part_nguyen(seeds: int, budget: float) -> dict:
@@ -214,6 +223,7 @@ def _summary(records, key) -> dict:
             per.setdefault(r[key], []).append(r["solved"])
         out[tool] = {"runs": len(mine), "solved": len(solved),
                      "rate": len(solved) / max(len(mine), 1),
+                     "numeric_only": sum(r.get("numeric_only", False) for r in mine),
                      "per_problem": {k: sum(v) for k, v in per.items()},
                      "median_seconds_to_solution":
                          float(np.median([r["seconds"] for r in solved])) if solved else None}
@@ -237,19 +247,16 @@ def rejudge(out: dict) -> None:
             if not exact_only and r["r2"] <= 0.5:
                 continue
             p = problems[(r["problem"], exact_only)]
-            samples = {n: p.X[:64, i] for i, n in enumerate(p.names)}
-            try:    # SymPy's printing; its Abs is exprforge's abs
-                model = parse(r["model"].replace("Abs(", "abs("), dtype="float64")
-            except xf.ParseError as e:
+            text = re.sub(r"\bE\b", "exp(1)", r["model"].replace("Abs(", "abs("))
+            try:    # SymPy's printing: its Abs and E are exprforge's abs and exp(1)
+                verdict = _check(parse(text, dtype="float64"), p, p.X, exact_only)
+            except (xf.ParseError, ValueError) as e:   # zoo, I, ...: kept as judged
                 print(f"{part} {r['problem']} {r['tool']}: kept ({e})", flush=True)
                 continue
-            check = xf.check_solution(model, p.truth, samples=samples, positive=p.positive,
-                                      timeout=10.0)
-            solved = check.kind == "exact" if exact_only else check.is_solution
-            if solved != r["solved"]:
-                print(f"{part} {r['problem']} {r['tool']}: {r['solved']} -> {solved} "
-                      f"({check.kind}) {r['model']}", flush=True)
-            r.update(solved=bool(solved), kind=check.kind, method=check.method)
+            if verdict["solved"] != r["solved"]:
+                print(f"{part} {r['problem']} {r['tool']}: {r['solved']} -> "
+                      f"{verdict['solved']} ({verdict['kind']}) {r['model']}", flush=True)
+            r.update(verdict)
         summaries = out[part]["summary"]
         if part == "nguyen":
             out[part]["summary"] = _summary(out[part]["records"], "problem")

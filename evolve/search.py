@@ -84,7 +84,8 @@ def search(problem, config: SearchConfig, executor=None, checkpoint: str | None 
     executor = executor or SerialExecutor()
     began = time.monotonic()
     pset = problem.pset
-    state = _load(checkpoint) if resume and checkpoint and os.path.exists(checkpoint) else None
+    state = load_checkpoint(checkpoint) if resume and checkpoint and os.path.exists(checkpoint) \
+        else None
     if state is not None:
         if state["seed"] != config.seed:
             raise ValueError(f"checkpoint {checkpoint} is from seed {state['seed']}, "
@@ -257,6 +258,14 @@ def _save(path, state):
     os.replace(tmp, path)
 
 
-def _load(path):
-    with open(path, "rb") as f:
-        return pickle.load(f)
+def load_checkpoint(path) -> dict:
+    """A checkpoint's state (seed, generation, archive, history, population); ValueError
+    when the file cannot be read as one."""
+    try:
+        with open(path, "rb") as f:
+            state = pickle.load(f)
+    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError) as e:
+        raise ValueError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e})") from None
+    if not isinstance(state, dict) or "archive" not in state:
+        raise ValueError(f"{path} is not a search checkpoint")
+    return state

@@ -17,6 +17,7 @@ samples every variable from a positive range; sqrt(x**2) == x only holds then).
 from __future__ import annotations
 
 import multiprocessing
+import os
 import re
 import threading
 import time
@@ -97,7 +98,7 @@ def _round(e, decimals: int):
 
 
 def _constant(e) -> bool:
-    return not e.free_symbols and e.is_finite is True
+    return not e.free_symbols and e.is_finite is True and e.is_extended_real is True
 
 
 def _split_logs(e):
@@ -136,7 +137,7 @@ def _serve(conn):
         conn.send(out)
 
 
-_worker = None  # (process, connection), started on first use
+_worker = None  # (process, connection, owner pid), started on first use
 _lock = threading.Lock()
 
 
@@ -146,15 +147,17 @@ def _simplify_both(diff, ratio, decimals, timeout):
     import sympy as sp
     with _lock:
         try:
+            if _worker is not None and _worker[2] != os.getpid():
+                _worker = None          # a forked child: the worker is its parent's
             if _worker is None or not _worker[0].is_alive():
                 ctx = multiprocessing.get_context("spawn")
                 parent, child = ctx.Pipe()
                 proc = ctx.Process(target=_serve, args=(child,), daemon=True)
                 proc.start()
-                _worker = (proc, parent)
+                _worker = (proc, parent, os.getpid())
                 if not parent.poll(_START_LIMIT) or parent.recv() != "ready":
                     raise TimeoutError
-            proc, conn = _worker
+            proc, conn, _ = _worker
             conn.send([None if e is None else sp.srepr(e) for e in (diff, ratio)] + [decimals])
             if not conn.poll(timeout):
                 raise TimeoutError

@@ -267,6 +267,8 @@ def run_regress(args) -> dict:
     checkpoint = run_dir / "checkpoint.pkl"
     if args.resume:
         _check_resumable(run_dir, checkpoint, config)
+    elif checkpoint.exists():     # a new run in an old directory: its checkpoint goes
+        checkpoint.unlink()
     created = not run_dir.exists()
     _make_dir(run_dir)
     _write_json(run_dir / "config.json", config)
@@ -288,12 +290,17 @@ def run_regress(args) -> dict:
 
 
 def _check_resumable(run_dir: Path, checkpoint: Path, config: dict) -> None:
+    from exprforge.evolve.search import load_checkpoint
     if not checkpoint.exists():
         raise UserError(f"no checkpoint.pkl in {run_dir} to resume from")
     try:
+        load_checkpoint(checkpoint)
         before = json.loads((run_dir / "config.json").read_text())
-    except (OSError, ValueError):
-        return                                 # no record of the first run's settings
+    except OSError:
+        raise UserError(f"cannot resume: no readable config.json in {run_dir} to check "
+                        "the settings against") from None
+    except ValueError as e:
+        raise UserError(f"cannot resume: {_one_line(e)}") from None
     changed = [k for k in _SAME_RUN if k in before and _jsonable(config[k]) != before[k]]
     if changed:
         raise UserError(f"cannot resume: {', '.join(changed)} changed since the run in "
@@ -323,11 +330,10 @@ def _regress_result(reg, df, args, features, run_dir, progress, seconds) -> dict
 
 def _checkpoint_generation(path: Path) -> int:
     """The last generation a checkpoint holds (0: none was run)."""
-    import pickle
+    from exprforge.evolve.search import load_checkpoint
     try:
-        with open(path, "rb") as f:
-            return int(pickle.load(f)["generation"])
-    except (OSError, pickle.UnpicklingError, KeyError, EOFError):
+        return int(load_checkpoint(path)["generation"])
+    except (ValueError, KeyError):
         return 0
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numbers
 import re
+import time
 import warnings
 
 import numpy as np
@@ -28,6 +29,7 @@ from sklearn.utils.validation import check_is_fitted
 MIN_ROWS = 5
 SELECTIONS = ("best", "accuracy", "score")
 _TINY = 1e-30         # a loss floor for log-loss scores (an exact fit has loss ~1e-32)
+SEARCH_SHARE = 0.9    # of time_budget; the rest snaps constants of the front
 EXACT_LOSS = 1e-20    # a formula exact in float64 scores ~1e-30; wrong forms with tightly
                       # fitted constants (sin(0.007x - 1.57) for a cubic) reach 1e-13
 
@@ -36,7 +38,11 @@ class SymbolicRegressor(RegressorMixin, BaseEstimator):
     """Symbolic regression: NSGA-II over formulas of `ops` (op-table names), minimizing
     (loss, complexity); loss is the MSE divided by var(y), complexity the node count.
 
-    time_budget: seconds for the search (checked between generations). max_evals: stop
+    time_budget: seconds for the fit: SEARCH_SHARE of it for the search (checked between
+    generations), the rest for snapping the front's constants to simple values.
+    max_size: the largest formula reported, in nodes (seed models the search starts from,
+    such as fitted quadratics, may be larger; they count once snapped and tidied).
+    max_evals: stop
     after the generation in which this many distinct formulas have been scored (it can
     overshoot by one generation). The search also stops once some formula has loss
     below EXACT_LOSS (exact in float64). model_selection: "accuracy" (lowest loss),
@@ -71,6 +77,7 @@ class SymbolicRegressor(RegressorMixin, BaseEstimator):
         from exprforge.evolve.executors import make_executor
         from exprforge.evolve.search import SearchConfig, pareto, search
         from exprforge.evolve.tasks.regress import RegressionProblem
+        started = time.monotonic()
         self._check_params()
         columns, Xa = _features(X)
         ya = _target(y, len(Xa))
@@ -82,7 +89,8 @@ class SymbolicRegressor(RegressorMixin, BaseEstimator):
         problem = RegressionProblem(Xa[:, keep], ya, tuple(names[i] for i in keep),
                                     tuple(self.ops), seed, previous)
         config = SearchConfig(population=self.population, generations=self.generations,
-                              seed=seed, timeout=self.time_budget, max_size=self.max_size,
+                              seed=seed, timeout=None if self.time_budget is None else
+                              SEARCH_SHARE * self.time_budget, max_size=self.max_size,
                               constant_moves=0.0)  # constants are refitted by least squares
         stop = _Stop(problem.cache, self.max_evals)
         executor = (make_executor(scheduler=self.workers) if isinstance(self.workers, str) else
@@ -104,7 +112,11 @@ class SymbolicRegressor(RegressorMixin, BaseEstimator):
         finally:
             if executor is not None:
                 executor.close()
-        front = pareto([problem.snap(e) for e in front])   # 1.00001*x -> x where it fits
+        # 1.00001*x -> x where the data allow, in what is left of the budget; seeds may be
+        # larger than max_size (a fitted quadratic), the formulas reported may not
+        deadline = None if self.time_budget is None else started + self.time_budget
+        front = pareto([e for e in (problem.snap(e, deadline) for e in front)
+                        if e.objectives[1] <= self.max_size])
         self.n_evals_ = problem.cache.misses
         if hasattr(X, "columns"):
             self.feature_names_in_ = np.asarray(columns, dtype=object)
@@ -203,9 +215,8 @@ class _Stop:
 
 def _archive(checkpoint) -> list:
     """The Evaluated programs of a search checkpoint (written before each progress call)."""
-    import pickle
-    with open(checkpoint, "rb") as f:
-        return list(pickle.load(f)["archive"].values())
+    from exprforge.evolve.search import load_checkpoint
+    return list(load_checkpoint(checkpoint)["archive"].values())
 
 
 # --- input checks ---------------------------------------------------------------------

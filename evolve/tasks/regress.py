@@ -15,13 +15,14 @@ gradients evaluated in one walk. Not fitting.fit: that one iterates toward minim
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from exprforge.engine.derive import derive
+from exprforge.engine.derive import cleanup, derive
 from exprforge.engine.evaluate import apply_node, evaluate
-from exprforge.engine.expr import Expr, const, make, var
+from exprforge.engine.expr import Expr, const, make, rebuild, var
 
 from ..executors import FitnessCache, derive_seed
 from ..fitting import parameters, with_constants
@@ -32,6 +33,7 @@ NGUYEN_OPS = ("add", "sub", "mul", "div", "sin", "cos", "exp", "log")
 LOSS_CAP = 1e30        # the loss of a formula that is NaN or infinite somewhere
 MAX_FIT_ROWS = 2000    # constants are fitted on at most this many rows (all are scored)
 SNAP_FLOOR = 1e-14     # snapping may always raise the loss this much (relative RMS 1e-7)
+SNAP_PASSES = 3
 DENOMINATORS = (1, 2, 3, 4, 5, 6, 8, 10)
 POLY_DEGREES = (0, 6, 4, 3, 2)   # seed polynomials' degree by number of variables (4+: 2)
 
@@ -225,35 +227,63 @@ class RegressionProblem:
                 expr = with_constants(expr, values, "float64")
         return Evaluated(expr, (self.loss(expr), float(expr.tree_size())))
 
-    def snap(self, item: Evaluated) -> Evaluated:
-        """`item` with constants moved to nearby simple values (0, integers, then fractions
-        with small denominators) wherever refitting the others keeps the loss within
-        what one free parameter is worth by the Bayesian information criterion (a factor
-        exp(log(n) / n) for n rows: 1.5% at 400 rows, 0.09% at 10,000; on exact data the
-        SNAP_FLOOR decides): 1.00001*x becomes x, exp(3e-9*x) becomes exp(0*x), and
-        under noise a spurious 0.001*y**2 goes. Makes exact formulas exact, and readable."""
-        expr, loss = item.expr, item.objectives[0]
+    def snap(self, item: Evaluated, deadline: float | None = None) -> Evaluated:
+        """`item` with constants moved to simple values (0, integers, then fractions with
+        small denominators, taken from the latest refit) wherever refitting the others
+        keeps the loss within what one free parameter is worth by the Bayesian
+        information criterion (a factor exp(log(n) / n) for n rows: 1.5% at 400 rows,
+        0.09% at 10,000; on exact data the SNAP_FLOOR decides), then tidied (0*x and x*1
+        terms gone): 1.00001*x becomes x, and under noise a spurious 0.001*y**2 goes.
+        Stops trying at `deadline` (time.monotonic())."""
+        expr = item.expr
         _, _, values = parameters(expr)
+        rows = self.fit_rows
+        columns, target = self.columns(rows), self.y[rows]
         fixed: dict = {}
-        n = self.y.size
-        worth = np.exp(np.log(n) / n)
-        for i in np.argsort([_distance_to_simple(v) for v in values]):
-            for candidate in _simple_values(values[i]):
-                trial = self.evaluate(expr, fixed={**fixed, int(i): candidate})
-                if trial.objectives[0] <= item.objectives[0] * worth + SNAP_FLOOR:
-                    fixed[int(i)] = candidate
-                    item = trial
-                    break
-        return item
+        worth = np.exp(np.log(self.y.size) / self.y.size)
+        for _ in range(SNAP_PASSES):   # a refit can leave 1e-18 where a 0 was refused
+            before = len(fixed)
+            for i in map(int, np.argsort([_distance_to_simple(v) for v in values])):
+                for candidate in [] if i in fixed else _simple_values(values[i]):
+                    if deadline is not None and time.monotonic() > deadline:
+                        return self.tidy(item)
+                    trial_values = fit_least_squares(expr, columns, target,
+                                                     fixed={**fixed, i: candidate})
+                    trial = with_constants(expr, trial_values, "float64")
+                    loss = self.loss(trial)
+                    if loss <= item.objectives[0] * worth + SNAP_FLOOR:
+                        fixed[i], values = candidate, trial_values
+                        item = Evaluated(trial, (loss, float(trial.tree_size())))
+                        break
+            if len(fixed) == before:
+                break
+        return self.tidy(item)
+
+    def tidy(self, item: Evaluated) -> Evaluated:
+        """item without terms that vanish on real data: 0*e, 0/e, e*1, e+0, ... (fine for
+        a regression formula on finite data, not in IEEE arithmetic, so only here)."""
+        expr, previous = item.expr, None
+        while expr is not previous:   # folding 0 + 0 can make a new 0 * e
+            previous, expr = expr, cleanup(rebuild(expr, _drop_zero_products))
+        if expr is item.expr:
+            return item
+        return Evaluated(expr, (self.loss(expr), float(expr.tree_size())))
+
+
+def _drop_zero_products(node: Expr, args) -> Expr | None:
+    zero = [a.op == "const" and a.value == 0 for a in args]
+    if node.op == "mul" and any(zero) or node.op == "div" and zero[0]:
+        return const(0.0, node.dtype)
+    return None
 
 
 def _nearby_simple(c: float, limit: int = 3) -> list[float]:
-    """Up to `limit` simple numbers within 1% of max(1, |c|) of c, the simplest (smallest
-    denominator) first."""
+    """Up to `limit` simple numbers within 1% of max(1, |c|) of c (c itself when it is
+    one), the simplest (smallest denominator) first."""
     out = []
     for d in DENOMINATORS:
         v = round(c * d) / d
-        if abs(v - c) <= 0.01 * max(1.0, abs(c)) and v != c and v not in out:
+        if abs(v - c) <= 0.01 * max(1.0, abs(c)) and v not in out:
             out.append(v)
     return out[:limit]
 
@@ -303,8 +333,8 @@ def _product(factors: list[Expr]) -> Expr:
 
 def _power(x: Expr, a: float, ops) -> Expr | None:
     """x ** a (a > 0, a multiple of 1/2) from the ops at hand, or None."""
-    if "pow" in ops:
-        return make("pow", [x, const(a, "float64")])
+    if "pow" in ops:   # distinct starts: equal literals would be one shared parameter
+        return make("pow", [x, const(a + 2.0 ** -30 * len(x.name), "float64")])
     whole, half = int(a), a % 1 == 0.5
     factors = [x] * whole
     if half:

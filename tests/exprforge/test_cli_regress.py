@@ -77,6 +77,19 @@ def test_resumed_regression_equals_an_uninterrupted_one(capsys, tmp_path):
     assert "--out" in assert_user_error(capsys, *args, "--resume")
 
 
+def test_resume_refuses_unreadable_or_unchecked_state(capsys, tmp_path, line_csv):
+    args = ("regress", line_csv, "--target", "y", *SMALL)
+    out = tmp_path / "run"
+    run_json(capsys, *args, "--out", str(out))
+    (out / "config.json").unlink()
+    assert "config.json" in assert_user_error(capsys, *args, "--out", str(out), "--resume")
+    run_json(capsys, *args, "--out", str(out))            # a new run: a fresh checkpoint
+    (out / "checkpoint.pkl").write_bytes(b"not a pickle")
+    assert "cannot be read" in assert_user_error(capsys, *args, "--out", str(out), "--resume")
+    run_json(capsys, *args, "--out", str(out))            # a new run replaces a bad one
+    assert run_json(capsys, *args, "--out", str(out), "--resume", "--generations", "5")
+
+
 def test_warnings_are_one_line_each(capsys, tmp_path):
     x = np.linspace(-2, 3, 30)
     data = write_csv(tmp_path / "w.csv", x=x, c=np.ones(30), label=["a"] * 30, y=2 * x + 1)
