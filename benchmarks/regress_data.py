@@ -23,6 +23,7 @@ import numpy as np
 
 from exprforge.engine.evaluate import evaluate
 from exprforge.engine.parse import parse
+from exprforge.evolve.solution import unalias   # cot(a) -> (1/tan(a)): the parser has no cot
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -128,18 +129,13 @@ def strogatz_table() -> list[dict]:
     return rows
 
 
-def _cot(text: str) -> str:
-    """cot(a) -> 1/tan(a): the one spelling of the table exprforge's parser lacks."""
-    return re.sub(r"\bcot\(", "1/tan(", text)
-
-
 def strogatz(noise: float = 0.0, seed: int = 0):
     """Per system: (name, (dx_dt, dy_dt) truth texts, t (rows,), X (rows, 2), labels)
     with the 4 trajectories stacked; noise: Gaussian, std noise * RMS of each state."""
     from scipy.integrate import solve_ivp
     out = []
     for k, r in enumerate(strogatz_table()):
-        rhs = [parse(_cot(r["dx_dt"]), dtype="float64"), parse(_cot(r["dy_dt"]), dtype="float64")]
+        rhs = [parse(unalias(r[col]), dtype="float64") for col in ("dx_dt", "dy_dt")]
 
         def f(t, s, rhs=rhs):
             env = {"x": np.float64(s[0]), "y": np.float64(s[1])}
@@ -160,6 +156,6 @@ def strogatz(noise: float = 0.0, seed: int = 0):
         if noise:
             rng = np.random.default_rng([seed, k])
             X = X + rng.normal(0.0, 1.0, X.shape) * noise * np.sqrt(np.mean(X ** 2, axis=0))
-        out.append((r["system"], (_cot(r["dx_dt"]), _cot(r["dy_dt"])), np.concatenate(ts),
+        out.append((r["system"], (unalias(r["dx_dt"]), unalias(r["dy_dt"])), np.concatenate(ts),
                     X, np.concatenate(labels)))
     return out

@@ -46,7 +46,9 @@ class SolutionCheck:
         return self.is_solution
 
 
-def _unalias(text: str) -> str:
+def unalias(text: str) -> str:
+    """Formula text with cot, sec and csc written through tan, cos and sin (spellings of
+    the Strogatz table that exprforge's parser lacks): cot(a) -> (1/tan(a))."""
     while m := _ALIAS_CALL.search(text):
         depth, i = 1, m.end()
         while depth and i < len(text):
@@ -66,7 +68,7 @@ def _to_sympy(x, role: str):
     from exprforge.engine.sympy_bridge import to_sympy
     if isinstance(x, str):
         try:
-            x = parse(_unalias(x), dtype="float64")
+            x = parse(unalias(x), dtype="float64")
         except ParseError as e:
             raise ValueError(f"{role} does not parse: {e}") from None
     if isinstance(x, Expr):
