@@ -103,21 +103,24 @@ def _constant(e) -> bool:
     return not e.free_symbols and e.is_finite is True and e.is_extended_real is True
 
 
-def _split_logs(e):
-    """log(a) with a factored, and logs of products split where SymPy's assumptions allow
-    it (positive factors): log(x**3 + x**2 + x + 1) - log(x + 1) - log(x**2 + 1) goes to 0
-    for positive x, which simplify alone does not find."""
+def _split_logs(e, factor: bool):
+    """Logs of products split where SymPy's assumptions allow it (positive factors), with
+    factor=True after factoring their arguments: log(x**3 + x**2 + x + 1) - log(x + 1) -
+    log(x**2 + 1) goes to 0 for positive x, which simplify alone does not find. Factoring
+    can run for minutes (multivariate, big coefficients): only in the killable worker."""
     import sympy as sp
     if not e.has(sp.log):
         return e
-    return sp.expand_log(e.replace(sp.log, lambda a: sp.log(sp.factor(a))))
+    if factor:
+        e = e.replace(sp.log, lambda a: sp.log(sp.factor(a)))
+    return sp.expand_log(e)
 
 
 def _cheap(e, decimals: int):
     """e through expand and cancel when that is cheap (small e, small integer powers of
     sums), else e itself."""
     import sympy as sp
-    e = _split_logs(e) if len(str(e)) <= 400 else e
+    e = _split_logs(e, factor=False) if len(str(e)) <= 400 else e
     if e.free_symbols and len(str(e)) <= 400 and all(
             not p.base.is_Add or p.exp.is_Integer and abs(p.exp) <= 6 for p in e.atoms(sp.Pow)):
         return _round(sp.cancel(sp.expand(e)), decimals)
@@ -133,8 +136,8 @@ def _serve(conn):
         for text in (diff, ratio):
             if text is not None:
                 # srepr of expressions we built ourselves, never user text
-                text = sp.srepr(_round(sp.simplify(_split_logs(sp.sympify(text)), ratio=1),
-                                       decimals))
+                text = sp.srepr(_round(sp.simplify(_split_logs(sp.sympify(text), True),
+                                                   ratio=1), decimals))
             out.append(text)
         conn.send(out)
 

@@ -157,7 +157,6 @@ def decay_csv(tmp_path):
 
 
 def test_discover_ode_finds_exponential_decay(capsys, tmp_path, decay_csv):
-    pytest.importorskip("exprforge.ode")
     out = tmp_path / "ode"
     r = run_json(capsys, "discover-ode", decay_csv, "--time", "t", "--trajectory", "run",
                  *SMALL, "--out", str(out))
@@ -201,7 +200,6 @@ def test_workers_and_a_dask_scheduler_give_the_serial_result(capsys, tmp_path):
 
 
 def test_discover_ode_data_errors_leave_no_run_directory(capsys, tmp_path, decay_csv):
-    pytest.importorskip("exprforge.ode")
     out = tmp_path / "ode"
     line = assert_user_error(capsys, "discover-ode", decay_csv, "--time", "t", "--states", "x",
                              *SMALL, "--out", str(out))   # two trajectories, no --trajectory
