@@ -258,3 +258,18 @@ def test_simplest_exact_formula_is_chosen():
     table = _table([(a, 1e-8, 1), (b, 0.9e-8, 5)])
     assert _select(table, "best") == 0
     assert _select(table, "accuracy") == 1
+
+
+def test_front_respects_max_size_though_seeds_are_larger():
+    """The seed quadratic of 4 variables has 77 nodes; with max_size=12 nothing reported
+    is larger, and the sqrt-of-quadratic seed, once snapped and tidied, is what fits."""
+    X = np.random.default_rng(4).uniform(1, 5, (200, 4))
+    y = np.sqrt((X[:, 1] - X[:, 0]) ** 2 + (X[:, 3] - X[:, 2]) ** 2)
+    ops = ("add", "sub", "mul", "div", "sqrt")
+    small = SymbolicRegressor(ops=ops, population=30, generations=2, max_size=12,
+                              random_state=0).fit(X, y)
+    assert small.equations_["complexity"].max() <= 12
+    wide = SymbolicRegressor(ops=ops, population=30, generations=2, max_size=40,
+                             random_state=0).fit(X, y)
+    assert wide.equations_["loss"].min() < 1e-20
+    assert wide.equations_["complexity"].iloc[wide.best_index_] <= 40
