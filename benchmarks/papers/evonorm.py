@@ -46,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from exprforge.nn import EvoNormB0, EvoNormS0  # noqa: E402
+from training import minibatch_adam  # noqa: E402  (benchmarks/papers/training.py)
 
 SIZE, CLASSES, GROUPS, NOISE, GAIN, OFFSET = 16, 6, 8, 0.25, 1.0, 0.3
 N_TRAIN, N_TEST = 1000, 1200
@@ -144,29 +145,14 @@ def train(name, seed, batch, train_set, test_set, epochs):
     net = model(name)
     net.load_state_dict(_initial_weights(seed), strict=False)
     lr = LR * math.sqrt(batch / 64)
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
     x, y = train_set
-    steps = epochs * math.ceil(len(x) / batch)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    g = torch.Generator().manual_seed(seed)
-    began = time.perf_counter()
-    net.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(x), generator=g)
-        for i in range(0, len(x), batch):
-            idx = order[i:i + batch]
-            loss = torch.nn.functional.cross_entropy(net(x[idx]), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-    seconds = time.perf_counter() - began
-    net.eval()
+    run = minibatch_adam(net, x, y, torch.nn.functional.cross_entropy, lr, batch, epochs, seed)
     with torch.no_grad():
         test_acc = (net(test_set[0]).argmax(1) == test_set[1]).float().mean().item()
         train_acc = (net(x).argmax(1) == y).float().mean().item()
-    return {"test_acc": test_acc, "train_acc": train_acc, "seconds": round(seconds, 2),
-            "steps": steps, "lr": lr, "parameters": sum(p.numel() for p in net.parameters())}
+    return {"test_acc": test_acc, "train_acc": train_acc, "seconds": run["seconds"],
+            "steps": run["steps"], "lr": lr,
+            "parameters": sum(p.numel() for p in net.parameters())}
 
 
 def main(argv=None):

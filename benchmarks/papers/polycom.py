@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from exprforge.nn import PolyNorm, PolyReLU  # noqa: E402
+from training import minibatch_adam  # noqa: E402  (benchmarks/papers/training.py)
 
 D, TERMS, NOISE = 16, 6, 0.1
 N_TRAIN, N_TEST = 16384, 8192
@@ -75,26 +76,12 @@ def model(name: str):
 def train(name, seed, train_set, test_set, epochs):
     torch.manual_seed(seed)
     net = model(name)
-    opt = torch.optim.Adam(net.parameters(), lr=LR)
-    steps = epochs * math.ceil(len(train_set[0]) / BATCH)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     x, y = train_set
-    g = torch.Generator().manual_seed(seed)
-    began = time.perf_counter()
-    for _ in range(epochs):
-        order = torch.randperm(len(x), generator=g)
-        for i in range(0, len(x), BATCH):
-            idx = order[i:i + BATCH]
-            loss = torch.nn.functional.mse_loss(net(x[idx]), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-    seconds = time.perf_counter() - began
+    run = minibatch_adam(net, x, y, torch.nn.functional.mse_loss, LR, BATCH, epochs, seed)
     with torch.no_grad():
         test_mse = torch.nn.functional.mse_loss(net(test_set[0]), test_set[1]).item()
         train_mse = torch.nn.functional.mse_loss(net(x), y).item()
-    return {"test_mse": test_mse, "train_mse": train_mse, "seconds": round(seconds, 2),
+    return {"test_mse": test_mse, "train_mse": train_mse, "seconds": run["seconds"],
             "parameters": sum(p.numel() for p in net.parameters())}
 
 
