@@ -71,3 +71,14 @@ def assert_triton_backward_matches(cpu, arrays):
         np.testing.assert_allclose(k(*arrays).cpu().numpy(),
                                    backward.cpu(*(a.numpy() for a in arrays)),
                                    rtol=1e-12, atol=1e-12)
+
+
+def assert_gradients_match(layer, reference, inputs, cotangent, rtol, atol):
+    """The gradients of sum(cotangent * layer(inputs[0])) with respect to every tensor of
+    `inputs` (the input, then the layer's parameters) equal those of the torch reference
+    formula reference(*inputs)."""
+    got = torch.autograd.grad(layer(inputs[0]), inputs, cotangent)
+    leaves = [t.detach().requires_grad_() for t in inputs]
+    want = torch.autograd.grad(reference(*leaves), leaves, cotangent)
+    for a, e in zip(got, want):
+        torch.testing.assert_close(a, e, rtol=rtol, atol=atol)

@@ -17,7 +17,7 @@ from exprforge.nn.evonorm import (ARGS, B0_EVAL_ARGS, _kernel, evonorm_b0_expr, 
                                   evonorm_s0_expr, s0_groups)
 from exprforge.targets.build import compile_kernel  # noqa: E402
 
-from .references import assert_triton_backward_matches  # noqa: E402
+from .references import assert_gradients_match, assert_triton_backward_matches  # noqa: E402
 
 EPS = 1e-5
 
@@ -147,11 +147,7 @@ def test_gradients_equal_the_references_float32():
                           lambda *a: s0_reference(*a, 3))):
         x = _input((4, 6, 5, 5), torch.float32, seed=4).requires_grad_()
         g = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
-        got = torch.autograd.grad(m(x), (x, *_params(m)), g)
-        leaves = [t.detach().requires_grad_() for t in (x, *_params(m))]
-        want = torch.autograd.grad(reference(*leaves), leaves, g)
-        for a, e in zip(got, want):
-            torch.testing.assert_close(a, e, rtol=2e-4, atol=2e-5)
+        assert_gradients_match(m, reference, (x, *_params(m)), g, rtol=2e-4, atol=2e-5)
 
 
 def test_backward_is_derived_through_the_reductions():

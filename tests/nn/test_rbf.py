@@ -16,7 +16,7 @@ from exprforge.nn import GaussianRBF  # noqa: E402
 from exprforge.nn.rbf import ARGS, _kernel, rbf_expr  # noqa: E402
 from exprforge.targets.build import compile_kernel  # noqa: E402
 
-from .references import assert_triton_backward_matches  # noqa: E402
+from .references import assert_gradients_match, assert_triton_backward_matches  # noqa: E402
 
 
 def basis_reference(f, centers, scales):
@@ -84,11 +84,7 @@ def test_gradcheck_input_and_every_parameter(shape, j, out):
 def test_gradients_equal_the_direct_formulas_float32():
     m, f = _layer(6, 16, 3, torch.float32), _features((32, 6), torch.float32).requires_grad_()
     g = torch.randn(32, 3, generator=torch.Generator().manual_seed(2))
-    got = torch.autograd.grad(m(f), (f, *_weights(m)), g)
-    leaves = [t.detach().requires_grad_() for t in (f, *_weights(m))]
-    want = torch.autograd.grad(rbf_reference(*leaves), leaves, g)
-    for a, e in zip(got, want):
-        torch.testing.assert_close(a, e, rtol=1e-4, atol=1e-5)
+    assert_gradients_match(m, rbf_reference, (f, *_weights(m)), g, rtol=1e-4, atol=1e-5)
 
 
 def test_the_kernel_holds_the_per_center_sum():
@@ -102,8 +98,11 @@ def test_wrong_feature_count_is_refused():
 
 
 def test_a_training_step_lowers_the_loss():
+    # seeded: the layer's init draws from torch's global generator. At lr 0.05 one Adam
+    # step overshot on 5 of 20 seeds (a flaky test); at 0.01 on none.
+    torch.manual_seed(0)
     m = GaussianRBF(2, 16, 1)
-    opt = torch.optim.Adam(m.parameters(), lr=0.05)
+    opt = torch.optim.Adam(m.parameters(), lr=0.01)
     f = _features((64, 2), torch.float32)
     target = torch.sin(3 * f[:, :1]) * f[:, 1:]
     loss = (m(f) - target).pow(2).mean()
