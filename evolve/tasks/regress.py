@@ -23,6 +23,7 @@ import numpy as np
 from exprforge.engine.derive import cleanup, derive
 from exprforge.engine.evaluate import apply_node, evaluate
 from exprforge.engine.expr import Expr, const, make, rebuild, var
+from exprforge.engine.parse import parse
 
 from ..executors import FitnessCache, derive_seed
 from ..fitting import parameters, with_constants
@@ -380,10 +381,9 @@ def quadratic(xs: list[Expr], literal) -> Expr:
     return total
 
 
-# (op wrapped around the polynomial, the target transform it undoes, where that is defined)
-TRANSFORMS = (("sqrt", np.square, lambda y: np.all(y >= 0)),
-              ("exp", np.log, lambda y: np.all(y > 0)),
-              ("log", np.exp, lambda y: np.all(y < 700)))
+# (op wrapped around the polynomial, the target transform it undoes, in the IR); a
+# transform is used only where op(transform(y)) gives y back on the data
+TRANSFORMS = (("sqrt", "y * y"), ("exp", "log(y)"), ("log", "exp(y)"))
 
 
 def transformed(problem: "RegressionProblem", xs: list[Expr], literal) -> list[Expr]:
@@ -395,12 +395,14 @@ def transformed(problem: "RegressionProblem", xs: list[Expr], literal) -> list[E
     rows = problem.fit_rows
     y, columns = problem.y[rows], problem.columns(rows)
     out = []
-    for op, transform, defined in TRANSFORMS:
-        if op not in problem.ops or not defined(y):
+    for op, transform in TRANSFORMS:
+        if op not in problem.ops:
             continue
+        t = parse(transform, vars={"y": "float64"})
         with np.errstate(all="ignore"):
-            target = transform(y)
-        if not np.all(np.isfinite(target)):
+            target = np.asarray(evaluate(t, {"y": y}), np.float64)
+            back = np.asarray(evaluate(make(op, [t]), {"y": y}), np.float64)
+        if not (np.all(np.isfinite(target)) and np.allclose(back, y, rtol=1e-9, atol=0)):
             continue
         poly = quadratic(xs, literal) if len(xs) <= 4 else polynomial(xs, 2, literal)
         values = fit_least_squares(poly, columns, target)
