@@ -402,7 +402,8 @@ def transformed(problem: "RegressionProblem", xs: list[Expr], literal) -> list[E
         with np.errstate(all="ignore"):
             target = np.asarray(evaluate(t, {"y": y}), np.float64)
             back = np.asarray(evaluate(make(op, [t]), {"y": y}), np.float64)
-        if not (np.all(np.isfinite(target)) and np.allclose(back, y, rtol=1e-9, atol=0)):
+        if not (np.all(np.isfinite(target)) and
+                np.allclose(back, y, rtol=1e-9, atol=1e-12 * np.max(np.abs(y)))):
             continue
         poly = quadratic(xs, literal) if len(xs) <= 4 else polynomial(xs, 2, literal)
         values = fit_least_squares(poly, columns, target)
