@@ -14,7 +14,7 @@ from llvmlite import ir
 
 from exprforge.engine import dtypes as dt
 
-from .lower import Plan, Program
+from .lower import Branch, Plan, Program
 
 TYPES = {"float32": ir.FloatType(), "float64": ir.DoubleType(), "int32": ir.IntType(32),
          "int64": ir.IntType(64), "bool": ir.IntType(1)}
@@ -145,6 +145,34 @@ def constant(value, dtype: str):
     return ir.Constant(TYPES[dtype], int(value))
 
 
+def _emit_items(emitter: _Emitter, fn, items, values: dict, types: dict):
+    b = emitter.b
+    for ins in items:
+        if isinstance(ins, Branch):  # only the taken side runs; a phi joins the two
+            then, orelse, join = (fn.append_basic_block(f"{ins.out}.{s}")
+                                  for s in ("then", "else", "join"))
+            b.cbranch(values[ins.cond], then, orelse)
+            incoming = []
+            for block, items_, result in ((then, ins.then, ins.then_result),
+                                          (orelse, ins.orelse, ins.else_result)):
+                b.position_at_end(block)
+                _emit_items(emitter, fn, items_, values, types)
+                incoming.append((values[result], b.block))
+                b.branch(join)
+            b.position_at_end(join)
+            phi = b.phi(TYPES[ins.dtype])
+            for value, block in incoming:
+                phi.add_incoming(value, block)
+            values[ins.out] = phi
+        elif ins.op == "const":
+            values[ins.out] = constant(ins.attr, ins.dtype)
+        else:
+            src = types[ins.args[0]] if ins.args else None
+            values[ins.out] = emitter.emit(ins.op, [values[a] for a in ins.args], ins.dtype,
+                                           src, ins.attr)
+        types[ins.out] = ins.dtype
+
+
 def render_program(module: ir.Module, p: Program, flags: tuple) -> ir.Function:
     args = [I64]
     for _ in p.params:
@@ -165,20 +193,12 @@ def render_program(module: ir.Module, p: Program, flags: tuple) -> ir.Function:
         raw = b.load(b.gep(ptr, [b.mul(i, stride)], source_etype=MEMORY[dtype]), typ=MEMORY[dtype])
         values[name] = b.trunc(raw, TYPES["bool"]) if dtype == "bool" else raw
         types[name] = dtype
-    emitter = _Emitter(module, b, flags)
-    for ins in p.body:
-        if ins.op == "const":
-            values[ins.out] = constant(ins.attr, ins.dtype)
-        else:
-            src = types[ins.args[0]] if ins.args else None
-            values[ins.out] = emitter.emit(ins.op, [values[a] for a in ins.args], ins.dtype,
-                                           src, ins.attr)
-        types[ins.out] = ins.dtype
+    _emit_items(_Emitter(module, b, flags), fn, p.body, values, types)
     result = values[p.result]
     if p.dtype == "bool":
         result = b.zext(result, MEMORY["bool"])
     b.store(result, b.gep(out, [i], source_etype=MEMORY[p.dtype]))
-    i.add_incoming(b.add(i, ir.Constant(I64, 1)), body)
+    i.add_incoming(b.add(i, ir.Constant(I64, 1)), b.block)  # branches may have moved it
     b.branch(loop)
     b.position_at_end(done)
     b.ret_void()

@@ -5,19 +5,23 @@ The pipeline, one stage per line (see `lower`):
   decompose    rewrite the ops a target lacks into ops it has (the one place this happens)
   strength     x**2, x**3, x**4 and x**-1 as multiplications or a division
   split        cut the DAG at reductions: elementwise programs and reduction steps
-  linearize    each elementwise part to SSA, every shared node computed once
+  linearize    each elementwise part to SSA, every shared node computed once; a `where`
+               whose sides carry real work becomes a `Branch` that runs only its taken side
 
-A renderer sees only `Program`s: parameters, a list of `Instr`, one result. Reductions
-stay outside the generated loops as `Reduce` steps (run by the target), so every
-renderer only has to spell elementwise ops.
+A renderer sees only `Program`s: parameters, a list of `Instr` and `Branch`, one result.
+Reductions stay outside the generated loops as `Reduce` steps (run by the target), so
+every renderer only has to spell elementwise ops. A renderer that cannot branch per
+element (Triton) reads `Program.flat()`, the same program with every Branch a `where`.
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 from exprforge.engine import dtypes as dt
 from exprforge.engine.evaluate import literal_value, named_value, prepare
 from exprforge.engine.expr import Expr, F, rebuild
+from exprforge.engine.ops import OPS
 
 
 @dataclass(frozen=True)
@@ -30,11 +34,34 @@ class Instr:
 
 
 @dataclass(frozen=True)
+class Branch:
+    """out = then_result if cond else else_result, where only the taken side's
+    instructions run. Each side's values are used only inside that side."""
+    out: str
+    cond: str
+    then: tuple              # Instr | Branch, ...
+    then_result: str
+    orelse: tuple
+    else_result: str
+    dtype: str
+
+    def flat(self) -> list:
+        """The eager equivalent: both sides, then a select."""
+        return [*_flat(self.then), *_flat(self.orelse),
+                Instr(self.out, "where", (self.cond, self.then_result, self.else_result),
+                      self.dtype)]
+
+
+def _flat(body) -> list:
+    return [x for item in body for x in (item.flat() if isinstance(item, Branch) else [item])]
+
+
+@dataclass(frozen=True)
 class Program:
     """One elementwise loop body: out = f(params...)."""
     name: str
     params: tuple            # ((name, dtype), ...) in call order
-    body: tuple              # Instr, ...
+    body: tuple              # Instr | Branch, ...
     result: str
     dtype: str
     node: Expr               # the subexpression computed
@@ -42,6 +69,10 @@ class Program:
     @property
     def constant(self) -> bool:
         return not self.params
+
+    def flat(self) -> tuple:
+        """The body with every Branch replaced by both sides and a `where`."""
+        return tuple(_flat(self.body))
 
 
 @dataclass(frozen=True)
@@ -166,29 +197,101 @@ def _materialized(expr: Expr) -> set:
     return {n for n in out if n.op != "var" or n is expr}
 
 
+# A `where` runs only its taken side when a side has at least this much work of its own
+# (op-table cycles): a branch costs a possible misprediction (~15-20 cycles) and stops the
+# loop from vectorizing, which a cheap select (a clamp, an overflow guard) keeps.
+LAZY_CYCLES = 128
+
+
 def linearize(root: Expr, name: str, names: dict, stop=frozenset()) -> Program:
     """SSA for the elementwise DAG under `root`; nodes in `stop` (other than root) and
     variables are parameters, named by `names`."""
-    params, body, ssa = [], [], {}
     order = _postorder(root, stop)
-    for node in order:
-        if node is not root and (node.op == "var" or node in stop):
-            ssa[node] = names[node]
-            params.append((names[node], node.dtype))
-            continue
-        out = name if node is root else f"t{len(body)}"
-        if node.op == "const":
-            body.append(Instr(out, "const", (), node.dtype, literal_value(node.attr, node.dtype)))
-        elif node.spec.group == "const":
-            body.append(Instr(out, "const", (), node.dtype, named_value(node.op, node.dtype)))
-        else:
-            attr = node.attr if node.spec.group == "convert" else None
-            body.append(Instr(out, node.op, tuple(ssa[a] for a in node.args), node.dtype, attr))
-        ssa[node] = out
+    inputs = [n for n in order if n is not root and (n.op == "var" or n in stop)]
+    ssa = {n: names[n] for n in inputs}
+    params = sorted({(names[n], n.dtype) for n in inputs})
     if root.op == "var":  # the whole program is one variable: copy it
         param = "v_" + root.name
         body, params = [Instr(name, "cast", (param,), root.dtype, root.dtype)], [(param, root.dtype)]
-    return Program(name, tuple(sorted(set(params))), tuple(body), name, root.dtype, root)
+        return Program(name, tuple(params), tuple(body), name, root.dtype, root)
+    rank = {n: i for i, n in enumerate(order)}
+    lazy = _lazy_wheres(root, order, set(inputs))
+    counter = iter(range(1 << 62))
+
+    def instr(node, scope):
+        out = name if node is root else f"t{next(counter)}"
+        if node.op == "const":
+            item = Instr(out, "const", (), node.dtype, literal_value(node.attr, node.dtype))
+        elif node.spec.group == "const":
+            item = Instr(out, "const", (), node.dtype, named_value(node.op, node.dtype))
+        elif node in lazy:
+            cond, then, orelse = node.args
+            item = Branch(out, ssa[cond], tuple(block([then], scope)), ssa[then],
+                          tuple(block([orelse], scope)), ssa[orelse], node.dtype)
+        else:
+            attr = node.attr if node.spec.group == "convert" else None
+            item = Instr(out, node.op, tuple(ssa[a] for a in node.args), node.dtype, attr)
+        ssa[node] = out
+        return item
+
+    def block(results, done):
+        """Items computing `results` given the nodes in `done`; the sides of lazy wheres
+        become sub-blocks, and a node two sides need is computed here, once."""
+        own = _reach(results, done, lazy)
+        while True:
+            sides = [_reach([w.args[k]], done | own, ()) for w in own if w in lazy for k in (1, 2)]
+            shared = {n for n, c in Counter(n for side in sides for n in side).items() if c > 1}
+            if not shared:
+                break
+            own |= _reach(shared, done | own, lazy)
+        scope = done | own
+        return [instr(n, scope) for n in sorted(own, key=rank.__getitem__)]
+
+    body = block([root], set(inputs))
+    return Program(name, tuple(params), tuple(body), name, root.dtype, root)
+
+
+def _reach(roots, done, lazy) -> set:
+    """Nodes needed for `roots` beyond `done`; a lazy where's sides are not followed."""
+    seen, stack = set(), [r for r in roots if r not in done]
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        args = node.args[:1] if node in lazy else node.args
+        stack.extend(a for a in args if a not in done and a not in seen)
+    return seen
+
+
+def _lazy_wheres(root: Expr, order: list, inputs: set) -> set:
+    """The wheres worth a branch: a side whose exclusive work (nodes nothing else in the
+    program needs) reaches LAZY_CYCLES."""
+    wheres = [n for n in order if n.op == "where" and n not in inputs]
+    if not wheres:
+        return set()
+    cost = {n: 0.0 if n in inputs else OPS[n.op].cost for n in order}
+    lazy = set()
+    for w in wheres:
+        for k in (1, 2):
+            side = _reach([w.args[k]], inputs, ())
+            rest = _reach_without(root, inputs, w, k)
+            if sum(cost[n] for n in side - rest) >= LAZY_CYCLES:
+                lazy.add(w)
+                break
+    return lazy
+
+
+def _reach_without(root, inputs, where, k) -> set:
+    """Nodes the program needs if `where`'s k-th argument were never used."""
+    seen, stack = set(), [root]
+    while stack:
+        node = stack.pop()
+        if node in seen or node in inputs:
+            continue
+        seen.add(node)
+        stack.extend(a for i, a in enumerate(node.args) if node is not where or i != k)
+    return seen
 
 
 def _postorder(root: Expr, stop) -> list:

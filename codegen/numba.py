@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from exprforge.engine import dtypes as dt
 
-from .lower import Instr, Plan, Program
+from .lower import Branch, Instr, Plan, Program
 
 CTOR = {"float32": "np.float32", "float64": "np.float64", "int32": "np.int32",
         "int64": "np.int64", "bool": "np.bool_"}
@@ -92,12 +92,24 @@ def render_program(p: Program, constants: dict, cache: bool, fastmath) -> list[s
         return constants.setdefault(literal(value, dtype), f"c{len(constants)}")
     lines = [f"@njit(error_model='numpy', cache={cache}, fastmath={fastmath!r})",
              f"def core_{p.name}({params}):"]
-    for ins in p.body:
-        types[ins.out] = ins.dtype
-        if ins.op == "const":
-            lines.append(f"    {ins.out} = {constant(ins.attr, ins.dtype)}")
-        else:
-            lines.append(f"    {ins.out} = {CTOR[ins.dtype]}({_expression(ins, types, constant)})")
+
+    def emit(items, indent):
+        pad = " " * indent
+        for ins in items:
+            types[ins.out] = ins.dtype
+            if isinstance(ins, Branch):  # only the taken side runs
+                lines.append(f"{pad}if {ins.cond}:")
+                emit(ins.then, indent + 4)
+                lines.append(f"{pad}    {ins.out} = {ins.then_result}")
+                lines.append(f"{pad}else:")
+                emit(ins.orelse, indent + 4)
+                lines.append(f"{pad}    {ins.out} = {ins.else_result}")
+            elif ins.op == "const":
+                lines.append(f"{pad}{ins.out} = {constant(ins.attr, ins.dtype)}")
+            else:
+                lines.append(f"{pad}{ins.out} = {CTOR[ins.dtype]}"
+                             f"({_expression(ins, types, constant)})")
+    emit(p.body, 4)
     lines.append(f"    return {p.result}")
     return lines
 

@@ -111,7 +111,7 @@ def render_program(p: Program, contract: bool) -> list[str]:
              "    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)",
              "    mask = offs < n"]
     lines += [f"    {name} = tl.load({name}_ptr + offs, mask=mask)" for name in names]
-    for ins in p.body:
+    for ins in p.flat():  # no per-element branches in a block: both sides, then a select
         types[ins.out] = ins.dtype
         if ins.op == "const":
             value = np.asarray(ins.attr).item()

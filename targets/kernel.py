@@ -109,7 +109,7 @@ class LoopKernel(Kernel):
     PARALLEL_WORK = 1 << 20
 
     def parallel_worth(self, program: Program, n: int) -> bool:
-        cycles = sum(OPS[i.op].cost for i in program.body if i.op != "const")
+        cycles = sum(OPS[i.op].cost for i in program.flat() if i.op != "const")
         return n * max(cycles, 1.0) >= self.PARALLEL_WORK
 
     def run_program(self, program: Program, arrays, out):

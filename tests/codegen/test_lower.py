@@ -108,3 +108,88 @@ def test_small_integer_powers_become_products():
         assert ulps(got, want).max() <= bound, n
     kept = parse("x**2.5 + x**-3 + x**y", vars=X32)
     assert strength(kept) is kept
+
+
+# --- lazy wheres: a side with real work runs only where it is taken ---------------------
+
+def _heavy(x, y, k0):
+    """A chain of correctly rounded ops costing well over LAZY_CYCLES."""
+    from exprforge.engine.expr import F
+    return sum((F.sqrt(x * x + (k0 + k)) / (y * y + (k0 + k)) for k in range(40)),
+               start=x * 0)
+
+
+def _check_scopes(items, defined):
+    """Every name an item reads is defined before it in its block or an enclosing one;
+    a side's values do not leak out of it. Returns the names defined at this level."""
+    from exprforge.codegen.lower import Branch
+    defined = set(defined)
+    for item in items:
+        if isinstance(item, Branch):
+            assert item.cond in defined
+            for side, result in ((item.then, item.then_result), (item.orelse, item.else_result)):
+                assert result in _check_scopes(side, defined)
+        else:
+            assert all(a in defined for a in item.args), item
+        defined.add(item.out)
+    return defined
+
+
+def _branches(items):
+    from exprforge.codegen.lower import Branch
+    out = []
+    for item in items:
+        if isinstance(item, Branch):
+            out += [item, *_branches(item.then), *_branches(item.orelse)]
+    return out
+
+
+def test_a_where_with_heavy_sides_becomes_a_branch_and_flat_is_the_eager_program():
+    from exprforge.engine.expr import F, var
+    x, y = var("x", "float64"), var("y", "float64")
+    e = F.where(x > 0, _heavy(x, y, 1), _heavy(x, y, 100))
+    (program,) = lower(e).steps
+    (branch,) = _branches(program.body)
+    assert branch.out == program.result            # the root itself is the branch
+    _check_scopes(program.body, [n for n, _ in program.params])
+    flat = program.flat()
+    assert [i.op for i in flat].count("where") == 1 and len(flat) == e.node_count() - 2
+    _check_scopes(flat, [n for n, _ in program.params])
+
+
+def test_work_both_sides_need_is_hoisted_and_cheap_selects_stay_selects():
+    from exprforge.engine.expr import F, var
+    x, y = var("x", "float64"), var("y", "float64")
+    shared = _heavy(y, x, 7)
+    inner = F.where(y > 1, _heavy(x, y, 1) * shared, _heavy(x, y, 50) + shared)
+    e = F.where(x > 0, inner, _heavy(x, y, 200) - shared) + F.where(x < 3, x, y * 2)
+    (program,) = lower(e).steps
+    top = _check_scopes(program.body, [n for n, _ in program.params])
+    outer = _branches(program.body)[0]
+    assert len(_branches(program.body)) == 2       # the outer and the nested heavy where
+    ops = [getattr(i, "op", "branch") for i in program.body]
+    assert ops.count("where") == 1                 # the cheap one: a select
+    # `shared` is computed once, at the top, before the branch that reads it
+    sqrt_top = ops.count("sqrt")
+    assert sqrt_top == 40 and outer.out in top
+
+
+@pytest.mark.parametrize("target", ["numba", "llvm", "triton"])
+def test_branches_compute_what_the_evaluator_does(target, monkeypatch, tmp_path):
+    if target == "triton":
+        import torch
+        if not torch.cuda.is_available():
+            monkeypatch.setenv("TRITON_INTERPRET", "1")
+    monkeypatch.setenv("EXPRFORGE_CACHE_DIR", str(tmp_path))
+    from exprforge.engine.expr import F, var
+    from exprforge.targets.build import compile_kernel
+    x, y = var("x", "float64"), var("y", "float64")
+    shared = _heavy(y, x, 7)
+    e = F.where(x > 0, F.where(y > 1, _heavy(x, y, 1) * shared, _heavy(x, y, 50) + shared),
+                _heavy(x, y, 200) - shared)
+    rng = np.random.default_rng(0)
+    env = {"x": rng.normal(size=500) * 3, "y": rng.normal(size=500) * 3}
+    env["x"][:4] = [0.0, np.nan, np.inf, -0.0]
+    got = compile_kernel(e, target, None, ("x", "y"))(env["x"], env["y"])
+    got = got.cpu().numpy() if hasattr(got, "cpu") else got
+    np.testing.assert_array_equal(got, evaluate(e, env))
