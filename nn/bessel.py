@@ -1,20 +1,23 @@
 """log I_v(x) and log K_v(x) in log space (after Plesner, Sorensen, Hauberg 2024), x > 0, v >= 0.
 
-Each is one exprforge program in (v, x); every region is computed and `where` picks:
+Each is one exprforge program in (v, x) whose `where`s pick a region; the compiled CPU
+kernels run only the region taken (see codegen.lower's branches), Triton computes all:
 
   log I, v >= 25        uniform (Debye) expansion, 12 terms of u_k(t) / v**k
   log I, v < 25, x<=10  power series (x/2)**v / Gamma(v+1) * sum_k (x**2/4)**k / (k! (v+1)_k),
                         30 terms, with log Gamma(1+v) written out (a (zeta(k) - 1) series
                         near its zeros at v = 0, 1; Stirling after a shift above)
-  log I, v < 25, x>10   Debye at v + m >= 25 (m integer), then m steps of the downward
-                        recurrence for the ratio I_{n-1}/I_n, which is stable
+  log I, v < 25, x>10   Debye at top = v + m >= 25 (m integer), then m steps of the
+                        downward recurrence I_{n-1} = I_{n+1} + (2n/x) I_n, which is stable
   log K, v >= 25        Debye
-  log K, v < 25         K_mu and K_{mu+1} (mu = v - floor v) from the integral
-                        K_mu(x) e**x = int_0^inf exp(-2x sinh(t/2)**2) cosh(mu t) dt by a
-                        64-node trapezoid rule (exponentially accurate; the step scales with
-                        the integrand's width, so one rule covers every x), then the upward
-                        recurrence, which is stable for K
+  log K, v < 25         K_mu and K_{mu+1}, mu = v - n in [-1/2, 1/2), by Temme's series for
+                        x <= 2, the trapezoid rule on K_mu(x) e**x = int_0^inf
+                        exp(-2x sinh(t/2)**2) cosh(mu t) dt (64 nodes) for 2 < x <= 5, and
+                        Steed's continued fraction CF2 above; then n steps of the upward
+                        recurrence K_{j+1} = K_{j-1} + (2j/x) K_j, which is stable for K
 
+The recurrences run on unnormalized values, rescaled every few steps (one division and
+one log per CHUNK steps instead of a division per step).
 No region forms I or K themselves, so nothing overflows or underflows for finite results.
 The ratio I_{m+1}/I_m that seeds the I recurrence is formed as a difference of the Debye
 phases written to avoid cancellation (log r = g(m+1) - g(m) + ..., not logI(m+1) - logI(m)).
@@ -40,7 +43,12 @@ DEBYE_V = 25        # Debye from here on (12 terms reach round-off from v = 20 o
 DEBYE_TERMS = 12
 SERIES_X = 10.0     # log I power series for x <= this (when v < DEBYE_V)
 SERIES_TERMS = 30
+TEMME_X = 2.0       # log K, v < DEBYE_V: Temme's series for x <= this,
+QUAD_X = 5.0        # the trapezoid rule up to this, Steed's continued fraction above
+TEMME_TERMS = 20
+RGAMMA_TERMS = 26   # Taylor terms of 1/Gamma(1 + z) for |z| <= 1/2
 QUAD_NODES = 64     # trapezoid nodes for K_mu, K_{mu+1}
+STEED_TERMS = 30
 CHUNK = 8           # recurrence ratios multiplied before one log (each <= 5e7 for x >= 1e-6)
 
 
@@ -151,32 +159,81 @@ def _log_i_series(v, x):
     return v * F.log(x * 0.5) - _lgamma1p(v) + F.log1p(s)
 
 
+def _three_term(prev, cur, coef, active):
+    """Run y_{j+1} = y_{j-1} + coef(j) y_j from (y_0, y_1) = (prev, cur) for j = 1 ..
+    DEBYE_V, each step only where active(j); returns (prev, cur, log scale): the last two
+    values divided by exp(log scale). No divisions but one per CHUNK steps, where the
+    pair is rescaled so that nothing overflows."""
+    total = None
+    for j in range(1, DEBYE_V + 1):
+        on = active(j)
+        prev, cur = F.where(on, cur, prev), F.where(on, prev + coef(j) * cur, cur)
+        if j % CHUNK == 0 or j == DEBYE_V:
+            total = F.log(cur) if total is None else total + F.log(cur)
+            prev, cur = prev / cur, 1.0
+    return prev, cur, total
+
+
 def _log_i_recur(v, x):
-    m = F.max(F.ceil(DEBYE_V - v), 0.0)             # steps down from the Debye order
+    """Debye at top = v + m >= DEBYE_V, then m steps of the downward recurrence
+    I_{n-1} = I_{n+1} + (2n/x) I_n, which is stable, from (I_{top+1}, I_top) / I_top."""
+    m = F.max(F.ceil(DEBYE_V - v), 0.0)
     top = v + m
     ratio = F.exp(_log_ratio_i_debye(top, x))     # I_{top+1} / I_top
-    total, prod, n = None, 1.0, top
-    for j in range(1, DEBYE_V + 1):
-        on = m >= j
-        ratio = F.where(on, 1 / (2 * n / x + ratio), ratio)   # I_n / I_{n-1}
-        prod = prod * F.where(on, ratio, 1.0)
-        n = n - 1
-        if j % CHUNK == 0 or j == DEBYE_V:
-            total = F.log(prod) if total is None else total + F.log(prod)
-            prod = 1.0
-    return _log_i_debye(top, x) - total
+    inv = 2 / x
+    _, cur, total = _three_term(ratio, 1.0, lambda j: (top - (j - 1)) * inv,
+                                lambda j: m >= j)
+    return _log_i_debye(top, x) + total + F.log(cur)
 
 
 def log_besseli_expr(dtype: str = "float64") -> Expr:
     v, x = (var(n, dtype) for n in ARGS)
-    recur = _log_i_recur(v, x)                     # v >= DEBYE_V: no steps, Debye at v
-    return F.where(x <= SERIES_X, F.where(v < DEBYE_V, _log_i_series(v, x), recur), recur)
+    small = F.where(x <= SERIES_X, _log_i_series(v, x), _log_i_recur(v, x))
+    return F.where(v >= DEBYE_V, _log_i_debye(v, x), small)
 
 
-def _log_k_small_order(v, x):
-    """log K_v for 0 <= v < DEBYE_V: quadrature for K_mu, K_{mu+1}, then upward recurrence."""
-    fl = F.floor(v)
-    mu = v - fl
+@cache
+def _rgamma_taylor():
+    """c_k with 1/Gamma(1 + z) = sum c_k z**k (an entire function), k < RGAMMA_TERMS."""
+    import mpmath
+    with mpmath.workdps(40):
+        return [float(c) for c in mpmath.taylor(mpmath.rgamma, 1, RGAMMA_TERMS - 1)]
+
+
+def _k_temme(mu, x):
+    """(log K_mu(x), K_{mu+1}(x) / K_mu(x)) for |mu| <= 1/2, x <= TEMME_X: Temme's series
+    (Temme 1975; the form of Numerical Recipes' bessik), its gamma terms from the Taylor
+    series of 1/Gamma(1 + z), split into odd and even parts so nothing cancels at mu = 0."""
+    c = _rgamma_taylor()
+    mu2 = mu * mu
+    odd, even = c[-1] if len(c) % 2 == 0 else c[-2], c[-2] if len(c) % 2 == 0 else c[-1]
+    for k in range(len(c) - 3, -1, -1):        # Horner in mu**2 over each parity
+        if k % 2:
+            odd = odd * mu2 + c[k]
+        else:
+            even = even * mu2 + c[k]
+    gam1, gam2 = -odd, even                    # (1/G(1-mu) - 1/G(1+mu)) / 2mu, their mean
+    gampl, gammi = gam2 - mu * gam1, gam2 + mu * gam1   # 1/Gamma(1+mu), 1/Gamma(1-mu)
+    pimu = math.pi * mu
+    fact = F.where(pimu.eq(0), 1.0, pimu / F.sin(pimu))
+    d = -F.log(x * 0.5)
+    e = mu * d
+    fact2 = F.where(e.eq(0), 1.0, F.sinh(e) / e)
+    ff = fact * (gam1 * F.cosh(e) + gam2 * fact2 * d)
+    ee = F.exp(e)
+    p, q = 0.5 * ee / gampl, 0.5 / (ee * gammi)
+    total, total1, cc, quarter = ff, p, 1.0, x * x * 0.25
+    for i in range(1, TEMME_TERMS + 1):
+        ff = (i * ff + p + q) / (i * i - mu2)
+        cc = cc * quarter / i
+        p, q = p / (i - mu), q / (i + mu)
+        total, total1 = total + cc * ff, total1 + cc * (p - i * ff)
+    return F.log(total), total1 * 2 / (x * total)
+
+
+def _k_quadrature(mu, x):
+    """(log K_mu(x), K_{mu+1} / K_mu) for |mu| <= 1/2 from the integral
+    K_mu(x) e**x = int_0^inf exp(-2x sinh(t/2)**2) cosh(mu t) dt, trapezoid rule."""
     # truncation point: the integrand is below e**-45 of its scale there
     t0 = 2 * F.asinh(F.sqrt(45 / (2 * x)))
     h = 2 * F.asinh(F.sqrt((45 + 2 * t0) / (2 * x))) / QUAD_NODES
@@ -192,22 +249,51 @@ def _log_k_small_order(v, x):
         a0, a1 = wgt * cm, wgt * (cm * ch + sm * sh)
         j0 = a0 if j0 is None else j0 + a0
         j1 = a1 if j1 is None else j1 + a1
-    log_k_mu = F.log(h * j0) - x
-    s = j1 / j0                                    # K_{mu+1} / K_mu
-    prod = F.where(fl >= 1, s, 1.0)
-    total = None
-    for j in range(1, DEBYE_V):
-        s = 1 / s + 2 * (mu + j) / x               # K_{mu+j+1} / K_{mu+j}
-        prod = prod * F.where(fl >= j + 1, s, 1.0)
-        if j % CHUNK == 0 or j == DEBYE_V - 1:
-            total = F.log(prod) if total is None else total + F.log(prod)
-            prod = 1.0
-    return log_k_mu + total
+    return F.log(h * j0) - x, j1 / j0
+
+
+def _k_steed(mu, x):
+    """(log K_mu(x), K_{mu+1} / K_mu) for |mu| <= 1/2, x > QUAD_X: Steed's continued
+    fraction CF2 with Temme's normalization (Numerical Recipes' bessik), STEED_TERMS steps
+    (enough from x = 5 on: 1e-15 at x = 5, round-off from x = 10)."""
+    a1 = 0.25 - mu * mu
+    b = 2 * (1 + x)
+    d = 1 / b
+    h = delh = d
+    q1, q2, q, c, a = 0.0, 1.0, a1, a1, -a1
+    s = 1 + q * delh
+    for i in range(1, STEED_TERMS + 1):
+        a = a - 2 * i
+        c = -a * c / (i + 1)
+        qnew = (q1 - b * q2) / a
+        q1, q2 = q2, qnew
+        q = q + c * qnew
+        b = b + 2
+        d = 1 / (b + a * d)
+        delh = (b * d - 1) * delh
+        h = h + delh
+        s = s + q * delh
+    log_k = 0.5 * F.log(math.pi / (2 * x)) - x - F.log(s)
+    return log_k, (mu + x + 0.5 - a1 * h) / x
+
+
+def _k_climb(method, v, x):
+    """log K_v for 0 <= v < DEBYE_V: K_mu and K_{mu+1} (mu = v - n, |mu| <= 1/2) by
+    `method`, then n steps of the upward recurrence, which is stable for K."""
+    n = F.floor(v + 0.5)
+    mu = v - n
+    log_k_mu, s = method(mu, x)                 # s = K_{mu+1} / K_mu
+    inv = 2 / x
+    prev, cur, total = _three_term(1.0, s, lambda j: (mu + j) * inv, lambda j: n >= j + 1)
+    return log_k_mu + total + F.log(F.where(n >= 1, cur, prev))
 
 
 def log_besselk_expr(dtype: str = "float64") -> Expr:
     v, x = (var(n, dtype) for n in ARGS)
-    return F.where(v >= DEBYE_V, _log_k_debye(v, x), _log_k_small_order(v, x))
+    small = F.where(x <= TEMME_X, _k_climb(_k_temme, v, x),
+                    F.where(x <= QUAD_X, _k_climb(_k_quadrature, v, x),
+                            _k_climb(_k_steed, v, x)))
+    return F.where(v >= DEBYE_V, _log_k_debye(v, x), small)
 
 
 @cache

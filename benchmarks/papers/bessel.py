@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from exprforge.nn import fit_vmf, log_besseli, log_besselk  # noqa: E402
-from exprforge.nn.bessel import DEBYE_V, mp_log_bessel  # noqa: E402
+from exprforge.nn.bessel import DEBYE_V, QUAD_X, TEMME_X, mp_log_bessel  # noqa: E402
 from exprforge.nn.vmf import sample_vmf  # noqa: E402
 
 POINTS, N_SPEED, REPEATS, SAMPLES = 300, 1_000_000, 3, 1000
@@ -74,7 +74,11 @@ def accuracy(n):
                      f"series (v < {d}, x <= 10)": (v < d) & (x <= 10),
                      f"recurrence (v < {d}, x > 10)": (v < d) & (x > 10),
                      "all": np.ones_like(v, bool)},
-               "k": {f"debye (v >= {d})": v >= d, f"quadrature + recurrence (v < {d})": v < d,
+               "k": {f"debye (v >= {d})": v >= d,
+                     f"Temme + recurrence (v < {d}, x <= {TEMME_X:g})": (v < d) & (x <= TEMME_X),
+                     f"quadrature + recurrence (v < {d}, x <= {QUAD_X:g})":
+                         (v < d) & (x > TEMME_X) & (x <= QUAD_X),
+                     f"Steed + recurrence (v < {d}, x > {QUAD_X:g})": (v < d) & (x > QUAD_X),
                      "all": np.ones_like(v, bool)}}
     out = {"points": n, "oracle_seconds": round(oracle_s, 1), "oracle_failed":
            {fn: int(np.isnan(true[fn]).sum()) for fn in "ik"}}
