@@ -38,7 +38,7 @@ INF = 0x7F800000
 QNAN = 0x7FC00000
 MIN_NORMAL = 0x00800000
 SIGN = -0x80000000         # the sign bit as an int32
-MATMUL_CHUNK = 1 << 22     # elements of the (M, K, N) product array made per kernel call
+MATMUL_CHUNK = 1 << 22     # elements of the (M, K, N) product array per Triton call (CUDA)
 
 
 def offset_exponent(m: int) -> int:
@@ -82,8 +82,11 @@ def lmul_matmul_program(m: int) -> Expr:
 
 @cache
 def _kernel(kind: str, m: int, target: str):
-    expr = lmul_program(m) if kind == "mul" else lmul_matmul_program(m)
-    return compile_kernel(expr, target, None, ("x", "y"))
+    if kind == "mul":
+        return compile_kernel(lmul_program(m), target, None, ("x", "y"))
+    if kind == "matmul":
+        return compile_kernel(lmul_program(m), "numba", None, ("x", "y"), matmul=True)
+    return compile_kernel(lmul_matmul_program(m), target, None, ("x", "y"))
 
 
 def _torch():
@@ -143,29 +146,40 @@ def lmul(x, y, m: int = 3):
 
 
 def lmul_matmul(a, b, m: int = 3):
-    """a @ b with every product by L-Mul and the sums in float32 (NumPy arrays or torch
-    tensors, batched like matmul, 2-D or more). The products are made as an (M, K, N)
-    array per batch, in chunks of MATMUL_CHUNK elements, and summed over K: memory-bound
-    work, far slower than a BLAS matmul. Gradient: straight-through (exact matmul's)."""
+    """a @ b with every product by L-Mul and the sums in float32, in the order of k
+    (NumPy arrays or torch tensors, batched like matmul, 2-D or more). On the CPU the
+    L-Mul program runs inside a generated matmul loop nest (Numba, matmul=True); on CUDA
+    the (M, K, N) products are made in chunks of MATMUL_CHUNK elements by the Triton
+    kernel of `lmul_matmul_program` and summed over K. Gradient: straight-through (exact
+    matmul's)."""
     _check(m)
     if not (_is_tensor(a) or _is_tensor(b)):
-        a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
-        return _chunked(_kernel("matmul", m, "llvm"), a, b, np.concatenate)
+        return _kernel("matmul", m, "numba").matmul(np.asarray(a, np.float32),
+                                                    np.asarray(b, np.float32))
     torch = _torch()
     a, b = (_as_float32(torch.as_tensor(t)) for t in (a, b))
-    approx = _chunked(_kernel("matmul", m, "torch"), a.detach(), b.detach(),
-                      lambda parts, axis: torch.cat(parts, dim=axis))
+    if a.is_cuda or b.is_cuda:
+        approx = _chunked(_kernel("sum", m, "torch"), a.detach(), b.detach(),
+                          lambda parts, axis: torch.cat(parts, dim=axis))
+    else:
+        _shapes(a, b)
+        approx = torch.from_numpy(_kernel("matmul", m, "numba").matmul(
+            a.detach().numpy(), b.detach().numpy()))
     if not (a.requires_grad or b.requires_grad) or not torch.is_grad_enabled():
         return approx
     return _straight_through(approx, torch.matmul, (a, b))
 
 
-def _chunked(kernel, a, b, concat):
+def _shapes(a, b):
     if a.ndim < 2 or b.ndim < 2:
         raise ValueError("lmul_matmul takes arrays of 2 or more dimensions")
     if a.shape[-1] != b.shape[-2]:
         raise ValueError(f"lmul_matmul: shapes {tuple(a.shape)} and {tuple(b.shape)} "
                          "do not match in K")
+
+
+def _chunked(kernel, a, b, concat):
+    _shapes(a, b)
     batch = int(np.prod(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]), dtype=np.int64))
     m_rows, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
     rows = max(1, MATMUL_CHUNK // max(1, batch * k * n))

@@ -7,18 +7,20 @@ from __future__ import annotations
 from exprforge.codegen import numba as renderer
 from exprforge.codegen.lower import Plan
 
+import numpy as np
+
 from .kernel import LoopKernel
 from .store import import_source
 
 NAME = "numba"
 has = renderer.has
-OPTIONS = {"parallel": False, "fastmath": False, "contract": False}
+OPTIONS = {"parallel": False, "fastmath": False, "contract": False, "matmul": False}
 
 
 def source_of(plan: Plan, options: dict) -> str:
     fastmath = True if options["fastmath"] else ({"contract"} if options["contract"] else False)
     return renderer.render(plan, parallel=options["parallel"], fastmath=fastmath, cache=True,
-                           title=str(plan.expr))
+                           title=str(plan.expr), matmul=options["matmul"])
 
 
 def materialize(plan: Plan, directory, options: dict, key: str, source: str):
@@ -30,6 +32,8 @@ def materialize(plan: Plan, directory, options: dict, key: str, source: str):
     runners = {p.name: (getattr(module, f"kernel_{p.name}"),
                         getattr(module, f"kernel_{p.name}_parallel", None))
                for p in plan.programs if not p.constant}
+    if options["matmul"]:
+        runners["matmul"] = module.matmul
     return runners, bool(compiles.buffer)
 
 
@@ -42,6 +46,30 @@ class NumbaKernel(LoopKernel):
         # the loops are compiled for writable arrays; Numba types a read-only one apart
         operands = [(a if a.flags.writeable else a.copy(), s) for a, s in operands]
         loop(n, *[x for pair in operands for x in pair], result)
+
+    def matmul(self, a, b):
+        """sum over k of f(a[..., i, k], b[..., k, j]) for the kernel's program f(a, b),
+        batched and broadcast like np.matmul (2-D or more), accumulated in the program's
+        dtype in the order of k; f = a * b is a matmul. Needs compile(..., matmul=True)."""
+        run = self.runners.get("matmul")
+        if run is None:
+            raise TypeError("this kernel has no matmul: compile it with matmul=True")
+        (an, ad), (bn, bd) = self.plan.params
+        a, b = self.convert(a, ad, an), self.convert(b, bd, bn)
+        if a.ndim < 2 or b.ndim < 2:
+            raise ValueError("matmul takes arrays of 2 or more dimensions")
+        (m, k), (k2, n) = a.shape[-2:], b.shape[-2:]
+        if k != k2:
+            raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not match in K")
+        batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+
+        def flat(x, rows, cols):  # contiguous, writable (the loop is compiled for that)
+            x = np.broadcast_to(x, batch + (rows, cols)).reshape(-1, rows, cols)
+            return x if x.flags.c_contiguous and x.flags.writeable else x.copy()
+        out = np.zeros((int(np.prod(batch, dtype=np.int64)), m, n), self.dtype)
+        if out.size and k:
+            run(flat(a, m, k), flat(b, k, n), out)
+        return out.reshape(batch + (m, n))
 
 
 KERNEL = NumbaKernel

@@ -24,7 +24,8 @@ Run:  .venv/bin/python benchmarks/papers/lmul.py [--quick] [--out PATH]
    attention matmuls (Q K^T and P V) by L-Mul for m = 2..7: token accuracy and whole-
    sequence accuracy. Projections, softmax, MLP stay exact, as in the paper.
 3. Cost. lmul_matmul vs torch.matmul on a (64, 64, 64) @ (64, 64, 64) batch, one thread:
-   the L-Mul matmul makes the (M, K, N) product array and sums it, so it is memory-bound.
+   the L-Mul program inside a generated Numba loop nest (k before j, the inner loop
+   vectorized) against a BLAS matmul.
 """
 from __future__ import annotations
 

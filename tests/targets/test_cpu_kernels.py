@@ -270,3 +270,37 @@ def test_text_compiles_as_float32():
     k = xf.compile("x * 2 + 1", target="llvm")
     assert k(np.float32([1, 2])).dtype == np.float32
     assert xf.compile("x * 2 + 1", target="llvm", dtype="float64")(1.0).dtype == np.float64
+
+
+def test_numba_matmul_sums_the_program_over_k_in_order():
+    k = xf.compile(xf.parse("x * y", vars={"x": "float64", "y": "float64"}), target="numba",
+                   matmul=True)
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal((2, 1, 4, 9)), rng.standard_normal((3, 9, 5))
+    got = k.matmul(a, b)
+    assert got.shape == (2, 3, 4, 5) and got.dtype == np.float64
+    np.testing.assert_allclose(got, np.matmul(a, b), rtol=1e-13, atol=1e-13)
+    # in the order of k, in the program's dtype: the same bits as adding the rows one by one
+    f = xf.compile(xf.parse("max(x, y) - x * y", vars={"x": "float32", "y": "float32"}),
+                   target="numba", matmul=True)
+    a32, b32 = a[0, 0].astype(np.float32), b[0].astype(np.float32)
+    want = np.zeros((4, 5), np.float32)
+    for i in range(9):
+        want += f(a32[:, i, None], b32[None, i, :])
+    _same_bits(f.matmul(a32, b32), want)
+    assert np.array_equal(k.matmul(np.ones((3, 0)), np.ones((0, 2))), np.zeros((3, 2)))
+
+
+def test_numba_matmul_errors():
+    plain = xf.compile(xf.parse("x * y", vars={"x": "float64", "y": "float64"}), target="numba")
+    with pytest.raises(TypeError, match="matmul=True"):
+        plain.matmul(np.ones((2, 2)), np.ones((2, 2)))
+    k = xf.compile(xf.parse("x * y", vars={"x": "float64", "y": "float64"}), target="numba",
+                   matmul=True)
+    with pytest.raises(ValueError, match="do not match"):
+        k.matmul(np.ones((2, 3)), np.ones((2, 2)))
+    with pytest.raises(ValueError, match="2 or more"):
+        k.matmul(np.ones(3), np.ones((3, 2)))
+    with pytest.raises(ValueError, match="two arguments"):
+        xf.compile(xf.parse("x * y + z", vars={"x": "float64", "y": "float64",
+                                                "z": "float64"}), target="numba", matmul=True)
