@@ -270,28 +270,24 @@ def _lazy_wheres(root: Expr, order: list, inputs: set) -> set:
     wheres = [n for n in order if n.op == "where" and n not in inputs]
     if not wheres:
         return set()
-    cost = {n: 0.0 if n in inputs else OPS[n.op].cost for n in order}
-    lazy = set()
-    for w in wheres:
-        for k in (1, 2):
-            side = _reach([w.args[k]], inputs, ())
-            rest = _reach_without(root, inputs, w, k)
-            if sum(cost[n] for n in side - rest) >= LAZY_CYCLES:
-                lazy.add(w)
-                break
-    return lazy
+    uses = Counter(a for n in order if n not in inputs for a in n.args)
+    return {w for w in wheres
+            if any(_exclusive_cost(w.args[k], uses, inputs) >= LAZY_CYCLES for k in (1, 2))}
 
 
-def _reach_without(root, inputs, where, k) -> set:
-    """Nodes the program needs if `where`'s k-th argument were never used."""
-    seen, stack = set(), [root]
+def _exclusive_cost(side: Expr, uses: Counter, inputs: set) -> float:
+    """Cycles of the nodes under `side` that only `side` needs: a node is exclusive once
+    each of its uses comes from an exclusive node (`side` itself: when its where is its
+    only user)."""
+    reached, total, stack = Counter(), 0.0, [side]
     while stack:
         node = stack.pop()
-        if node in seen or node in inputs:
+        reached[node] += 1
+        if reached[node] < uses[node] or node in inputs:
             continue
-        seen.add(node)
-        stack.extend(a for i, a in enumerate(node.args) if node is not where or i != k)
-    return seen
+        total += OPS[node.op].cost
+        stack.extend(node.args)
+    return total
 
 
 def _postorder(root: Expr, stop) -> list:
