@@ -22,11 +22,13 @@ DEFAULT_OPS = ("add", "sub", "mul", "div", "sin", "cos", "exp", "log")
 
 def discover_ode(t, X, names=None, *, trajectory=None, derivative: str = "auto",
                  ops=DEFAULT_OPS, time_budget=None, random_state=None, trim=0.05,
-                 **regressor_params) -> "ODEModel":
+                 discard=0.2, **regressor_params) -> "ODEModel":
     """Fit dX/dt = f(X), one symbolic regression per state. t, X: one trajectory
     (arrays (rows,), (rows, states)), several with `trajectory` labels per row, or lists
     of arrays, one per trajectory. names: the states (default: X's DataFrame columns,
-    else x0, x1, ...). derivative: "auto", "savgol", "spline" or "finite".
+    else x0, x1, ...). derivative: "auto", "savgol", "spline" or "finite". trim: points
+    dropped at each end of each trajectory; discard: the fraction of rows left out of the
+    fits where a second derivative estimator disagrees most (see estimate_derivatives).
     time_budget: seconds in all, split evenly across the states. Other keywords go to
     SymbolicRegressor (population, generations, max_size, max_evals, model_selection,
     workers)."""
@@ -35,7 +37,8 @@ def discover_ode(t, X, names=None, *, trajectory=None, derivative: str = "auto",
     from exprforge.regressor import SymbolicRegressor
     names = _names(X, names)
     Xs = [_values(x) for x in X] if isinstance(X, (list, tuple)) else _values(X)
-    data = estimate_derivatives(t, Xs, derivative, trajectory=trajectory, trim=trim)
+    data = estimate_derivatives(t, Xs, derivative, trajectory=trajectory, trim=trim,
+                                discard=discard)
     if data.X.shape[1] != len(names):
         raise ValueError(f"{len(names)} names for {data.X.shape[1]} states")
     if time_budget is not None and not time_budget > 0:

@@ -93,6 +93,26 @@ def test_trim():
     assert len(estimate_derivatives(t, X, trim=0.1).t) == 80
 
 
+@pytest.mark.parametrize("times", ["uniform", "nonuniform"])
+def test_discard_drops_the_rows_where_a_second_estimator_disagrees(times):
+    # a front (tanh) too sharp for the sampling next to a slow state: the derivative is
+    # wrong near the front only, and those rows are the ones dropped
+    t = np.linspace(0, 10, 100) if times == "uniform" else \
+        np.sort(np.random.default_rng(1).uniform(0, 10, 100))
+    X = np.column_stack([np.tanh(6 * (t - 5)), np.sin(t)])
+    truth = np.column_stack([6 / np.cosh(6 * (t - 5)) ** 2, np.cos(t)])
+    every = estimate_derivatives(t, X, trim=3)
+    kept = estimate_derivatives(t, X, trim=3, discard=0.25)
+    assert len(kept.t) == len(every.t) - int(0.25 * len(every.t))
+    assert np.all(np.diff(kept.t) > 0) and set(kept.t) <= set(every.t)
+
+    def errors(d):
+        rows = np.searchsorted(t, d.t)
+        return np.max(np.abs(d.dX - truth[rows]) / np.sqrt(np.mean(truth ** 2, axis=0)), axis=1)
+    assert errors(kept).max() < errors(every).max() / 10
+    assert not set(every.t[np.argsort(errors(every))[-5:]]) & set(kept.t)  # the worst went
+
+
 @pytest.mark.parametrize("args, kwargs, match", [
     ((np.arange(10.0), np.zeros((9, 1))), {}, "10 times but X has 9"),
     ((np.arange(10.0), np.zeros(10)), {}, "2-D"),
@@ -109,6 +129,7 @@ def test_trim():
     ((np.arange(6.0), np.zeros((6, 1))), {"method": "magic"}, "method must be"),
     ((np.arange(6.0), np.zeros((6, 1))), {"trim": 3}, "drops them all"),
     ((np.arange(6.0), np.zeros((6, 1))), {"trim": -1}, "trim must be"),
+    ((np.arange(6.0), np.zeros((6, 1))), {"discard": 1.0}, "discard must be"),
 ])
 def test_bad_input(args, kwargs, match):
     with pytest.raises(ValueError, match=match):
