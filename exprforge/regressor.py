@@ -17,6 +17,7 @@ names the column):
 """
 from __future__ import annotations
 
+import math
 import numbers
 import re
 import time
@@ -333,14 +334,29 @@ def _table(front):
 
 
 def _sympy(expr):
-    """SymPy of an Expr, with binary-fraction constants shown as Floats."""
+    """SymPy of an Expr, with binary-fraction constants shown as Floats, except the
+    doubles nearest p*pi/q (what snapping puts there), shown as such: cos(y + pi/2)
+    then reads -sin(y)."""
     import sympy as sp
 
     from exprforge.engine.sympy_bridge import to_sympy
     s = to_sympy(expr)
-    odd = {r: sp.Float(float(r), 17) for r in s.atoms(sp.Rational)
+    odd = {r: _pi_multiple(float(r)) or sp.Float(float(r), 17) for r in s.atoms(sp.Rational)
            if not r.is_Integer and r.q > 64}
     return s.xreplace(odd) if odd else s
+
+
+def _pi_multiple(value: float):
+    """p*pi/q as SymPy when `value` is exactly the double nearest it (q in the snapping's
+    PI_DENOMINATORS), else None."""
+    import sympy as sp
+
+    from exprforge.evolve.tasks.regress import PI_DENOMINATORS
+    for q in PI_DENOMINATORS:
+        p = round(value * q / math.pi)
+        if p and p * math.pi / q == value:
+            return sp.pi * sp.Rational(p, q)
+    return None
 
 
 def _short(s) -> str:

@@ -15,6 +15,7 @@ gradients evaluated in one walk. Not fitting.fit: that one iterates toward minim
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -36,6 +37,7 @@ MAX_FIT_ROWS = 2000    # constants are fitted on at most this many rows (all are
 SNAP_FLOOR = 1e-14     # snapping may always raise the loss this much (relative RMS 1e-7)
 SNAP_PASSES = 3
 DENOMINATORS = (1, 2, 3, 4, 5, 6, 8, 10)
+PI_DENOMINATORS = (1, 2, 3, 4, 6)     # snapping also tries p*pi/q (a phase of pi/2, ...)
 POLY_DEGREES = (0, 6, 4, 3, 2)   # seed polynomials' degree by number of variables (4+: 2)
 
 
@@ -280,11 +282,16 @@ def _drop_zero_products(node: Expr, args) -> Expr | None:
 
 def _nearby_simple(c: float, limit: int = 3) -> list[float]:
     """Up to `limit` simple numbers within 1% of max(1, |c|) of c (c itself when it is
-    one), the simplest (smallest denominator) first."""
+    one): fractions, the smallest denominator first, then multiples p*pi/q (q in
+    PI_DENOMINATORS; regressor's sympy() shows them with pi)."""
     out = []
     for d in DENOMINATORS:
         v = round(c * d) / d
         if abs(v - c) <= 0.01 * max(1.0, abs(c)) and v not in out:
+            out.append(v)
+    for q in PI_DENOMINATORS:
+        v = round(c * q / math.pi) * math.pi / q
+        if v and abs(v - c) <= 0.01 * max(1.0, abs(c)) and v not in out:
             out.append(v)
     return out[:limit]
 

@@ -218,6 +218,19 @@ def test_snapping_makes_near_exact_constants_exact():
     assert sympy.simplify(_sympy(snapped.expr) - (x0 ** 2 + x0)) == 0
 
 
+def test_snapping_finds_multiples_of_pi_and_sympy_shows_them():
+    from exprforge.regressor import _sympy
+    X, _ = data()
+    y = 0.5 * X[:, 0] - np.sin(X[:, 0])
+    p = RegressionProblem(X, y, ("x0",))
+    near = p.evaluate(parse("0.5 * x0 + cos(x0 + 1.5708)", dtype="float64"), refit=False)
+    snapped = p.snap(near)
+    assert snapped.objectives[0] < 1e-28 < near.objectives[0]
+    x0 = sympy.Symbol("x0", real=True)
+    assert _sympy(snapped.expr) == x0 / 2 - sympy.sin(x0)   # cos(x0 + pi/2), written by SymPy
+    assert _sympy(parse("x0 + 1.5708", dtype="float64")).atoms(sympy.Float)   # no snap: a float
+
+
 def test_snapping_keeps_constants_the_data_need():
     X, y = data()
     p = RegressionProblem(X, 1.3 * y, ("x0",))   # 1.3 is not within 1% of a simple value
