@@ -18,7 +18,9 @@ kernels run only the region taken (see codegen.lower's branches), Triton compute
 
 The recurrences run on unnormalized values, rescaled every few steps (one division and
 one log per CHUNK steps instead of a division per step).
-No region forms I or K themselves, so nothing overflows or underflows for finite results.
+No region forms I or K themselves, so nothing overflows or underflows for finite results
+in the documented range (x >= 1e-6; the recurrences' rescaling every CHUNK steps holds
+down to x ~ 1e-30, below which log K may be NaN).
 The ratio I_{m+1}/I_m that seeds the I recurrence is formed as a difference of the Debye
 phases written to avoid cancellation (log r = g(m+1) - g(m) + ..., not logI(m+1) - logI(m)).
 

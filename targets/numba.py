@@ -62,14 +62,27 @@ class NumbaKernel(LoopKernel):
         if k != k2:
             raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not match in K")
         batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        count = int(np.prod(batch, dtype=np.int64))
 
         def flat(x, rows, cols):  # contiguous, writable (the loop is compiled for that)
-            x = np.broadcast_to(x, batch + (rows, cols)).reshape(-1, rows, cols)
-            return x if x.flags.c_contiguous and x.flags.writeable else x.copy()
-        out = np.zeros((int(np.prod(batch, dtype=np.int64)), m, n), self.dtype)
+            if x.shape[:-2] != batch:
+                x = np.broadcast_to(x, batch + x.shape[-2:])
+            return _writable(x.reshape(count, rows, cols))
+        if all(d == 1 for d in b.shape[:-2]):  # one b for all: the batch joins a's rows
+            left = flat(a, m, k).reshape(1, count * m, k)
+            right = _writable(b.reshape(1, k, n))
+        else:
+            left, right = flat(a, m, k), flat(b, k, n)
+        out = np.zeros((left.shape[0], left.shape[1], n), self.dtype)
         if out.size and k:
-            run(flat(a, m, k), flat(b, k, n), out)
+            run(left, right, out)
         return out.reshape(batch + (m, n))
+
+
+def _writable(x):
+    """x itself when C-contiguous and writable (what the loops are compiled for), else a
+    copy that is."""
+    return x if x.flags.c_contiguous and x.flags.writeable else np.array(x, order="C")
 
 
 KERNEL = NumbaKernel

@@ -282,18 +282,15 @@ def _drop_zero_products(node: Expr, args) -> Expr | None:
 
 def _nearby_simple(c: float, limit: int = 3) -> list[float]:
     """Up to `limit` simple numbers within 1% of max(1, |c|) of c (c itself when it is
-    one): fractions, the smallest denominator first, then multiples p*pi/q (q in
-    PI_DENOMINATORS; regressor's sympy() shows them with pi)."""
-    out = []
-    for d in DENOMINATORS:
-        v = round(c * d) / d
-        if abs(v - c) <= 0.01 * max(1.0, abs(c)) and v not in out:
-            out.append(v)
-    for q in PI_DENOMINATORS:
-        v = round(c * q / math.pi) * math.pi / q
-        if v and abs(v - c) <= 0.01 * max(1.0, abs(c)) and v not in out:
-            out.append(v)
-    return out[:limit]
+    one), the smallest denominator first, then the nearest multiple p*pi/q (q in
+    PI_DENOMINATORS; regressor's sympy() shows it with pi), if any."""
+    near = 0.01 * max(1.0, abs(c))
+    fractions = [round(c * d) / d for d in DENOMINATORS]
+    out = list(dict.fromkeys(v for v in fractions if abs(v - c) <= near))[:limit]
+    pis = [round(c * q / math.pi) * math.pi / q for q in PI_DENOMINATORS]
+    pis = sorted((v for v in pis if v and abs(v - c) <= near and v not in out),
+                 key=lambda v: abs(v - c))
+    return out + pis[:1]
 
 
 def _simple_values(c: float) -> list[float]:

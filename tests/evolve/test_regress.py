@@ -229,6 +229,10 @@ def test_snapping_finds_multiples_of_pi_and_sympy_shows_them():
     x0 = sympy.Symbol("x0", real=True)
     assert _sympy(snapped.expr) == x0 / 2 - sympy.sin(x0)   # cos(x0 + pi/2), written by SymPy
     assert _sympy(parse("x0 + 1.5708", dtype="float64")).atoms(sympy.Float)   # no snap: a float
+    from exprforge.evolve.tasks.regress import _nearby_simple
+    from exprforge.regressor import _pi_multiple
+    for c in (2 * np.pi * 1.0002, -1.5 * np.pi, 4 * np.pi):   # fractions do not crowd pi out
+        assert any(_pi_multiple(v) is not None for v in _nearby_simple(c))
 
 
 def test_snapping_keeps_constants_the_data_need():

@@ -280,6 +280,13 @@ def test_numba_matmul_sums_the_program_over_k_in_order():
     got = k.matmul(a, b)
     assert got.shape == (2, 3, 4, 5) and got.dtype == np.float64
     np.testing.assert_allclose(got, np.matmul(a, b), rtol=1e-13, atol=1e-13)
+    # one b for every batch element (a weight matrix): its batch joins a's rows
+    for right in (b[1], b[1:2], b[1][None, None]):
+        np.testing.assert_allclose(k.matmul(a, right), np.matmul(a, right), rtol=1e-13,
+                                   atol=1e-13)
+    readonly = np.broadcast_to(b[1], (3, 9, 5))
+    np.testing.assert_allclose(k.matmul(a[0, 0], readonly), np.matmul(a[0, 0], readonly),
+                               rtol=1e-13, atol=1e-13)
     # in the order of k, in the program's dtype: the same bits as adding the rows one by one
     f = xf.compile(xf.parse("max(x, y) - x * y", vars={"x": "float32", "y": "float32"}),
                    target="numba", matmul=True)
