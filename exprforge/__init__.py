@@ -61,7 +61,8 @@ def compile(expr, target: str = "numba", dtype: str | None = None, args=None,
     contract= (let LLVM fuse a*b+c into an FMA); torch cpu="llvm"|"numba"; numba
     matmul=True for a program f(a, b) of two arguments also gives
     `kernel.matmul(A, B)` = sum over k of f(A[..., i, k], B[..., k, j]), a matmul with f
-    as the product (batched like np.matmul, summed in order of k in f's dtype).
+    as the product (batched like np.matmul, summed in order of k in f's dtype; with
+    parallel=True its rows run on Numba's threads).
     approx=True replaces float32 exp, exp2, log, log2, erf, tanh and sigmoid by the shipped
     programs verified under 1 ULP on every input (evolve/library.json): plain arithmetic
     that vectorizes, where the C library is called once per element.

@@ -296,6 +296,10 @@ def test_numba_matmul_sums_the_program_over_k_in_order():
         want += f(a32[:, i, None], b32[None, i, :])
     _same_bits(f.matmul(a32, b32), want)
     assert np.array_equal(k.matmul(np.ones((3, 0)), np.ones((0, 2))), np.zeros((3, 2)))
+    threads = xf.compile(xf.parse("x * y", vars={"x": "float64", "y": "float64"}),
+                         target="numba", matmul=True, parallel=True)
+    assert "prange(out.shape[1])" in threads.source
+    np.testing.assert_array_equal(threads.matmul(a, b), got)   # rows apart: same sums
 
 
 def test_numba_matmul_errors():
