@@ -18,9 +18,7 @@ kernels run only the region taken (see codegen.lower's branches), Triton compute
 
 The recurrences run on unnormalized values, rescaled every few steps (one division and
 one log per CHUNK steps instead of a division per step).
-No region forms I or K themselves, so nothing overflows or underflows for finite results
-in the documented range (x >= 1e-6; the recurrences' rescaling every CHUNK steps holds
-down to x ~ 1e-30, below which log K may be NaN).
+No region forms I or K themselves, so nothing overflows or underflows for finite results.
 The ratio I_{m+1}/I_m that seeds the I recurrence is formed as a difference of the Debye
 phases written to avoid cancellation (log r = g(m+1) - g(m) + ..., not logI(m+1) - logI(m)).
 
@@ -161,15 +159,15 @@ def _log_i_series(v, x):
     return v * F.log(x * 0.5) - _lgamma1p(v) + F.log1p(s)
 
 
-def _three_term(prev, cur, coef, active):
-    """Run y_{j+1} = y_{j-1} + coef(j) y_j from (y_0, y_1) = (prev, cur) for j = 1 ..
-    DEBYE_V, each step only where active(j); returns (prev, cur, log scale): the last two
-    values divided by exp(log scale). No divisions but one per CHUNK steps, where the
+def _three_term(prev, cur, coef, active, back=1.0):
+    """Run y_{j+1} = back * y_{j-1} + coef(j) y_j from (y_0, y_1) = (prev, cur) for j = 1
+    .. DEBYE_V, each step only where active(j); returns (prev, cur, log scale): the last
+    two values divided by exp(log scale). No divisions but one per CHUNK steps, where the
     pair is rescaled so that nothing overflows."""
     total = None
     for j in range(1, DEBYE_V + 1):
         on = active(j)
-        prev, cur = F.where(on, cur, prev), F.where(on, prev + coef(j) * cur, cur)
+        prev, cur = F.where(on, cur, prev), F.where(on, back * prev + coef(j) * cur, cur)
         if j % CHUNK == 0 or j == DEBYE_V:
             total = F.log(cur) if total is None else total + F.log(cur)
             prev, cur = prev / cur, 1.0
@@ -284,10 +282,15 @@ def _k_climb(method, v, x):
     `method`, then n steps of the upward recurrence, which is stable for K."""
     n = F.floor(v + 0.5)
     mu = v - n
-    log_k_mu, s = method(mu, x)                 # s = K_{mu+1} / K_mu
-    inv = 2 / x
-    prev, cur, total = _three_term(1.0, s, lambda j: (mu + j) * inv, lambda j: n >= j + 1)
-    return log_k_mu + total + F.log(F.where(n >= 1, cur, prev))
+    log_k_mu, ratio = method(mu, x)             # K_{mu+1} / K_mu
+    # w_j = K_{mu+j} h**j with h = min(x/2, 1): w_{j+1} = h**2 w_{j-1} + (mu + j)(2h/x) w_j,
+    # whose coefficients stay below 26 however small x is (2(mu + j)/x would overflow a
+    # CHUNK of steps below x ~ 1e-30)
+    h = F.min(x * 0.5, 1.0)
+    inv = 2 * h / x
+    prev, cur, total = _three_term(1.0, ratio * h, lambda j: (mu + j) * inv,
+                                   lambda j: n >= j + 1, back=h * h)
+    return log_k_mu + total + F.log(F.where(n >= 1, cur, prev)) - n * F.log(h)
 
 
 def log_besselk_expr(dtype: str = "float64") -> Expr:

@@ -62,6 +62,13 @@ def test_continuous_where_the_method_changes(fn):
     assert np.all(np.abs(above - below) <= 1e-12 * np.maximum(np.abs(below), 1.0))
 
 
+def test_log_k_far_below_the_stated_range_of_x():
+    # the upward recurrence's 2(mu + j)/x would overflow a chunk of steps below x ~ 1e-30
+    v, x = np.array([24.9, 3.0, 0.5, 12.3]), np.array([1e-40, 1e-200, 1e-300, 1e-100])
+    want = np.array([mp_log_bessel("k", a, b) for a, b in zip(v, x)])
+    np.testing.assert_allclose(log_besselk(v, x), want, rtol=1e-14)
+
+
 def test_integer_and_zero_orders():
     for v, x in [(0.0, 1e-6), (0.0, 2.5), (1.0, 3.0), (7.0, 40.0), (0.0, 1e5)]:
         for fn, f in (("i", log_besseli), ("k", log_besselk)):
