@@ -21,6 +21,9 @@ def _add_compile(p):
     p.add_argument("--parallel", action="store_true", help="numba/llvm: use all cores")
     p.add_argument("--contract", action="store_true", help="let LLVM fuse a*b+c into FMAs")
     p.add_argument("--fastmath", action="store_true", help="allow reassociation (changes results)")
+    p.add_argument("--matmul", action="store_true",
+                   help="numba, a program f(a, b): also kernel.matmul(A, B) = sum over k of "
+                        "f(A[..., i, k], B[..., k, j])")
     p.add_argument("--approx", action="store_true",
                    help="use the shipped verified programs (< 1 ULP) for exp, log, tanh, ... "
                         "instead of the C library: they vectorize")
@@ -28,12 +31,15 @@ def _add_compile(p):
 
 
 def _kernel_options(args) -> dict:
+    if args.matmul and args.target != "numba":
+        raise UserError(f"--matmul applies to numba, not {args.target}")
     if args.target not in ("numba", "llvm"):
         if args.parallel or args.contract or args.fastmath:
             raise UserError(f"--parallel/--contract/--fastmath apply to numba and llvm, "
                             f"not {args.target}")
         return {}
-    return {"parallel": args.parallel, "contract": args.contract, "fastmath": args.fastmath}
+    options = {"parallel": args.parallel, "contract": args.contract, "fastmath": args.fastmath}
+    return {**options, "matmul": True} if args.matmul else options
 
 
 def _kernel_info(kernel, name=None) -> dict:

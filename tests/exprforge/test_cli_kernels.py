@@ -35,6 +35,17 @@ def test_compile_text_output_and_source(capsys):
     assert code == 0 and "numba kernel (y, x)" in out and "@njit" in out
 
 
+def test_compile_matmul_and_load_it(capsys):
+    r = run_json(capsys, "compile", "max(a, b) * 2", "--name", "maxmm", "--matmul",
+                 "--dtype", "float64")
+    assert r["options"]["matmul"] is True
+    from exprforge.targets.build import load
+    k = load("maxmm")
+    a, b = np.arange(6.0).reshape(2, 3), np.arange(12.0).reshape(3, 4)
+    want = (2 * np.maximum(a[:, :, None], b[None, :, :])).sum(axis=1)
+    np.testing.assert_array_equal(k.matmul(a, b), want)
+
+
 def test_stored_kernel_imports(capsys):
     run_json(capsys, "compile", "2*x - y", "--name", "lin", "--dtype", "float64")
     from exprforge.targets.build import load
@@ -47,6 +58,8 @@ def test_stored_kernel_imports(capsys):
     (("compile", "x + 1", "--name", "9lives"), "invalid kernel name"),
     (("compile", "x + 1", "--args", "y"), "leaves out"),
     (("compile", "x + 1", "--target", "triton", "--parallel"), "apply to numba and llvm"),
+    (("compile", "x * y", "--target", "llvm", "--matmul"), "applies to numba"),
+    (("compile", "x + 1", "--matmul"), "two arguments"),
     (("kernels", "show", "nothing"), "no stored kernel"),
     (("kernels", "show"), "needs a kernel NAME"),
     (("kernels", "rm", "nothing"), "no stored kernel"),
