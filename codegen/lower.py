@@ -200,6 +200,10 @@ def _materialized(expr: Expr) -> set:
 # A `where` runs only its taken side when a side has at least this much work of its own
 # (op-table cycles): a branch costs a possible misprediction (~15-20 cycles) and stops the
 # loop from vectorizing, which a cheap select (a clamp, an overflow guard) keeps.
+# Measured here (llvm, 2^20 float64, sides of exp calls, x > 0 on random or sorted x):
+# a 16-cycle side is 7% slower as a branch on random signs, 2x faster on sorted ones; at
+# 35 cycles the branch wins either way (16%, 46%); with sides of a few cycles LLVM turns
+# the branch back into a select. 128 is on the safe side: no shipped kernel branches.
 LAZY_CYCLES = 128
 
 
