@@ -15,7 +15,6 @@ engine.evaluate.
 from __future__ import annotations
 
 import csv
-import re
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -15,6 +15,7 @@ element (Triton) reads `Program.flat()`, the same program with every Branch a `w
 """
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from dataclasses import dataclass
 
@@ -220,7 +221,7 @@ def linearize(root: Expr, name: str, names: dict, stop=frozenset()) -> Program:
         return Program(name, tuple(params), tuple(body), name, root.dtype, root)
     rank = {n: i for i, n in enumerate(order)}
     lazy = _lazy_wheres(root, order, set(inputs))
-    counter = iter(range(1 << 62))
+    counter = itertools.count()
 
     def instr(node, scope):
         out = name if node is root else f"t{next(counter)}"

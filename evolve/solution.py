@@ -166,6 +166,7 @@ def _simplify_both(diff, ratio, decimals, timeout):
             conn.send([None if e is None else sp.srepr(e) for e in (diff, ratio)] + [decimals])
             if not conn.poll(timeout):
                 raise TimeoutError
+            # srepr texts our own worker made from expressions we sent, never user text
             return [None if t is None else sp.sympify(t) for t in conn.recv()]
         except (TimeoutError, EOFError, OSError, AssertionError):  # slow, crashed, no children
             if _worker is not None:

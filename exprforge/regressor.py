@@ -17,7 +17,6 @@ names the column):
 """
 from __future__ import annotations
 
-import math
 import numbers
 import re
 import time
@@ -351,10 +350,9 @@ def _pi_multiple(value: float):
     PI_DENOMINATORS), else None."""
     import sympy as sp
 
-    from exprforge.evolve.tasks.regress import PI_DENOMINATORS
-    for q in PI_DENOMINATORS:
-        p = round(value * q / math.pi)
-        if p and p * math.pi / q == value:
+    from exprforge.evolve.tasks.regress import pi_multiples
+    for p, q, v in pi_multiples(value):
+        if v == value:
             return sp.pi * sp.Rational(p, q)
     return None
 

@@ -287,10 +287,19 @@ def _nearby_simple(c: float, limit: int = 3) -> list[float]:
     near = 0.01 * max(1.0, abs(c))
     fractions = [round(c * d) / d for d in DENOMINATORS]
     out = list(dict.fromkeys(v for v in fractions if abs(v - c) <= near))[:limit]
-    pis = [round(c * q / math.pi) * math.pi / q for q in PI_DENOMINATORS]
-    pis = sorted((v for v in pis if v and abs(v - c) <= near and v not in out),
+    pis = sorted((v for _, _, v in pi_multiples(c) if abs(v - c) <= near and v not in out),
                  key=lambda v: abs(v - c))
     return out + pis[:1]
+
+
+def pi_multiples(c: float) -> list[tuple]:
+    """(p, q, p*pi/q) nearest c for each q in PI_DENOMINATORS, p != 0."""
+    out = []
+    for q in PI_DENOMINATORS:
+        p = round(c * q / math.pi)
+        if p:
+            out.append((p, q, p * math.pi / q))
+    return out
 
 
 def _simple_values(c: float) -> list[float]:
