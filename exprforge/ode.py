@@ -28,10 +28,11 @@ def discover_ode(t, X, names=None, *, trajectory=None, derivative: str = "auto",
     of arrays, one per trajectory. names: the states (default: X's DataFrame columns,
     else x0, x1, ...). derivative: "auto", "savgol", "spline" or "finite". trim: points
     dropped at each end of each trajectory; discard: the fraction of rows left out of the
-    fits where a second derivative estimator disagrees most (see estimate_derivatives).
-    time_budget: seconds in all, split evenly across the states. Other keywords go to
-    SymbolicRegressor (population, generations, max_size, max_evals, model_selection,
-    workers)."""
+    fits where a second derivative estimator disagrees most (see estimate_derivatives);
+    on the rows kept, the RMS gap between the two estimators becomes each regressor's
+    noise_std (how far snapping may move a constant). time_budget: seconds in all,
+    split evenly across the states. Other keywords go to SymbolicRegressor (population,
+    generations, max_size, max_evals, model_selection, workers, noise_std)."""
     import pandas as pd
 
     from exprforge.regressor import SymbolicRegressor
@@ -47,8 +48,10 @@ def discover_ode(t, X, names=None, *, trajectory=None, derivative: str = "auto",
     frame = pd.DataFrame(data.X, columns=names)
     regressors = {}
     for j, name in enumerate(names):
-        reg = SymbolicRegressor(ops=tuple(ops), time_budget=budget,
-                                random_state=random_state, **regressor_params)
+        noise = None if data.error is None else float(data.error[j])
+        reg = SymbolicRegressor(**{"ops": tuple(ops), "time_budget": budget,
+                                   "random_state": random_state, "noise_std": noise,
+                                   **regressor_params})
         regressors[name] = reg.fit(frame, data.dX[:, j])
     return ODEModel(names, regressors, data.method)
 

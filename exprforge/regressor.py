@@ -17,6 +17,7 @@ names the column):
 """
 from __future__ import annotations
 
+import math
 import numbers
 import re
 import time
@@ -51,13 +52,15 @@ class SymbolicRegressor(RegressorMixin, BaseEstimator):
     complexity 0), "best" (the highest score among those within 1.5x the lowest loss).
     warm_start: a second fit starts from the previous Pareto front. workers: None or 1
     serial, N a local process pool, "tcp://HOST:PORT" a Dask cluster (the same result as
-    serial for a seed).
+    serial for a seed). noise_std: the standard deviation of the noise in y, when known
+    (discover_ode passes its estimate of the derivatives' error): snapping a constant to
+    a simple value may then raise the loss by up to the noise's share of the variance.
     """
 
     def __init__(self, ops=("add", "sub", "mul", "div", "sin", "cos", "exp", "log"),
                  population=200, generations=40, max_size=30, time_budget=None,
                  max_evals=None, random_state=None, model_selection="best",
-                 warm_start=False, workers=None):
+                 warm_start=False, workers=None, noise_std=None):
         self.ops = ops
         self.population = population
         self.generations = generations
@@ -68,6 +71,7 @@ class SymbolicRegressor(RegressorMixin, BaseEstimator):
         self.model_selection = model_selection
         self.warm_start = warm_start
         self.workers = workers
+        self.noise_std = noise_std
 
     # --- fitting ------------------------------------------------------------------------
     def fit(self, X, y, *, checkpoint=None, resume=False, progress=None):
@@ -87,7 +91,7 @@ class SymbolicRegressor(RegressorMixin, BaseEstimator):
             getattr(self, "used_features_", None) == [names[i] for i in keep] else ()
         seed = _seed(self.random_state)
         problem = RegressionProblem(Xa[:, keep], ya, tuple(names[i] for i in keep),
-                                    tuple(self.ops), seed, previous)
+                                    tuple(self.ops), seed, previous, self.noise_std)
         config = SearchConfig(population=self.population, generations=self.generations,
                               seed=seed, timeout=None if self.time_budget is None else
                               SEARCH_SHARE * self.time_budget, max_size=self.max_size,
@@ -150,6 +154,9 @@ class SymbolicRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(f"max_evals must be a positive integer, got {self.max_evals!r}")
         if self.time_budget is not None and not self.time_budget > 0:
             raise ValueError(f"time_budget must be positive seconds, got {self.time_budget!r}")
+        if self.noise_std is not None and not (isinstance(self.noise_std, numbers.Real)
+                                               and 0 <= self.noise_std < math.inf):
+            raise ValueError(f"noise_std must be a finite number >= 0, got {self.noise_std!r}")
 
     def _front_exprs(self):
         return [e for e, _, _ in getattr(self, "_front", [])]

@@ -47,6 +47,9 @@ class Derivatives:
     dX: np.ndarray           # (rows, states): the estimated time derivatives
     trajectory: np.ndarray   # (rows,): the index of each row's trajectory
     method: str
+    error: np.ndarray | None = None   # (states,): RMS gap to the second estimator on the
+    #   rows kept, roughly the larger of the two estimators' errors: a bound on the
+    #   derivatives' error within a few times (None unless discard > 0)
 
 
 def estimate_derivatives(t, X, method: str = "auto", window=None, order=None, *,
@@ -88,6 +91,8 @@ def estimate_derivatives(t, X, method: str = "auto", window=None, order=None, *,
         worst = np.max(gap, axis=1)      # a row goes when any state's estimate is doubtful
         kept = np.sort(np.argsort(worst, kind="stable")[: len(worst) - int(discard * len(worst))])
         cat = [c[kept] for c in cat]
+        error = np.sqrt(np.mean((cat[2] - cat[4]) ** 2, axis=0))
+        return Derivatives(cat[0], cat[1], cat[2], cat[3], method, error)
     return Derivatives(cat[0], cat[1], cat[2], cat[3], method)
 
 

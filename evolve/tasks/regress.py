@@ -15,6 +15,7 @@ gradients evaluated in one walk. Not fitting.fit: that one iterates toward minim
 """
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from dataclasses import dataclass, field
@@ -38,7 +39,12 @@ SNAP_FLOOR = 1e-14     # snapping may always raise the loss this much (relative 
 SNAP_PASSES = 3
 DENOMINATORS = (1, 2, 3, 4, 5, 6, 8, 10)
 PI_DENOMINATORS = (1, 2, 3, 4, 6)     # snapping also tries p*pi/q (a phase of pi/2, ...)
+SIGNIFICANT = 2          # ... and decimals of up to this many digits (0.075, 1.5e-3)
 POLY_DEGREES = (0, 6, 4, 3, 2)   # seed polynomials' degree by number of variables (4+: 2)
+RATIONAL_DEGREES = {1: (4, 2), 2: (3, 2), 3: (2, 2), 4: (2, 1)}   # (numerator,
+#   denominator) total degree of the rational seeds by number of variables; none for 5+
+RATIONAL_SEEDS = 3       # the rational seeds kept (the lowest losses)
+TRIG_PAIRS = 4           # trigonometric seeds use x_i +- x_j for up to this many variables
 
 
 def fit_least_squares(core: Expr, inputs: dict, target: np.ndarray,
@@ -155,6 +161,7 @@ class RegressionProblem:
     ops: tuple = NGUYEN_OPS
     seed: int = 0
     extra_seeds: tuple = ()          # Exprs to start from (warm start: a previous front)
+    noise_std: float | None = None   # of y, when known: snapping may cost this much
     cache: object = field(default_factory=FitnessCache)
 
     def __post_init__(self):
@@ -167,6 +174,8 @@ class RegressionProblem:
                              "names do not agree")
         variance = float(np.var(self.y))
         self.scale = variance if variance > 0 else 1.0   # a constant target: plain MSE
+        noise = 0.0 if self.noise_std is None else float(self.noise_std) ** 2 / self.scale
+        self.snap_tolerance = max(SNAP_FLOOR, noise)
         rows = np.arange(self.y.size)
         if rows.size > MAX_FIT_ROWS:   # a fixed random subset, the same in every worker
             rng = np.random.default_rng(derive_seed(self.seed, "fit rows") % 2**63)
@@ -190,7 +199,9 @@ class RegressionProblem:
     def seeds(self) -> list[Expr]:
         """The variables, each in a linear form a*x + b, additive polynomials (a
         polynomial in each variable, summed) of degree 1 up to POLY_DEGREES[#vars], the
-        full quadratic for 2-4 variables, and a power law (power_law); the search fills
+        full quadratic for 2-4 variables, target transforms (transformed), rational
+        functions (rational), sums of trigonometric terms (trigonometric) and a power
+        law (power_law); the search fills
         the rest of the population at random. Their coefficients are fitted by one
         linear solve each, like any formula linear in its constants."""
         xs = [var(n, "float64") for n in self.names]
@@ -204,6 +215,8 @@ class RegressionProblem:
             if 2 <= len(xs) <= 4:
                 out.append(quadratic(xs, literals))
             out += transformed(self, xs, literals)
+            out += rational(self, xs)
+            out += trigonometric(self, xs)
         law = power_law(self.X, self.y, self.names, self.ops)
         return out + ([law] if law is not None else [])
 
@@ -235,7 +248,8 @@ class RegressionProblem:
         small denominators, taken from the latest refit) wherever refitting the others
         keeps the loss within what one free parameter is worth by the Bayesian
         information criterion (a factor exp(log(n) / n) for n rows: 1.5% at 400 rows,
-        0.09% at 10,000; on exact data the SNAP_FLOOR decides), then tidied (0*x and x*1
+        0.09% at 10,000; on exact data the SNAP_FLOOR decides; with a known noise_std
+        the noise's share of the variance may be added too), then tidied (0*x and x*1
         terms gone): 1.00001*x becomes x, and under noise a spurious 0.001*y**2 goes.
         Stops trying at `deadline` (time.monotonic())."""
         expr = item.expr
@@ -254,7 +268,7 @@ class RegressionProblem:
                                                      fixed={**fixed, i: candidate})
                     trial = with_constants(expr, trial_values, "float64")
                     loss = self.loss(trial)
-                    if loss <= item.objectives[0] * worth + SNAP_FLOOR:
+                    if loss <= item.objectives[0] * worth + self.snap_tolerance:
                         fixed[i], values = candidate, trial_values
                         item = Evaluated(trial, (loss, float(trial.tree_size())))
                         break
@@ -282,11 +296,14 @@ def _drop_zero_products(node: Expr, args) -> Expr | None:
 
 def _nearby_simple(c: float, limit: int = 3) -> list[float]:
     """Up to `limit` simple numbers within 1% of max(1, |c|) of c (c itself when it is
-    one), the smallest denominator first, then the nearest multiple p*pi/q (q in
+    one), the smallest denominator first, then c rounded to SIGNIFICANT digits or fewer
+    (textbook constants: 0.075, 0.05), then the nearest multiple p*pi/q (q in
     PI_DENOMINATORS; regressor's sympy() shows it with pi), if any."""
     near = 0.01 * max(1.0, abs(c))
     fractions = [round(c * d) / d for d in DENOMINATORS]
     out = list(dict.fromkeys(v for v in fractions if abs(v - c) <= near))[:limit]
+    decimals = [float(f"{c:.{k - 1}e}") for k in range(1, SIGNIFICANT + 1)]
+    out += [v for v in dict.fromkeys(decimals) if abs(v - c) <= near and v not in out]
     pis = sorted((v for _, _, v in pi_multiples(c) if abs(v - c) <= near and v not in out),
                  key=lambda v: abs(v - c))
     return out + pis[:1]
@@ -422,3 +439,155 @@ def transformed(problem: "RegressionProblem", xs: list[Expr], literal) -> list[E
         values = fit_least_squares(poly, columns, target)
         out.append(make(op, [with_constants(poly, values, "float64")]))
     return out
+
+
+def rational(problem: "RegressionProblem", xs: list[Expr]) -> list[Expr]:
+    """Seeds P/Q, P and Q sparse polynomials (total degrees RATIONAL_DEGREES), fitted
+    linearly as in SINDy-PI: y*Q = P is linear in the coefficients once one monomial of
+    Q, the lead, has coefficient 1. For each non-constant lead: least squares of y*lead
+    on P's monomials and -y*m for Q's other monomials m, then backward elimination
+    (elimination_path), from which two models are taken (sparse_choices). The leads
+    whose sparsest choice has the lowest loss give the seeds, RATIONAL_SEEDS of them.
+    Rational right-hand sides (saturation x/(1 + x), x*y/(1 + x**2)) are common in ODE
+    models and slow for GP to assemble."""
+    degrees = RATIONAL_DEGREES.get(len(xs))
+    if degrees is None or not {"add", "mul", "div"} <= set(problem.ops):
+        return []
+    rows = problem.fit_rows
+    X, y = problem.X[rows], problem.y[rows]
+    numerator, denominator = (_monomials(len(xs), d) for d in degrees)
+    with np.errstate(all="ignore"):
+        N = np.column_stack([np.prod(X[:, list(m)], axis=1) for m in numerator])
+        D = {m: np.prod(X[:, list(m)], axis=1) for m in denominator}
+    leads = []
+    for lead in denominator[1:]:
+        others = [m for m in denominator if m != lead]
+        with np.errstate(all="ignore"):
+            F = np.column_stack([N] + [-y * D[m] for m in others])
+            target = y * D[lead]
+        if not (np.all(np.isfinite(F)) and np.all(np.isfinite(target))):
+            continue
+        path = elimination_path(F, target, required=range(len(numerator)))
+        exprs = []
+        for coef in sparse_choices(path, float(target @ target), len(target)):
+            if not np.any(coef[:len(numerator)]):
+                continue
+            top = _weighted_sum([_monomial(xs, m) for m in numerator], coef[:len(numerator)])
+            rest = _weighted_sum([_monomial(xs, m) for m in others], coef[len(numerator):])
+            bottom = _monomial(xs, lead)
+            bottom = bottom if rest is None else make("add", [bottom, rest])
+            exprs.append(make("div", [top, bottom]))
+        losses = [problem.loss(e) for e in exprs]
+        if exprs and losses[0] < LOSS_CAP:
+            leads.append((losses[0], [e for e, v in zip(exprs, losses) if v < LOSS_CAP]))
+    leads.sort(key=lambda item: item[0])
+    return list(dict.fromkeys(e for _, exprs in leads[:RATIONAL_SEEDS] for e in exprs))
+
+
+def trigonometric(problem: "RegressionProblem", xs: list[Expr]) -> list[Expr]:
+    """Seeds sum c_k * f_k, sparse, over SINDy's usual library: the monomials of degree
+    up to 2 (1 for 5+ variables) and sin and cos of each variable and, for up to
+    TRIG_PAIRS variables, of each pair's sum and difference; fitted by backward
+    elimination (elimination_path), two models taken (sparse_choices). Pendulum and
+    coupled-phase models (0.5*sin(x - y) - sin(x)) are such sums, and GP rarely
+    assembles several trigonometric terms with the right phases at once."""
+    ops = set(problem.ops)
+    if not {"sin", "cos", "add", "mul"} <= ops:
+        return []
+    args = list(xs)
+    if len(xs) <= TRIG_PAIRS:
+        for a, b in itertools.combinations(xs, 2):
+            args += [make("add", [a, b])] + ([make("sub", [a, b])] if "sub" in ops else [])
+    degree = 2 if len(xs) <= 4 else 1
+    terms = [_monomial(xs, m) for m in _monomials(len(xs), degree)] + \
+        [make(f, [a]) for a in args for f in ("sin", "cos")]
+    rows = problem.fit_rows
+    columns, y = problem.columns(rows), problem.y[rows]
+    with np.errstate(all="ignore"):
+        F = np.column_stack([np.ones(len(rows)) if t is None else np.broadcast_to(
+            evaluate(t, {n: columns[n] for n in t.var_names()}), (len(rows),))
+            for t in terms])
+    if not np.all(np.isfinite(F)):
+        return []
+    path = elimination_path(F, y)
+    return [_weighted_sum(terms, c) for c in sparse_choices(path, float(y @ y), len(y))
+            if np.any(c)]
+
+
+def sparse_choices(path: list, energy: float, n: int) -> list[np.ndarray]:
+    """Two models from an elimination path: the one before the largest relative rise of
+    the residual (the gap between fitting the data and fitting its noise: on exact
+    data, dropping a spurious term raises the residual by little, a true one by orders
+    of magnitude), and the one of lowest BIC n*log(RSS/n) + k*log(n) (the same when
+    they agree). Residuals are floored at SNAP_FLOOR times the target's energy, so
+    rounding noise does not count as signal."""
+    if not path:
+        return []
+    floor = SNAP_FLOOR * energy
+    logs = np.log([rss + floor for _, rss in path])
+    gap = int(np.argmax(np.diff(logs))) if len(path) > 1 else 0
+    sizes = np.array([np.count_nonzero(c) for c, _ in path])
+    bic = n * (logs - math.log(n)) + sizes * math.log(n)
+    return [path[i][0] for i in dict.fromkeys([gap, int(np.argmin(bic))])]
+
+
+def _monomials(count: int, degree: int) -> list[tuple]:
+    """Monomials in `count` variables up to total `degree`, as sorted index tuples (the
+    constant () first)."""
+    return [m for d in range(degree + 1)
+            for m in itertools.combinations_with_replacement(range(count), d)]
+
+
+def _monomial(xs: list[Expr], m: tuple) -> Expr | None:
+    """The product of xs[i] for i in m; None for the constant monomial ()."""
+    return _product([xs[i] for i in m]) if m else None
+
+
+def _weighted_sum(terms: list, coef) -> Expr | None:
+    """sum of c * term over the nonzero coefficients c (a term None is the constant 1);
+    None when every coefficient is 0."""
+    out = None
+    for term, c in zip(terms, coef):
+        if c != 0:
+            piece = const(float(c), "float64")
+            piece = piece if term is None else make("mul", [piece, term])
+            out = piece if out is None else make("add", [out, piece])
+    return out
+
+
+def elimination_path(F: np.ndarray, target: np.ndarray, required=()) -> list:
+    """Backward elimination for the least-squares fit of target on F's columns: from
+    all columns, drop one at a time the column whose removal raises the residual least,
+    keeping at least one of the `required` columns. Returns [(coefficients with 0 for
+    dropped columns, residual sum of squares)], all columns first, the empty model last;
+    [] when the problem is degenerate (fewer rows than columns, a zero column or
+    target)."""
+    n, k = F.shape
+    norms = np.linalg.norm(F, axis=0)
+    if n <= k or not np.any(target) or not np.all(norms > 0):
+        return []
+    Fs, required, active = F / norms, set(required), list(range(k))
+    path = []
+    while True:
+        A = Fs[:, active]
+        beta = np.linalg.lstsq(A, target, rcond=None)[0]
+        r = target - A @ beta
+        coef = np.zeros(k)
+        coef[active] = beta / norms[active]
+        if not np.all(np.isfinite(coef)):
+            break
+        path.append((coef, float(r @ r)))
+        # the residual's rise when column i goes: beta_i^2 / ((A^T A)^-1)_ii
+        inverse_diag = np.sum(np.linalg.pinv(A) ** 2, axis=1)
+        with np.errstate(all="ignore"):
+            rise = np.where(inverse_diag > 0, beta ** 2 / inverse_diag, 0.0)
+        if len(required.intersection(active)) == 1:
+            rise[[i for i, c in enumerate(active) if c in required]] = np.inf
+        drop = int(np.argmin(rise))
+        if len(active) == 1:
+            path.append((np.zeros(k), float(target @ target)))
+            break
+        if not np.isfinite(rise[drop]):
+            break
+        del active[drop]
+    return path

@@ -111,6 +111,11 @@ def test_discard_drops_the_rows_where_a_second_estimator_disagrees(times):
         return np.max(np.abs(d.dX - truth[rows]) / np.sqrt(np.mean(truth ** 2, axis=0)), axis=1)
     assert errors(kept).max() < errors(every).max() / 10
     assert not set(every.t[np.argsort(errors(every))[-5:]]) & set(kept.t)  # the worst went
+    # the gap between the estimators on the kept rows bounds the error left (it is the
+    # less accurate estimator's error, mostly), and it is small where both are good
+    assert every.error is None and kept.error.shape == (2,)
+    actual = np.sqrt(np.mean((kept.dX - truth[np.searchsorted(t, kept.t)]) ** 2, axis=0))
+    assert np.all(actual < 3 * kept.error) and np.all(kept.error < 1e-2 * np.abs(truth).max(0))
 
 
 @pytest.mark.parametrize("args, kwargs, match", [

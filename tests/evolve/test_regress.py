@@ -290,3 +290,82 @@ def test_front_respects_max_size_though_seeds_are_larger():
                              random_state=0).fit(X, y)
     assert wide.equations_["loss"].min() < 1e-20
     assert wide.equations_["complexity"].iloc[wide.best_index_] <= 40
+
+
+def test_rational_seed_recovers_a_sparse_rational():
+    """y = (x*z - 1)/(z**2 + 3): the linearized fit with lead z**2 and backward
+    elimination gives exactly the 2 + 1 true terms, and the seed is exact."""
+    from exprforge.engine.expr import var
+    from exprforge.evolve.tasks.regress import rational
+    X = np.random.default_rng(5).uniform(-2, 2, (300, 2))
+    y = (X[:, 0] * X[:, 1] - 1) / (X[:, 1] ** 2 + 3)
+    p = RegressionProblem(X, y, ("x", "z"))
+    seeds = rational(p, [var("x", "float64"), var("z", "float64")])
+    best = min(seeds, key=p.loss)
+    assert p.loss(best) < 1e-24
+    values = sorted(float(n.value) for n in best.toposort() if n.op == "const")
+    assert np.allclose(values, [-1, 1, 3], rtol=1e-12)    # no spurious term
+    x, z = sympy.symbols("x z", real=True)
+    from exprforge.regressor import _sympy
+    rounded = _sympy(best).xreplace({f: round(f) for f in _sympy(best).atoms(sympy.Float)})
+    assert sympy.simplify(rounded - (x * z - 1) / (z ** 2 + 3)) == 0
+    assert rational(RegressionProblem(X, y, ("x", "z"), ops=("add", "mul", "sin")),
+                    [var("x", "float64"), var("z", "float64")]) == []   # no div
+
+
+def test_elimination_path_and_the_gap_choice():
+    """On exact data the gap choice keeps exactly the true columns; with noise the BIC
+    choice is offered too; degenerate input gives no path."""
+    from exprforge.evolve.tasks.regress import elimination_path, sparse_choices
+    rng = np.random.default_rng(6)
+    F = rng.normal(size=(200, 8))
+    target = 3 * F[:, 1] - 0.5 * F[:, 4]
+    path = elimination_path(F, target)
+    assert [np.count_nonzero(c) for c, _ in path] == list(range(8, -1, -1))   # to empty
+    chosen = sparse_choices(path, float(target @ target), 200)[0]
+    assert np.flatnonzero(chosen).tolist() == [1, 4]
+    assert np.allclose(chosen[[1, 4]], [3, -0.5])
+    noisy = target + 0.01 * rng.normal(size=200)
+    choices = sparse_choices(elimination_path(F, noisy), float(noisy @ noisy), 200)
+    assert all(set(np.flatnonzero(c)) >= {1, 4} for c in choices)
+    keep = elimination_path(F, target, required=[0])   # column 0 is the last to go
+    assert np.flatnonzero(keep[-2][0]).tolist() == [0]
+    assert elimination_path(F[:5], target[:5]) == []            # fewer rows than columns
+    assert elimination_path(np.c_[F, np.zeros(200)], target) == []
+
+
+def test_snapping_to_short_decimals_and_with_known_noise():
+    """0.0750004 snaps to the textbook 0.075 (no fraction with a small denominator is
+    near); with a systematic error in the data (as in estimated derivatives) the fitted
+    constants absorb some of it and the exact ones are refused, unless noise_std says
+    the rise is within the error."""
+    from exprforge.evolve.tasks.regress import _nearby_simple
+    assert 0.075 in _nearby_simple(0.0750004) and 0.05 in _nearby_simple(0.0500013)
+    X = np.random.default_rng(7).uniform(1, 3, (400, 1))
+    exact = X[:, 0] * (1 - 0.075 * X[:, 0])
+    noise = 1e-4 * np.sin(5 * X[:, 0])
+    formula = parse("x0 * (1 - 0.07 * x0)", dtype="float64")
+    for noise_std, snaps in [(None, False), (1e-4, True)]:
+        p = RegressionProblem(X, exact + noise, ("x0",), noise_std=noise_std)
+        snapped = p.snap(p.evaluate(formula))
+        values = sorted(float(n.value) for n in snapped.expr.toposort() if n.op == "const")
+        assert (values == [0.075, 1.0]) == snaps, values
+    with pytest.raises(ValueError, match="noise_std"):
+        SymbolicRegressor(noise_std=-1.0).fit(X, exact)
+
+
+def test_trigonometric_seed_finds_a_sum_of_phases():
+    """y = 2*cos(a + b) - 0.3*a**2 + sin(c): the sparse fit over the library keeps the
+    three true terms; without sin or cos there is no such seed."""
+    from exprforge.engine.expr import var
+    from exprforge.evolve.tasks.regress import trigonometric
+    X = np.random.default_rng(9).uniform(-3, 3, (500, 3))
+    y = 2 * np.cos(X[:, 0] + X[:, 1]) - 0.3 * X[:, 0] ** 2 + np.sin(X[:, 2])
+    p = RegressionProblem(X, y, ("a", "b", "c"))
+    xs = [var(n, "float64") for n in ("a", "b", "c")]
+    best = min(trigonometric(p, xs), key=p.loss)
+    assert p.loss(best) < 1e-24
+    values = sorted(float(n.value) for n in best.toposort() if n.op == "const")
+    assert np.allclose(values, [-0.3, 1, 2], rtol=1e-12)
+    assert trigonometric(RegressionProblem(X, y, ("a", "b", "c"),
+                                           ops=("add", "mul", "sin")), xs) == []
