@@ -40,11 +40,13 @@ SNAP_PASSES = 3
 DENOMINATORS = (1, 2, 3, 4, 5, 6, 8, 10)
 PI_DENOMINATORS = (1, 2, 3, 4, 6)     # snapping also tries p*pi/q (a phase of pi/2, ...)
 SIGNIFICANT = 2          # ... and decimals of up to this many digits (0.075, 1.5e-3)
+NOISE_SLACK = 2.0        # snapping accepts a loss up to this times the noise's own
 POLY_DEGREES = (0, 6, 4, 3, 2)   # seed polynomials' degree by number of variables (4+: 2)
 RATIONAL_DEGREES = {1: (4, 2), 2: (3, 2), 3: (2, 2), 4: (2, 1)}   # (numerator,
 #   denominator) total degree of the rational seeds by number of variables; none for 5+
 RATIONAL_SEEDS = 3       # the rational seeds kept (the lowest losses)
 TRIG_PAIRS = 4           # trigonometric seeds use x_i +- x_j for up to this many variables
+TRIG_COLUMNS = 64        # and none when the library is wider (elimination costs ~k**3)
 
 
 def fit_least_squares(core: Expr, inputs: dict, target: np.ndarray,
@@ -174,8 +176,9 @@ class RegressionProblem:
                              "names do not agree")
         variance = float(np.var(self.y))
         self.scale = variance if variance > 0 else 1.0   # a constant target: plain MSE
-        noise = 0.0 if self.noise_std is None else float(self.noise_std) ** 2 / self.scale
-        self.snap_tolerance = max(SNAP_FLOOR, noise)
+        # the loss a true formula would have, from the noise alone (when known)
+        self.noise_loss = 0.0 if self.noise_std is None else \
+            float(self.noise_std) ** 2 / self.scale
         rows = np.arange(self.y.size)
         if rows.size > MAX_FIT_ROWS:   # a fixed random subset, the same in every worker
             rng = np.random.default_rng(derive_seed(self.seed, "fit rows") % 2**63)
@@ -248,8 +251,10 @@ class RegressionProblem:
         small denominators, taken from the latest refit) wherever refitting the others
         keeps the loss within what one free parameter is worth by the Bayesian
         information criterion (a factor exp(log(n) / n) for n rows: 1.5% at 400 rows,
-        0.09% at 10,000; on exact data the SNAP_FLOOR decides; with a known noise_std
-        the noise's share of the variance may be added too), then tidied (0*x and x*1
+        0.09% at 10,000; on exact data the SNAP_FLOOR decides), or keeps it within
+        NOISE_SLACK times the loss the noise alone gives (noise_std**2 / var(y), when
+        noise_std is known: the formula then fits as well as a true one would), then
+        tidied (0*x and x*1
         terms gone): 1.00001*x becomes x, and under noise a spurious 0.001*y**2 goes.
         Stops trying at `deadline` (time.monotonic())."""
         expr = item.expr
@@ -268,7 +273,8 @@ class RegressionProblem:
                                                      fixed={**fixed, i: candidate})
                     trial = with_constants(expr, trial_values, "float64")
                     loss = self.loss(trial)
-                    if loss <= item.objectives[0] * worth + self.snap_tolerance:
+                    if loss <= max(item.objectives[0] * worth + SNAP_FLOOR,
+                                   NOISE_SLACK * self.noise_loss):
                         fixed[i], values = candidate, trial_values
                         item = Evaluated(trial, (loss, float(trial.tree_size())))
                         break
@@ -295,15 +301,17 @@ def _drop_zero_products(node: Expr, args) -> Expr | None:
 
 
 def _nearby_simple(c: float, limit: int = 3) -> list[float]:
-    """Up to `limit` simple numbers within 1% of max(1, |c|) of c (c itself when it is
-    one), the smallest denominator first, then c rounded to SIGNIFICANT digits or fewer
-    (textbook constants: 0.075, 0.05), then the nearest multiple p*pi/q (q in
-    PI_DENOMINATORS; regressor's sympy() shows it with pi), if any."""
+    """Simple numbers near c (c itself when it is one): up to `limit` fractions within
+    1% of max(1, |c|) of c, the smallest denominator first; then c rounded to
+    SIGNIFICANT digits or fewer (textbook constants: 0.075, 0.05) where that moves it
+    by under 1% of |c|; then the nearest multiple p*pi/q (q in PI_DENOMINATORS;
+    regressor's sympy() shows it with pi) within the first window, if any."""
     near = 0.01 * max(1.0, abs(c))
     fractions = [round(c * d) / d for d in DENOMINATORS]
     out = list(dict.fromkeys(v for v in fractions if abs(v - c) <= near))[:limit]
     decimals = [float(f"{c:.{k - 1}e}") for k in range(1, SIGNIFICANT + 1)]
-    out += [v for v in dict.fromkeys(decimals) if abs(v - c) <= near and v not in out]
+    out += [v for v in dict.fromkeys(decimals) if abs(v - c) <= 0.01 * abs(c) and
+            v not in out]
     pis = sorted((v for _, _, v in pi_multiples(c) if abs(v - c) <= near and v not in out),
                  key=lambda v: abs(v - c))
     return out + pis[:1]
@@ -446,8 +454,9 @@ def rational(problem: "RegressionProblem", xs: list[Expr]) -> list[Expr]:
     linearly as in SINDy-PI: y*Q = P is linear in the coefficients once one monomial of
     Q, the lead, has coefficient 1. For each non-constant lead: least squares of y*lead
     on P's monomials and -y*m for Q's other monomials m, then backward elimination
-    (elimination_path), from which two models are taken (sparse_choices). The leads
-    whose sparsest choice has the lowest loss give the seeds, RATIONAL_SEEDS of them.
+    (elimination_path), from which two models are taken (sparse_choices). The
+    RATIONAL_SEEDS leads whose first choice (the gap's) has the lowest loss give the
+    seeds.
     Rational right-hand sides (saturation x/(1 + x), x*y/(1 + x**2)) are common in ODE
     models and slow for GP to assemble."""
     degrees = RATIONAL_DEGREES.get(len(xs))
@@ -490,7 +499,8 @@ def trigonometric(problem: "RegressionProblem", xs: list[Expr]) -> list[Expr]:
     TRIG_PAIRS variables, of each pair's sum and difference; fitted by backward
     elimination (elimination_path), two models taken (sparse_choices). Pendulum and
     coupled-phase models (0.5*sin(x - y) - sin(x)) are such sums, and GP rarely
-    assembles several trigonometric terms with the right phases at once."""
+    assembles several trigonometric terms with the right phases at once. None for a
+    library of more than TRIG_COLUMNS terms (21+ variables)."""
     ops = set(problem.ops)
     if not {"sin", "cos", "add", "mul"} <= ops:
         return []
@@ -501,6 +511,8 @@ def trigonometric(problem: "RegressionProblem", xs: list[Expr]) -> list[Expr]:
     degree = 2 if len(xs) <= 4 else 1
     terms = [_monomial(xs, m) for m in _monomials(len(xs), degree)] + \
         [make(f, [a]) for a in args for f in ("sin", "cos")]
+    if len(terms) > TRIG_COLUMNS:
+        return []
     rows = problem.fit_rows
     columns, y = problem.columns(rows), problem.y[rows]
     with np.errstate(all="ignore"):
@@ -524,9 +536,9 @@ def sparse_choices(path: list, energy: float, n: int) -> list[np.ndarray]:
     if not path:
         return []
     floor = SNAP_FLOOR * energy
-    logs = np.log([rss + floor for _, rss in path])
+    logs = np.log([rss + floor for _, rss, _ in path])
     gap = int(np.argmax(np.diff(logs))) if len(path) > 1 else 0
-    sizes = np.array([np.count_nonzero(c) for c, _ in path])
+    sizes = np.array([size for _, _, size in path])
     bic = n * (logs - math.log(n)) + sizes * math.log(n)
     return [path[i][0] for i in dict.fromkeys([gap, int(np.argmin(bic))])]
 
@@ -557,37 +569,50 @@ def _weighted_sum(terms: list, coef) -> Expr | None:
 
 def elimination_path(F: np.ndarray, target: np.ndarray, required=()) -> list:
     """Backward elimination for the least-squares fit of target on F's columns: from
-    all columns, drop one at a time the column whose removal raises the residual least,
-    keeping at least one of the `required` columns. Returns [(coefficients with 0 for
-    dropped columns, residual sum of squares)], all columns first, the empty model last;
-    [] when the problem is degenerate (fewer rows than columns, a zero column or
-    target)."""
+    all columns (less any that are 0 on every row), drop one at a time the column whose
+    removal raises the residual least (while the columns are dependent, one in their
+    null space: it costs nothing), keeping one of the `required` columns while any is
+    left. Returns [(coefficients, 0 for dropped columns; residual sum of squares;
+    number of columns)], the most columns first, the empty model last; [] when there are no more rows than
+    columns or the data are not finite."""
     n, k = F.shape
-    norms = np.linalg.norm(F, axis=0)
-    if n <= k or not np.any(target) or not np.all(norms > 0):
+    with np.errstate(all="ignore"):
+        norms = np.linalg.norm(F, axis=0)
+        energy = float(target @ target)
+    if n <= k or not (np.all(np.isfinite(norms)) and 0 < energy < np.inf):
         return []
-    Fs, required, active = F / norms, set(required), list(range(k))
+    active = [i for i in range(k) if norms[i] > 0]
+    Fs = F / np.where(norms > 0, norms, 1.0)
+    required = set(required)
     path = []
-    while True:
-        A = Fs[:, active]
-        beta = np.linalg.lstsq(A, target, rcond=None)[0]
-        r = target - A @ beta
+    while active:
+        with np.errstate(all="ignore"):
+            step = _elimination_step(Fs[:, active], target)
+        if step is None:
+            return path
+        beta, rss, rise = step
         coef = np.zeros(k)
         coef[active] = beta / norms[active]
-        if not np.all(np.isfinite(coef)):
-            break
-        path.append((coef, float(r @ r)))
-        # the residual's rise when column i goes: beta_i^2 / ((A^T A)^-1)_ii
-        inverse_diag = np.sum(np.linalg.pinv(A) ** 2, axis=1)
-        with np.errstate(all="ignore"):
-            rise = np.where(inverse_diag > 0, beta ** 2 / inverse_diag, 0.0)
-        if len(required.intersection(active)) == 1:
-            rise[[i for i, c in enumerate(active) if c in required]] = np.inf
-        drop = int(np.argmin(rise))
-        if len(active) == 1:
-            path.append((np.zeros(k), float(target @ target)))
-            break
-        if not np.isfinite(rise[drop]):
-            break
-        del active[drop]
+        path.append((coef, rss, len(active)))
+        last = [i for i, c in enumerate(active) if c in required]
+        if len(last) == 1 and len(active) > 1:
+            rise[last] = np.inf
+        del active[int(np.argmin(rise))]
+    path.append((np.zeros(k), energy, 0))
     return path
+
+
+def _elimination_step(A: np.ndarray, target: np.ndarray):
+    """(least-squares coefficients on A's columns, residual sum of squares, each
+    column's cost of removal), or None when they are not finite."""
+    U, S, Vt = np.linalg.svd(A, full_matrices=False)
+    keep = S > S[0] * A.shape[1] * np.finfo(float).eps
+    beta = Vt[keep].T @ ((U[:, keep].T @ target) / S[keep])
+    r = target - A @ beta
+    rss = float(r @ r)
+    if not (np.all(np.isfinite(beta)) and np.isfinite(rss)):
+        return None
+    if not np.all(keep):    # dependent columns: drop one the others can stand in for
+        return beta, rss, -np.abs(Vt[-1])
+    # the residual's rise when column i goes: beta_i^2 / ((A^T A)^-1)_ii
+    return beta, rss, beta ** 2 / np.sum((Vt.T / S) ** 2, axis=1)

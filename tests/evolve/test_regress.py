@@ -321,7 +321,7 @@ def test_elimination_path_and_the_gap_choice():
     F = rng.normal(size=(200, 8))
     target = 3 * F[:, 1] - 0.5 * F[:, 4]
     path = elimination_path(F, target)
-    assert [np.count_nonzero(c) for c, _ in path] == list(range(8, -1, -1))   # to empty
+    assert [size for _, _, size in path] == list(range(8, -1, -1))   # to empty
     chosen = sparse_choices(path, float(target @ target), 200)[0]
     assert np.flatnonzero(chosen).tolist() == [1, 4]
     assert np.allclose(chosen[[1, 4]], [3, -0.5])
@@ -331,7 +331,13 @@ def test_elimination_path_and_the_gap_choice():
     keep = elimination_path(F, target, required=[0])   # column 0 is the last to go
     assert np.flatnonzero(keep[-2][0]).tolist() == [0]
     assert elimination_path(F[:5], target[:5]) == []            # fewer rows than columns
-    assert elimination_path(np.c_[F, np.zeros(200)], target) == []
+    # a zero column is left out; of duplicated columns one goes first, at no cost
+    zero = elimination_path(np.c_[F, np.zeros(200)], target)
+    assert len(zero) == 9 and all(c[8] == 0 for c, _, _ in zero)
+    twin = elimination_path(np.c_[F[:, 1], F], target)
+    assert twin[1][1] < 1e-20 and np.count_nonzero(twin[1][0][[0, 2]]) == 1
+    chosen = sparse_choices(twin, float(target @ target), 200)[0]
+    assert np.count_nonzero(chosen) == 2 and np.isclose(chosen[5], -0.5)
 
 
 def test_snapping_to_short_decimals_and_with_known_noise():
@@ -341,6 +347,7 @@ def test_snapping_to_short_decimals_and_with_known_noise():
     the rise is within the error."""
     from exprforge.evolve.tasks.regress import _nearby_simple
     assert 0.075 in _nearby_simple(0.0750004) and 0.05 in _nearby_simple(0.0500013)
+    assert 0.08 not in _nearby_simple(0.0750004)   # decimals move c by under 1% of |c|
     X = np.random.default_rng(7).uniform(1, 3, (400, 1))
     exact = X[:, 0] * (1 - 0.075 * X[:, 0])
     noise = 1e-4 * np.sin(5 * X[:, 0])
@@ -369,3 +376,9 @@ def test_trigonometric_seed_finds_a_sum_of_phases():
     assert np.allclose(values, [-0.3, 1, 2], rtol=1e-12)
     assert trigonometric(RegressionProblem(X, y, ("a", "b", "c"),
                                            ops=("add", "mul", "sin")), xs) == []
+    # every seed converts to a search tree, with or without "sub" among the ops
+    from exprforge.evolve.primitives import from_expr, to_expr
+    for ops in [("add", "sub", "mul", "div", "sin", "cos"), ("add", "mul", "div", "sin", "cos")]:
+        q = RegressionProblem(X, y, ("a", "b", "c"), ops=ops)
+        for seed in q.seeds():
+            assert to_expr(from_expr(seed, q.pset), q.pset) == seed

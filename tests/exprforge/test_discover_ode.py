@@ -52,6 +52,14 @@ def test_recovers_the_oscillator(model):
         np.testing.assert_allclose(pred, found[i], rtol=1e-12, atol=1e-12)
 
 
+def test_each_regressor_gets_the_derivative_error_as_noise_std(model):
+    from exprforge.evolve.tasks.ode import estimate_derivatives
+    ts, Xs = samples()
+    d = estimate_derivatives(ts, Xs, trim=0.05, discard=0.2)
+    assert [model.regressors[n].noise_std for n in model.names] == list(d.error)
+    assert all(0 < e < 0.1 for e in d.error)   # 1e-3 relative noise on states of size ~1
+
+
 def test_rhs_integrates_and_follows_the_truth(model):
     y = model.rhs(0.0, np.array([0.3, -0.2]))
     assert y.shape == (2,)
