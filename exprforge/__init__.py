@@ -65,15 +65,12 @@ def compile(expr, target: str = "numba", dtype: str | None = None, args=None,
     parallel=True its rows run on Numba's threads).
     approx=True replaces float32 exp, exp2, log, log2, erf, tanh and sigmoid by the shipped
     programs verified under 1 ULP on every input (evolve/library.json): plain arithmetic
-    that vectorizes, where the C library is called once per element.
+    that vectorizes, where the C library is called once per element (`kernel.expr` is
+    the program with them inlined; the torch target differentiates the expression as
+    given and inlines them in the backward kernels too).
     Compiled code is kept in the kernel store and reused by later calls and processes."""
     from exprforge.targets.build import compile_kernel
-    if approx:
-        from exprforge.evolve.library import with_library_functions
-        if isinstance(expr, str):
-            expr = parse(expr, dtype=dtype or "float32")
-        expr = with_library_functions(expr)
-    return compile_kernel(expr, target, dtype, args, **options)
+    return compile_kernel(expr, target, dtype, args, approx=approx, **options)
 
 
 def save(kernel, name: str, overwrite: bool = True):

@@ -36,8 +36,8 @@ def rbf_expr(dtype: str = "float32") -> Expr:
 
 
 @cache
-def _kernel(dtype: str):
-    return compile_kernel(rbf_expr(dtype), "torch", None, ARGS)
+def _kernel(dtype: str, approx: bool):
+    return compile_kernel(rbf_expr(dtype), "torch", None, ARGS, approx=approx)
 
 
 def _kernel_dtype(x: torch.Tensor) -> str:
@@ -48,15 +48,18 @@ class GaussianRBF(torch.nn.Module):
     """y = W phi(f) + b with Gaussian radial basis functions phi_j on a generated kernel.
     Input (..., in_features), output (..., out_features). Centers start uniform in
     [-1, 1]^D, scales at `init_scale` (the same in every direction), W and b as in
-    torch.nn.Linear(n_centers, out_features)."""
+    torch.nn.Linear(n_centers, out_features). approx: in float32, the exp is the
+    library's verified program (0.87 ULP at worst, plain arithmetic that vectorizes,
+    forward and backward), not the C library's expf called per element."""
 
     def __init__(self, in_features: int, n_centers: int, out_features: int,
-                 init_scale: float = 1.0, bias: bool = True):
+                 init_scale: float = 1.0, bias: bool = True, approx: bool = True):
         super().__init__()
         if min(in_features, n_centers, out_features) < 1:
             raise ValueError("in_features, n_centers and out_features must be positive")
         self.in_features, self.n_centers = int(in_features), int(n_centers)
         self.out_features = int(out_features)
+        self.approx = bool(approx)
         self.centers = torch.nn.Parameter(torch.rand(n_centers, in_features) * 2 - 1)
         self.scales = torch.nn.Parameter(torch.full((n_centers, in_features),
                                                     float(init_scale)))
@@ -70,7 +73,8 @@ class GaussianRBF(torch.nn.Module):
         flat = f.reshape(-1, self.in_features)
         s, c = self.scales.to(f.dtype), self.centers.to(f.dtype)
         s2 = s * s
-        phi = _kernel(_kernel_dtype(f))((flat * flat) @ s2.T, flat @ (s2 * c).T, s.T, c.T)
+        dtype = _kernel_dtype(f)
+        phi = _kernel(dtype, self.approx and dtype == "float32")((flat * flat) @ s2.T, flat @ (s2 * c).T, s.T, c.T)
         return phi.reshape(*f.shape[:-1], self.n_centers)
 
     def forward(self, f):

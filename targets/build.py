@@ -52,12 +52,17 @@ def compile_kernel(expr, target: str = "numba", dtype: str | None = None, args=N
     if not isinstance(expr, Expr):
         raise TypeError(f"compile takes an Expr or expression text, not {type(expr).__name__}")
     module = target_module(target)
+    approx = bool(options.pop("approx", False))
     unknown = sorted(set(options) - set(module.OPTIONS))
     if unknown:
         raise TypeError(f"target {target} has no option(s) {', '.join(unknown)}; "
-                        f"options: {', '.join(module.OPTIONS) or 'none'}")
+                        f"options: {', '.join(('approx',) + tuple(module.OPTIONS))}")
     options = {**module.OPTIONS, **options}
-    plan = lower(expr, dtype, args, has=module.has)
+    program = expr
+    if approx:   # in the options only when set: other kernels keep their store keys
+        from exprforge.evolve.library import with_library_functions
+        options["approx"], program = True, with_library_functions(expr)
+    plan = lower(program, dtype, args, has=module.has)
     spec = spec_of(expr, target, dtype, args, options)
     source = module.source_of(plan, options)  # in the key: a new renderer means a new entry
     key = store.content_key({**spec, "platform": module.platform_key(), "source": source})

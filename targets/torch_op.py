@@ -130,7 +130,7 @@ class TorchKernel(Kernel):
         name, dtype = self.plan.params[index]
         if any(n == GRAD for n, _ in self.plan.params):
             raise ValueError(f"a variable named {GRAD} clashes with the backward's gradient")
-        expr = self.plan.expr
+        expr = self.source_expr
         g = var(GRAD, expr.dtype)
         if not any(isinstance(s, Reduce) for s in self.plan.steps):
             gradient = g * derive(expr, name)
@@ -141,10 +141,20 @@ class TorchKernel(Kernel):
         args = ((GRAD, expr.dtype),) + self.plan.params
         return compile_kernel(gradient, "torch", None, args, **self.options)
 
+    @property
+    def source_expr(self):
+        """The expression as compiled, before approx=True inlined library programs (the
+        backward differentiates exp, not its approximating program)."""
+        spec = self.cache_info.get("spec")
+        if not self.options.get("approx") or spec is None:
+            return self.plan.expr
+        from .build import expr_of
+        return expr_of(spec)
+
     @cache  # noqa: B019
     def _vjp(self, g):
         names = [self.plan.params[i][0] for i in self.differentiable]
-        return vjp(self.plan.expr, g, names)
+        return vjp(self.source_expr, g, names)
 
 
 _OPS: dict = {}

@@ -163,7 +163,7 @@ class RegressionProblem:
     ops: tuple = NGUYEN_OPS
     seed: int = 0
     extra_seeds: tuple = ()          # Exprs to start from (warm start: a previous front)
-    noise_std: float | None = None   # of y, when known: snapping may cost this much
+    noise_std: float | None = None   # of y, when known (snap() accepts a loss near it)
     cache: object = field(default_factory=FitnessCache)
 
     def __post_init__(self):
@@ -204,9 +204,9 @@ class RegressionProblem:
         polynomial in each variable, summed) of degree 1 up to POLY_DEGREES[#vars], the
         full quadratic for 2-4 variables, target transforms (transformed), rational
         functions (rational), sums of trigonometric terms (trigonometric) and a power
-        law (power_law); the search fills
-        the rest of the population at random. Their coefficients are fitted by one
-        linear solve each, like any formula linear in its constants."""
+        law (power_law); the search fills the rest of the population at random. The
+        coefficients of the polynomials are fitted by one linear solve each, like any
+        formula linear in its constants."""
         xs = [var(n, "float64") for n in self.names]
         out = list(self.extra_seeds) + list(xs)
         if "add" in self.ops and "mul" in self.ops:
@@ -254,8 +254,8 @@ class RegressionProblem:
         0.09% at 10,000; on exact data the SNAP_FLOOR decides), or keeps it within
         NOISE_SLACK times the loss the noise alone gives (noise_std**2 / var(y), when
         noise_std is known: the formula then fits as well as a true one would), then
-        tidied (0*x and x*1
-        terms gone): 1.00001*x becomes x, and under noise a spurious 0.001*y**2 goes.
+        tidied (0*x and x*1 terms gone): 1.00001*x becomes x, and under noise a
+        spurious 0.001*y**2 goes.
         Stops trying at `deadline` (time.monotonic())."""
         expr = item.expr
         _, _, values = parameters(expr)
@@ -456,8 +456,7 @@ def rational(problem: "RegressionProblem", xs: list[Expr]) -> list[Expr]:
     on P's monomials and -y*m for Q's other monomials m, then backward elimination
     (elimination_path), from which two models are taken (sparse_choices). The
     RATIONAL_SEEDS leads whose first choice (the gap's) has the lowest loss give the
-    seeds.
-    Rational right-hand sides (saturation x/(1 + x), x*y/(1 + x**2)) are common in ODE
+    seeds. Rational right-hand sides (saturation x/(1 + x), x*y/(1 + x**2)) are common in ODE
     models and slow for GP to assemble."""
     degrees = RATIONAL_DEGREES.get(len(xs))
     if degrees is None or not {"add", "mul", "div"} <= set(problem.ops):
@@ -573,8 +572,8 @@ def elimination_path(F: np.ndarray, target: np.ndarray, required=()) -> list:
     removal raises the residual least (while the columns are dependent, one in their
     null space: it costs nothing), keeping one of the `required` columns while any is
     left. Returns [(coefficients, 0 for dropped columns; residual sum of squares;
-    number of columns)], the most columns first, the empty model last; [] when there are no more rows than
-    columns or the data are not finite."""
+    number of columns)], the most columns first, the empty model last; [] when there
+    are no more rows than columns or the data are not finite."""
     n, k = F.shape
     with np.errstate(all="ignore"):
         norms = np.linalg.norm(F, axis=0)

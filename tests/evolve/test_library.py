@@ -118,6 +118,22 @@ def test_compile_with_library_functions():
     assert "exp" in {n.op for n in keep.expr.toposort()}   # float64 programs keep libm
 
 
+def test_torch_target_with_approx_differentiates_the_function_not_its_program():
+    """The backward of exp(x) * y with approx=True is exp(x) * y (inlined as the library
+    program again), not the derivative of the program's bit operations."""
+    import torch
+    k = xf.compile("exp(x) * y", target="torch", approx=True)
+    assert "exp" not in {n.op for n in k.expr.toposort()}
+    x = torch.linspace(-5, 5, 101, dtype=torch.float32, requires_grad=True)
+    y = torch.linspace(1, 2, 101, dtype=torch.float32, requires_grad=True)
+    k(x, y).sum().backward()
+    torch.testing.assert_close(x.grad, torch.exp(x.detach()) * y.detach(), rtol=3e-7, atol=0)
+    torch.testing.assert_close(y.grad, torch.exp(x.detach()), rtol=2e-7, atol=0)
+    for i in k.differentiable:
+        assert "exp" not in {n.op for n in k.backward_kernel(i).expr.toposort()}
+    assert k.options["approx"] and "approx" not in xf.compile("exp(x)", target="torch").options
+
+
 def test_cli_compile_approx(capsys):
     from exprforge.cli import main
     assert main(["compile", "tanh(x)", "--target", "llvm", "--approx", "--json"]) == 0

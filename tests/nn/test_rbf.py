@@ -88,8 +88,24 @@ def test_gradients_equal_the_direct_formulas_float32():
 
 
 def test_the_kernel_holds_the_per_center_sum():
-    k = _kernel("float64")
+    k = _kernel("float64", False)
     assert [s.node.attr for s in k.plan.steps if isinstance(s, Reduce)] == [(-2,)]
+
+
+def test_float32_uses_the_library_exp_forward_and_backward():
+    """approx (the default): no libm exp in the float32 kernel or its backward kernels;
+    approx=False keeps it; both agree with the direct formula (see the tests above)."""
+    fast, libm = _kernel("float32", True), _kernel("float32", False)
+    ops = {n.op for n in fast.expr.toposort()}
+    assert "exp" not in ops
+    assert "exp" in {n.op for n in libm.expr.toposort()}
+    for i in fast.differentiable:
+        assert "exp" not in {n.op for n in fast.backward_kernel(i).expr.toposort()}
+    m = _layer(3, 4, 2, torch.float32)
+    f = _features((8, 3), torch.float32)
+    plain = GaussianRBF(3, 4, 2, approx=False)
+    plain.load_state_dict(m.state_dict())
+    torch.testing.assert_close(m(f), plain(f), rtol=1e-6, atol=1e-6)
 
 
 def test_wrong_feature_count_is_refused():
@@ -124,11 +140,12 @@ def _kernel_args(dtype):
 def test_triton_forward():
     k = compile_kernel(rbf_expr("float32"), "triton", None, ARGS)
     args = _kernel_args(torch.float32)
-    torch.testing.assert_close(k(*args).cpu(), _kernel("float32")(*args), rtol=2e-6, atol=1e-7)
+    torch.testing.assert_close(k(*args).cpu(), _kernel("float32", True)(*args), rtol=2e-6,
+                               atol=1e-7)
 
 
 def test_triton_backward_programs():
-    cpu = _kernel("float64")
+    cpu = _kernel("float64", False)
     args = _kernel_args(torch.float64)
     grad = torch.randn(args[0].shape, generator=torch.Generator().manual_seed(3),
                        dtype=torch.float64)
