@@ -236,6 +236,9 @@ def _add_regress(p):
     who.add_argument("--scheduler", help="evaluate on a Dask cluster: tcp://HOST:PORT")
     p.add_argument("--selection", choices=SELECTIONS, default="best",
                    help="which front member is the model: best (default), accuracy, score")
+    p.add_argument("--noise-std", type=float, metavar="S",
+                   help="the standard deviation of the noise in the target, when known: "
+                        "constants may then snap to simple values that fit to that level")
     p.add_argument("--resume", action="store_true",
                    help="continue the search from --out DIR's checkpoint (same settings)")
 
@@ -256,7 +259,7 @@ def run_regress(args) -> dict:
         features = _other_numeric_columns(df, [args.target], args.data, "feature")
     from exprforge.regressor import SymbolicRegressor
     params = {**_regressor_params(args), "model_selection": args.selection,
-              "workers": args.scheduler or args.workers}
+              "workers": args.scheduler or args.workers, "noise_std": args.noise_std}
     reg = SymbolicRegressor(**params)
     run_dir = _run_dir(args, "regress")
     config = {"command": "regress", "data": str(args.data),

@@ -48,6 +48,7 @@ def test_regress_finds_the_line_and_writes_its_run_directory(capsys, tmp_path, l
     assert {"complexity", "r2", "stopped", "seconds", "evaluations"} <= set(model)
     config = json.loads((out / "config.json").read_text())
     assert config["target"] == "y" and config["population"] == 16 and config["seed"] == 0
+    assert config["noise_std"] is None
 
 
 def test_regress_text_output_and_default_run_directory(capsys, tmp_path, line_csv):
@@ -121,6 +122,8 @@ def test_warnings_are_one_line_each(capsys, tmp_path):
      ("--target", "y", "--ops", "add,frobnicate"), "frobnicate"),
     (dict(x=[1, 2, 3, 4, 5, 6.0], y=[1, 2, 3, 4, 5, 6.0]),
      ("--target", "y", "--workers", "0"), "--workers"),
+    (dict(x=[1, 2, 3, 4, 5, 6.0], y=[1, 2, 3, 4, 5, 6.0]),
+     ("--target", "y", "--noise-std", "-1"), "noise_std"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, columns, argv, mentions):
     path = tmp_path / "data.csv"
