@@ -425,9 +425,10 @@ TRANSFORMS = (("sqrt", "y * y"), ("exp", "log(y)"), ("log", "exp(y)"))
 
 
 def transformed(problem: "RegressionProblem", xs: list[Expr], literal) -> list[Expr]:
-    """Seeds op(P) with P the quadratic (additive for 5+ variables) fitted to the
+    """Seeds op(P) with P the quadratic (additive for 5+ variables; for one variable
+    the polynomial of degree POLY_DEGREES[1], as the plain seeds) fitted to the
     transformed target, for each op of TRANSFORMS at hand: y = sqrt((x2-x1)**2 + ...)
-    is a quadratic in y**2. AI Feynman tries such transforms of y before its polynomial
+    is a quadratic in y**2, log(x + 1) + log(x**2 + 1) a cubic in exp(y). AI Feynman tries such transforms of y before its polynomial
     fits; here they only start the search. P's coefficients come from one linear
     solve on the fit rows."""
     rows = problem.fit_rows
@@ -443,7 +444,8 @@ def transformed(problem: "RegressionProblem", xs: list[Expr], literal) -> list[E
         if not (np.all(np.isfinite(target)) and
                 np.allclose(back, y, rtol=1e-9, atol=1e-12 * np.max(np.abs(y)))):
             continue
-        poly = quadratic(xs, literal) if len(xs) <= 4 else polynomial(xs, 2, literal)
+        poly = polynomial(xs, POLY_DEGREES[1], literal) if len(xs) == 1 else \
+            quadratic(xs, literal) if len(xs) <= 4 else polynomial(xs, 2, literal)
         values = fit_least_squares(poly, columns, target)
         out.append(make(op, [with_constants(poly, values, "float64")]))
     return out

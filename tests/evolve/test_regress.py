@@ -382,3 +382,16 @@ def test_trigonometric_seed_finds_a_sum_of_phases():
         q = RegressionProblem(X, y, ("a", "b", "c"), ops=ops)
         for seed in q.seeds():
             assert to_expr(from_expr(seed, q.pset), q.pset) == seed
+
+
+def test_transformed_seed_of_one_variable_is_the_full_polynomial():
+    """log(x + 1) + log(x**2 + 1) is log of a cubic: the exp(y) transform fitted with the
+    degree-6 polynomial of the plain seeds gives it exactly."""
+    from exprforge.engine.expr import var
+    from exprforge.evolve.tasks.regress import _Literals, transformed
+    x = np.random.default_rng(10).uniform(0, 2, (20, 1))
+    y = np.log(x[:, 0] + 1) + np.log(x[:, 0] ** 2 + 1)
+    p = RegressionProblem(x, y, ("x",))
+    seeds = transformed(p, [var("x", "float64")], _Literals())
+    logs = [s for s in seeds if s.op == "log"]
+    assert len(logs) == 1 and p.loss(logs[0]) < 1e-24
