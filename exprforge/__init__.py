@@ -66,8 +66,8 @@ def compile(expr, target: str = "numba", dtype: str | None = None, args=None,
     approx=True replaces float32 exp, exp2, log, log2, erf, tanh and sigmoid by the shipped
     programs verified under 1 ULP on every input (evolve/library.json): plain arithmetic
     that vectorizes, where the C library is called once per element (`kernel.expr` is
-    the program with them inlined; the torch target differentiates the expression as
-    given and inlines them in the backward kernels too).
+    the program with them inlined, `kernel.source_expr` the expression as given; the
+    torch target differentiates the latter and inlines them in its backward kernels).
     Compiled code is kept in the kernel store and reused by later calls and processes."""
     from exprforge.targets.build import compile_kernel
     return compile_kernel(expr, target, dtype, args, approx=approx, **options)

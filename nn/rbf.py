@@ -74,7 +74,8 @@ class GaussianRBF(torch.nn.Module):
         s, c = self.scales.to(f.dtype), self.centers.to(f.dtype)
         s2 = s * s
         dtype = _kernel_dtype(f)
-        phi = _kernel(dtype, self.approx and dtype == "float32")((flat * flat) @ s2.T, flat @ (s2 * c).T, s.T, c.T)
+        approx = getattr(self, "approx", True) and dtype == "float32"   # older pickles lack it
+        phi = _kernel(dtype, approx)((flat * flat) @ s2.T, flat @ (s2 * c).T, s.T, c.T)
         return phi.reshape(*f.shape[:-1], self.n_centers)
 
     def forward(self, f):
@@ -84,5 +85,6 @@ class GaussianRBF(torch.nn.Module):
                                           self.linear.bias.to(phi.dtype))
 
     def extra_repr(self):
-        return f"{self.in_features}, n_centers={self.n_centers}, out={self.out_features}"
+        return (f"{self.in_features}, n_centers={self.n_centers}, out={self.out_features}, "
+                f"approx={getattr(self, 'approx', True)}")
 

@@ -11,6 +11,7 @@ import time
 import warnings
 
 from exprforge.codegen.lower import lower
+from exprforge.engine.evaluate import prepare
 from exprforge.engine.expr import Expr
 from exprforge.engine.parse import parse
 from exprforge.engine.printing import to_text
@@ -61,7 +62,8 @@ def compile_kernel(expr, target: str = "numba", dtype: str | None = None, args=N
     program = expr
     if approx:   # in the options only when set: other kernels keep their store keys
         from exprforge.evolve.library import with_library_functions
-        options["approx"], program = True, with_library_functions(expr)
+        # after the retyping to `dtype`: what is float32 then gets the programs
+        options["approx"], program = True, with_library_functions(prepare(expr, dtype))
     plan = lower(program, dtype, args, has=module.has)
     spec = spec_of(expr, target, dtype, args, options)
     source = module.source_of(plan, options)  # in the key: a new renderer means a new entry

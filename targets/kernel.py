@@ -33,7 +33,21 @@ class Kernel(ABC):
 
     @property
     def expr(self):
+        """The program the kernel runs (with approx=True, the library programs inlined)."""
         return self.plan.expr
+
+    @property
+    def source_expr(self):
+        """The expression as given (retyped to the kernel's dtype), before approx=True
+        inlined the library's programs: what the torch target differentiates (exp, not
+        its approximating program) and what `kernels bench` compares with NumPy."""
+        spec = self.cache_info.get("spec")
+        if not self.options.get("approx") or spec is None:
+            return self.plan.expr
+        from exprforge.engine.evaluate import prepare
+
+        from .build import expr_of
+        return prepare(expr_of(spec), spec["dtype"])
 
     @property
     def args(self) -> tuple:

@@ -141,16 +141,6 @@ class TorchKernel(Kernel):
         args = ((GRAD, expr.dtype),) + self.plan.params
         return compile_kernel(gradient, "torch", None, args, **self.options)
 
-    @property
-    def source_expr(self):
-        """The expression as compiled, before approx=True inlined library programs (the
-        backward differentiates exp, not its approximating program)."""
-        spec = self.cache_info.get("spec")
-        if not self.options.get("approx") or spec is None:
-            return self.plan.expr
-        from .build import expr_of
-        return expr_of(spec)
-
     @cache  # noqa: B019
     def _vjp(self, g):
         names = [self.plan.params[i][0] for i in self.differentiable]

@@ -428,9 +428,9 @@ def transformed(problem: "RegressionProblem", xs: list[Expr], literal) -> list[E
     """Seeds op(P) with P the quadratic (additive for 5+ variables; for one variable
     the polynomial of degree POLY_DEGREES[1], as the plain seeds) fitted to the
     transformed target, for each op of TRANSFORMS at hand: y = sqrt((x2-x1)**2 + ...)
-    is a quadratic in y**2, log(x + 1) + log(x**2 + 1) a cubic in exp(y). AI Feynman tries such transforms of y before its polynomial
-    fits; here they only start the search. P's coefficients come from one linear
-    solve on the fit rows."""
+    is a quadratic in y**2, log(x + 1) + log(x**2 + 1) a cubic in exp(y). AI Feynman
+    tries such transforms of y before its polynomial fits; here they only start the
+    search. P's coefficients come from one linear solve on the fit rows."""
     rows = problem.fit_rows
     y, columns = problem.y[rows], problem.columns(rows)
     out = []

@@ -132,6 +132,16 @@ def test_torch_target_with_approx_differentiates_the_function_not_its_program():
     for i in k.differentiable:
         assert "exp" not in {n.op for n in k.backward_kernel(i).expr.toposort()}
     assert k.options["approx"] and "approx" not in xf.compile("exp(x)", target="torch").options
+    # with a dtype: inlined after the retyping, differentiated in that dtype too
+    e64 = xf.parse("exp(x) * y", dtype="float64")
+    k32 = xf.compile(e64, target="torch", dtype="float32", approx=True)
+    assert "exp" not in {n.op for n in k32.expr.toposort()} and k32.source_expr.dtype == "float32"
+    for i in k32.differentiable:
+        back = k32.backward_kernel(i)
+        assert back.dtype == "float32" and "exp" not in {n.op for n in back.expr.toposort()}
+    k64 = xf.compile(xf.parse("exp(x)", dtype="float32"), target="llvm", dtype="float64",
+                     approx=True)
+    assert "exp" in {n.op for n in k64.expr.toposort()}   # float64: libm, no float32 program
 
 
 def test_cli_compile_approx(capsys):
@@ -139,4 +149,5 @@ def test_cli_compile_approx(capsys):
     assert main(["compile", "tanh(x)", "--target", "llvm", "--approx", "--json"]) == 0
     import json
     out = json.loads(capsys.readouterr().out)
-    assert "tanh" not in out["expr"] and "float64" in out["expr"]
+    assert out["expr"] == "tanh(x)" and out["options"]["approx"]   # as given; what runs:
+    assert "tanh" not in out["program"] and "float64" in out["program"]
