@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from exprforge.evolve.library import library, program
 
-_LOADED: dict = {}
+_LOADED: dict = {}   # name -> (the stored entry's key when loaded, the kernel)
 
 
 def _from_library(name: str):
@@ -31,14 +31,17 @@ def __getattr__(name: str):
         except LookupError:
             if name not in library():
                 raise
-            _LOADED[name] = _from_library(name)
-            return _LOADED[name]
-        cached = _LOADED.get(name)
-        if cached is None or cached.key != key:  # first use, or saved again since
-            _LOADED[name] = load(name)
+            kernel = _from_library(name)
+            _LOADED[name] = (kernel.key, kernel)
+            return kernel
+        # reload on first use, or when saved again since; compared with the entry's key,
+        # not the kernel's: a kernel rebuilt under a new key (a changed renderer or
+        # library program) is loaded once, not on every access
+        if _LOADED.get(name, (None,))[0] != key:
+            _LOADED[name] = (key, load(name))
     except (LookupError, ValueError, store.CorruptEntry) as e:
         raise ImportError(str(e), name=__name__) from None
-    return _LOADED[name]
+    return _LOADED[name][1]
 
 
 def __dir__():

@@ -175,6 +175,22 @@ def test_a_name_saved_again_loads_the_new_kernel(fresh_store):
     assert kernels.again(np.float32(1)) == 100
 
 
+def test_a_kernel_rebuilt_under_a_new_key_loads_once(fresh_store, monkeypatch):
+    """An entry whose key no longer matches what its spec builds (the renderer or a
+    library program changed since it was saved) is rebuilt on first use and then kept,
+    not loaded again on every attribute access."""
+    import exprforge.kernels as kernels
+    from exprforge.targets import build
+    xf.save(xf.compile("x + 2", target="llvm"), "stale")
+    entry = store.read_entry("stale")
+    store.save_entry("stale", {**entry, "key": "0" * len(entry["key"])})
+    loads = []
+    real_load = build.load
+    monkeypatch.setattr(build, "load", lambda name: loads.append(name) or real_load(name))
+    assert kernels.stale(np.float32(1)) == 3 and kernels.stale(np.float32(2)) == 4
+    assert loads == ["stale"]
+
+
 def test_loading_writes_nothing(fresh_store):
     e = xf.parse("x - 1", dtype="float32")
     for target in ("llvm", "numba"):
