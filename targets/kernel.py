@@ -8,6 +8,7 @@ types (Triton, on torch tensors) also override the conversions.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from functools import cached_property
 
 import numpy as np
 
@@ -36,11 +37,12 @@ class Kernel(ABC):
         """The program the kernel runs (with approx=True, the library programs inlined)."""
         return self.plan.expr
 
-    @property
+    @cached_property
     def source_expr(self):
         """The expression as given (retyped to the kernel's dtype), before approx=True
         inlined the library's programs: what the torch target differentiates (exp, not
-        its approximating program) and what `kernels bench` compares with NumPy."""
+        its approximating program) and what `kernels bench` compares with NumPy. Parsed
+        from the stored spec once per kernel."""
         spec = self.cache_info.get("spec")
         if not self.options.get("approx") or spec is None:
             return self.plan.expr
