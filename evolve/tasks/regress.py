@@ -31,6 +31,7 @@ from ..executors import FitnessCache, derive_seed
 from ..fitting import parameters, with_constants
 from ..primitives import primitive_set
 from ..search import Evaluated
+from .enumeration import enumerated_terms
 
 NGUYEN_OPS = ("add", "sub", "mul", "div", "sin", "cos", "exp", "log")
 LOSS_CAP = 1e30        # the loss of a formula that is NaN or infinite somewhere
@@ -203,7 +204,8 @@ class RegressionProblem:
         """The variables, each in a linear form a*x + b, additive polynomials (a
         polynomial in each variable, summed) of degree 1 up to POLY_DEGREES[#vars], the
         full quadratic for 2-4 variables, target transforms (transformed), rational
-        functions (rational), sums of trigonometric terms (trigonometric) and a power
+        functions (rational), sums of trigonometric terms (trigonometric), affine fits
+        of one or two enumerated formulas (enumeration.enumerated_terms) and a power
         law (power_law); the search fills the rest of the population at random. The
         coefficients of the polynomials are fitted by one linear solve each, like any
         formula linear in its constants."""
@@ -220,6 +222,8 @@ class RegressionProblem:
             out += transformed(self, xs, literals)
             out += rational(self, xs)
             out += trigonometric(self, xs)
+            out += [polynomial(terms, 1, literals)
+                    for terms in enumerated_terms(self, SNAP_FLOOR)]
         law = power_law(self.X, self.y, self.names, self.ops)
         return out + ([law] if law is not None else [])
 
