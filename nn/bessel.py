@@ -30,6 +30,7 @@ same compiled kernels at v + 1; v gets no gradient.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from fractions import Fraction
 from functools import cache
 
@@ -38,18 +39,38 @@ import numpy as np
 from exprforge.engine.expr import F, Expr, var
 
 ARGS = ("v", "x")
-DEBYE_V = 25        # Debye from here on (12 terms reach round-off from v = 20 on);
-                    # below it the recurrences climb to it
-DEBYE_TERMS = 12
+DEBYE_V = 25        # Debye from here on; below it the recurrences climb to it
 SERIES_X = 10.0     # log I power series for x <= this (when v < DEBYE_V)
-SERIES_TERMS = 30
 TEMME_X = 2.0       # log K, v < DEBYE_V: Temme's series for x <= this,
 QUAD_X = 5.0        # the trapezoid rule up to this, Steed's continued fraction above
-TEMME_TERMS = 20
-RGAMMA_TERMS = 26   # Taylor terms of 1/Gamma(1 + z) for |z| <= 1/2
-QUAD_NODES = 64     # trapezoid nodes for K_mu, K_{mu+1}
-STEED_TERMS = 30
-CHUNK = 8           # recurrence ratios multiplied before one log (each <= 5e7 for x >= 1e-6)
+WIDE = "float64"    # the large terms of the logarithms, in every program (see Terms)
+CHUNK = 8           # recurrence steps between rescalings (the I recurrence runs at
+                    # x > SERIES_X, K's is scaled: each step's coefficient is <= 26)
+
+
+@dataclass(frozen=True)
+class Terms:
+    """The lengths of the series of one precision (each the fewest that reach its
+    round-off on the region where it is used; see tests/nn/test_bessel.py)."""
+    debye: int          # u_k(t) / v**k terms (12 reach float64 round-off from v = 20 on)
+    series: int         # terms of the log I power series (x <= SERIES_X)
+    lgamma: int         # (zeta(k) - 1) terms of log Gamma(2 + u), |u| <= 1/2
+    stirling: int       # Stirling terms of log Gamma at z >= 9
+    temme: int          # terms of Temme's series
+    rgamma: int         # Taylor terms of 1/Gamma(1 + z), |z| <= 1/2
+    quad: int           # trapezoid nodes for K_mu, K_{mu+1}
+    steed: int          # steps of Steed's continued fraction
+    hankel_x: float     # log K, v < DEBYE_V: the large-x (Hankel) expansion above this x;
+    hankel: int         # its terms (Steed's q_k overflow float32 from x ~ 100 on)
+
+
+TERMS = {"float64": Terms(debye=12, series=30, lgamma=29, stirling=10, temme=20, rgamma=26,
+                          quad=64, steed=30, hankel_x=math.inf, hankel=0),
+         # each about one and a half times the fewest that reach float32 round-off (the
+         # Debye and log Gamma tails by their bounds: u_5(t) / 25**5 <= 2e-9, a Stirling
+         # term after 4 <= 1e-10; the others measured against the float64 program)
+         "float32": Terms(debye=5, series=16, lgamma=14, stirling=4, temme=12, rgamma=14,
+                          quad=24, steed=12, hankel_x=30.0, hankel=6)}
 
 
 @cache
@@ -81,12 +102,12 @@ def _poly(coefs, y):
     return acc
 
 
-def _debye_sum(nu: Expr, r: Expr, sign: float) -> Expr:
+def _debye_sum(nu: Expr, r: Expr, sign: float, terms: Terms) -> Expr:
     """sum_{k>=1} (sign)^k u_k(t) / nu^k, t = nu / r, r = hypot(nu, x)."""
     t = nu / r
     w, tau = sign * (t / nu), t * t
     acc = None
-    for q in reversed(_debye_polys(DEBYE_TERMS)):
+    for q in reversed(_debye_polys(terms.debye)):
         term = _poly(q, tau)
         acc = term if acc is None else term + w * acc
     return w * acc
@@ -97,24 +118,30 @@ def _phase(nu: Expr, x: Expr, r: Expr) -> Expr:
     return r + nu * F.log(x / (nu + r))
 
 
-def _log_i_debye(nu, x):
+def _wide(e):
+    """e in WIDE (a no-op for WIDE programs and for Python numbers)."""
+    return e if not isinstance(e, Expr) or e.dtype == WIDE else e.cast(WIDE)
+
+
+def _narrow(e, dtype):
+    return e if e.dtype == dtype else e.cast(dtype)
+
+
+def _log_debye(nu, x, terms, narrow, sign):
+    """log I (sign 1) or log K (sign -1) by Debye; nu and x in WIDE, the sum in `narrow`."""
     r = F.hypot(nu, x)
-    return (_phase(nu, x, r) - 0.5 * math.log(2 * math.pi) - 0.5 * F.log(r)
-            + F.log1p(_debye_sum(nu, r, 1.0)))
+    lead = _phase(nu, x, r) - 0.5 * math.log(2 * math.pi) if sign > 0 else \
+        -_phase(nu, x, r) + 0.5 * math.log(math.pi / 2)
+    total = _debye_sum(_narrow(nu, narrow), _narrow(r, narrow), float(sign), terms)
+    return lead - 0.5 * F.log(r) + _wide(F.log1p(total))
 
 
-def _log_k_debye(nu, x):
-    r = F.hypot(nu, x)
-    return (-_phase(nu, x, r) + 0.5 * math.log(math.pi / 2) - 0.5 * F.log(r)
-            + F.log1p(_debye_sum(nu, r, -1.0)))
-
-
-def _log_ratio_i_debye(nu, x):
+def _log_ratio_i_debye(nu, x, terms):
     """log(I_{nu+1}(x) / I_nu(x)) from the Debye forms, without their large cancellation."""
     r0, r1 = F.hypot(nu, x), F.hypot(nu + 1, x)
     dr = (2 * nu + 1) / (r0 + r1)
     dphase = dr + F.log(x / (nu + 1 + r1)) - nu * F.log1p((1 + dr) / (nu + r0))
-    s0, s1 = _debye_sum(nu, r0, 1.0), _debye_sum(nu + 1, r1, 1.0)
+    s0, s1 = _debye_sum(nu, r0, 1.0, terms), _debye_sum(nu + 1, r1, 1.0, terms)
     return (dphase - 0.25 * F.log1p((2 * nu + 1) / (r0 * r0))
             + F.log1p((s1 - s0) / (1 + s0)))
 
@@ -128,9 +155,10 @@ def _lgamma_constants():
     return small, stirling, float(1 - mpmath.euler)
 
 
-def _lgamma1p(v: Expr) -> Expr:
+def _lgamma1p(v: Expr, terms: Terms) -> Expr:
     """log Gamma(1 + v) for 0 <= v < DEBYE_V, accurate near its zeros (v = 0, 1)."""
     small, stirling, c1 = _lgamma_constants()
+    small, stirling = small[:terms.lgamma], stirling[:terms.stirling]
     u = F.where(v < 0.5, v, v - 1)                 # log Gamma(2 + u) = u(1-gamma) + ...
     acc = small[-1]
     for c in reversed(small[:-1]):
@@ -150,13 +178,14 @@ def _lgamma1p(v: Expr) -> Expr:
     return F.where(v < 1.5, near, far)
 
 
-def _log_i_series(v, x):
+def _log_i_series(v, x, terms):
     q = x * x * 0.25
     s = None
-    for k in range(SERIES_TERMS, 0, -1):
+    for k in range(terms.series, 0, -1):
         a = q / (k * (v + k))
         s = a if s is None else a * (1 + s)
-    return v * F.log(x * 0.5) - _lgamma1p(v) + F.log1p(s)
+    v, x = _wide(v), _wide(x)
+    return v * F.log(x * 0.5) - _lgamma1p(v, terms) + _wide(F.log1p(s))
 
 
 def _three_term(prev, cur, coef, active, back=1.0):
@@ -169,42 +198,53 @@ def _three_term(prev, cur, coef, active, back=1.0):
         on = active(j)
         prev, cur = F.where(on, cur, prev), F.where(on, back * prev + coef(j) * cur, cur)
         if j % CHUNK == 0 or j == DEBYE_V:
-            total = F.log(cur) if total is None else total + F.log(cur)
+            scale = F.log(_wide(cur))
+            total = scale if total is None else total + scale
             prev, cur = prev / cur, 1.0
     return prev, cur, total
 
 
-def _log_i_recur(v, x):
+def _log_i_recur(v, x, terms):
     """Debye at top = v + m >= DEBYE_V, then m steps of the downward recurrence
     I_{n-1} = I_{n+1} + (2n/x) I_n, which is stable, from (I_{top+1}, I_top) / I_top."""
-    m = F.max(F.ceil(DEBYE_V - v), 0.0)
-    top = v + m
-    ratio = F.exp(_log_ratio_i_debye(top, x))     # I_{top+1} / I_top
-    inv = 2 / x
-    _, cur, total = _three_term(ratio, 1.0, lambda j: (top - (j - 1)) * inv,
+    m = F.max(F.ceil(DEBYE_V - _wide(v)), 0.0)
+    top = _wide(v) + m
+    # I_{top+1} / I_top in the program's precision, the recurrence in WIDE (float32
+    # steps would cost ~25 ulps)
+    ratio = F.exp(_log_ratio_i_debye(_narrow(top, v.dtype), x, terms))
+    inv = 2 / _wide(x)
+    _, cur, total = _three_term(_wide(ratio), 1.0, lambda j: (top - (j - 1)) * inv,
                                 lambda j: m >= j)
-    return _log_i_debye(top, x) + total + F.log(cur)
+    return _log_debye(top, _wide(x), terms, v.dtype, 1) + total + F.log(_wide(cur))
+
+
+def _terms(dtype: str) -> Terms:
+    if dtype not in TERMS:
+        raise ValueError(f"log-Bessel programs exist for {sorted(TERMS)}, not {dtype!r}")
+    return TERMS[dtype]
 
 
 def log_besseli_expr(dtype: str = "float64") -> Expr:
+    terms = _terms(dtype)
     v, x = (var(n, dtype) for n in ARGS)
-    small = F.where(x <= SERIES_X, _log_i_series(v, x), _log_i_recur(v, x))
-    return F.where(v >= DEBYE_V, _log_i_debye(v, x), small)
+    small = F.where(x <= SERIES_X, _log_i_series(v, x, terms), _log_i_recur(v, x, terms))
+    out = F.where(v >= DEBYE_V, _log_debye(_wide(v), _wide(x), terms, dtype, 1), small)
+    return _narrow(out, dtype)
 
 
 @cache
-def _rgamma_taylor():
-    """c_k with 1/Gamma(1 + z) = sum c_k z**k (an entire function), k < RGAMMA_TERMS."""
+def _rgamma_taylor(n: int):
+    """c_k with 1/Gamma(1 + z) = sum c_k z**k (an entire function), k < n."""
     import mpmath
     with mpmath.workdps(40):
-        return [float(c) for c in mpmath.taylor(mpmath.rgamma, 1, RGAMMA_TERMS - 1)]
+        return [float(c) for c in mpmath.taylor(mpmath.rgamma, 1, n - 1)]
 
 
-def _k_temme(mu, x):
+def _k_temme(mu, x, terms):
     """(log K_mu(x), K_{mu+1}(x) / K_mu(x)) for |mu| <= 1/2, x <= TEMME_X: Temme's series
     (Temme 1975; the form of Numerical Recipes' bessik), its gamma terms from the Taylor
     series of 1/Gamma(1 + z), split into odd and even parts so nothing cancels at mu = 0."""
-    c = _rgamma_taylor()
+    c = _rgamma_taylor(terms.rgamma)
     mu2 = mu * mu
     odd, even = c[-1] if len(c) % 2 == 0 else c[-2], c[-2] if len(c) % 2 == 0 else c[-1]
     for k in range(len(c) - 3, -1, -1):        # Horner in mu**2 over each parity
@@ -223,22 +263,22 @@ def _k_temme(mu, x):
     ee = F.exp(e)
     p, q = 0.5 * ee / gampl, 0.5 / (ee * gammi)
     total, total1, cc, quarter = ff, p, 1.0, x * x * 0.25
-    for i in range(1, TEMME_TERMS + 1):
+    for i in range(1, terms.temme + 1):
         ff = (i * ff + p + q) / (i * i - mu2)
         cc = cc * quarter / i
         p, q = p / (i - mu), q / (i + mu)
         total, total1 = total + cc * ff, total1 + cc * (p - i * ff)
-    return F.log(total), total1 * 2 / (x * total)
+    return F.log(_wide(total)), total1 * 2 / (x * total)
 
 
-def _k_quadrature(mu, x):
+def _k_quadrature(mu, x, terms):
     """(log K_mu(x), K_{mu+1} / K_mu) for |mu| <= 1/2 from the integral
     K_mu(x) e**x = int_0^inf exp(-2x sinh(t/2)**2) cosh(mu t) dt, trapezoid rule."""
     # truncation point: the integrand is below e**-45 of its scale there
     t0 = 2 * F.asinh(F.sqrt(45 / (2 * x)))
-    h = 2 * F.asinh(F.sqrt((45 + 2 * t0) / (2 * x))) / QUAD_NODES
+    h = 2 * F.asinh(F.sqrt((45 + 2 * t0) / (2 * x))) / terms.quad
     j0 = j1 = None
-    for j in range(QUAD_NODES + 1):
+    for j in range(terms.quad + 1):
         t = h * j
         half = F.sinh(t * 0.5)
         ch = 1 + 2 * half * half                   # cosh t
@@ -249,20 +289,20 @@ def _k_quadrature(mu, x):
         a0, a1 = wgt * cm, wgt * (cm * ch + sm * sh)
         j0 = a0 if j0 is None else j0 + a0
         j1 = a1 if j1 is None else j1 + a1
-    return F.log(h * j0) - x, j1 / j0
+    return F.log(_wide(h * j0)) - _wide(x), j1 / j0
 
 
-def _k_steed(mu, x):
+def _k_steed(mu, x, terms):
     """(log K_mu(x), K_{mu+1} / K_mu) for |mu| <= 1/2, x > QUAD_X: Steed's continued
-    fraction CF2 with Temme's normalization (Numerical Recipes' bessik), STEED_TERMS steps
-    (enough from x = 5 on: 1e-15 at x = 5, round-off from x = 10)."""
+    fraction CF2 with Temme's normalization (Numerical Recipes' bessik), terms.steed
+    steps (30 are enough from x = 5 on: 1e-15 at x = 5, round-off from x = 10)."""
     a1 = 0.25 - mu * mu
     b = 2 * (1 + x)
     d = 1 / b
     h = delh = d
     q1, q2, q, c, a = 0.0, 1.0, a1, a1, -a1
     s = 1 + q * delh
-    for i in range(1, STEED_TERMS + 1):
+    for i in range(1, terms.steed + 1):
         a = a - 2 * i
         c = -a * c / (i + 1)
         qnew = (q1 - b * q2) / a
@@ -273,32 +313,56 @@ def _k_steed(mu, x):
         delh = (b * d - 1) * delh
         h = h + delh
         s = s + q * delh
-    log_k = 0.5 * F.log(math.pi / (2 * x)) - x - F.log(s)
+    wx = _wide(x)
+    log_k = 0.5 * F.log(math.pi / (2 * wx)) - wx - F.log(_wide(s))
     return log_k, (mu + x + 0.5 - a1 * h) / x
 
 
-def _k_climb(method, v, x):
+def _k_hankel(mu, x, terms):
+    """(log K_mu(x), K_{mu+1} / K_mu) for |mu| <= 1/2 and large x from the asymptotic
+    expansion K_nu(x) ~ sqrt(pi / 2x) e**-x sum_k a_k(nu) / x**k, a_k = a_{k-1}
+    (4 nu**2 - (2k - 1)**2) / 8k (DLMF 10.40.2), terms.hankel terms."""
+    def tail(nu):
+        four = 4 * nu * nu
+        acc = 1.0
+        for k in range(terms.hankel, 0, -1):
+            acc = 1 + (four - (2 * k - 1) ** 2) / (8 * k * x) * acc
+        return acc
+    s0, s1 = tail(mu), tail(mu + 1)
+    wx = _wide(x)
+    return 0.5 * F.log(math.pi / (2 * wx)) - wx + F.log(_wide(s0)), s1 / s0
+
+
+def _k_climb(method, v, x, terms):
     """log K_v for 0 <= v < DEBYE_V: K_mu and K_{mu+1} (mu = v - n, |mu| <= 1/2) by
     `method`, then n steps of the upward recurrence, which is stable for K."""
-    n = F.floor(v + 0.5)
-    mu = v - n
-    log_k_mu, ratio = method(mu, x)             # K_{mu+1} / K_mu
+    wv, wx = _wide(v), _wide(x)
+    n = F.floor(wv + 0.5)
+    mu = wv - n
+    if method is _k_temme:    # it loses ~5 bits near |mu| = 1/2, x = 2: WIDE throughout
+        log_k_mu, ratio = method(mu, wx, terms)
+    else:                     # K_{mu+1} / K_mu
+        log_k_mu, ratio = method(_narrow(mu, v.dtype), x, terms)
     # w_j = K_{mu+j} h**j with h = min(x/2, 1): w_{j+1} = h**2 w_{j-1} + (mu + j)(2h/x) w_j,
     # whose coefficients stay below 26 however small x is (2(mu + j)/x would overflow a
-    # CHUNK of steps below x ~ 1e-30)
-    h = F.min(x * 0.5, 1.0)
-    inv = 2 * h / x
-    prev, cur, total = _three_term(1.0, ratio * h, lambda j: (mu + j) * inv,
+    # CHUNK of steps below x ~ 1e-30); in WIDE, as the I recurrence
+    h = F.min(wx * 0.5, 1.0)
+    inv = 2 * h / wx
+    prev, cur, total = _three_term(1.0, _wide(ratio) * h, lambda j: (mu + j) * inv,
                                    lambda j: n >= j + 1, back=h * h)
     return log_k_mu + total + F.log(F.where(n >= 1, cur, prev)) - n * F.log(h)
 
 
 def log_besselk_expr(dtype: str = "float64") -> Expr:
+    terms = _terms(dtype)
     v, x = (var(n, dtype) for n in ARGS)
-    small = F.where(x <= TEMME_X, _k_climb(_k_temme, v, x),
-                    F.where(x <= QUAD_X, _k_climb(_k_quadrature, v, x),
-                            _k_climb(_k_steed, v, x)))
-    return F.where(v >= DEBYE_V, _log_k_debye(v, x), small)
+    large = _k_climb(_k_steed, v, x, terms)
+    if terms.hankel_x < math.inf:
+        large = F.where(x <= terms.hankel_x, large, _k_climb(_k_hankel, v, x, terms))
+    small = F.where(x <= TEMME_X, _k_climb(_k_temme, v, x, terms),
+                    F.where(x <= QUAD_X, _k_climb(_k_quadrature, v, x, terms), large))
+    out = F.where(v >= DEBYE_V, _log_debye(_wide(v), _wide(x), terms, dtype, -1), small)
+    return _narrow(out, dtype)
 
 
 @cache
@@ -310,10 +374,10 @@ def _kernel(which: str, target: str, dtype: str):
 
 def _numpy(which, v, x):
     v, x = np.asarray(v), np.asarray(x)
-    single = v.dtype == np.float32 and x.dtype == np.float32     # float32 in, float32 out
-    v, x = np.broadcast_arrays(v.astype(np.float64), x.astype(np.float64))
-    out = _kernel(which, "llvm", "float64")(v, x)
-    return out.astype(np.float32) if single else out
+    # float32 in, float32 out (the float32 program); anything else in float64
+    dtype = "float32" if v.dtype == np.float32 and x.dtype == np.float32 else "float64"
+    v, x = np.broadcast_arrays(v.astype(dtype), x.astype(dtype))
+    return _kernel(which, "llvm", dtype)(v, x)
 
 
 def _torch_fn():
@@ -322,16 +386,23 @@ def _torch_fn():
     class LogBessel(torch.autograd.Function):
         @staticmethod
         def forward(ctx, which, v, x):
-            kernel = _kernel(which, "torch", "float64")
-            v64, x64 = torch.broadcast_tensors(v.detach().double(), x.detach().double())
-            out = kernel(v64.contiguous(), x64.contiguous())
+            # float32 tensors run the float32 program, any other the float64 one
+            given, dtype = x.dtype, torch.float32 if x.dtype == torch.float32 else torch.float64
+            v, x = torch.broadcast_tensors(v.detach().to(dtype), x.detach().to(dtype))
+            kernel = _kernel(which, "torch", str(dtype).removeprefix("torch."))
+            out = kernel(v.contiguous(), x.contiguous())
             ctx.which = which
-            ctx.save_for_backward(v64, x64, out)
-            return out.to(x.dtype)
+            ctx.save_for_backward(v, x, out)
+            return out.to(given)
 
         @staticmethod
         def backward(ctx, grad):
             v, x, out = ctx.saved_tensors
+            if out.dtype != torch.float64:
+                # the ratio is a difference of two logs that may be ~1e3 each: formed from
+                # float32 results it would keep only ~1e-4 of its relative accuracy
+                v, x = v.double(), x.double()
+                out = _kernel(ctx.which, "torch", "float64")(v.contiguous(), x.contiguous())
             up = _kernel(ctx.which, "torch", "float64")((v + 1).contiguous(), x.contiguous())
             ratio = torch.exp(up - out)              # I_{v+1}/I_v or K_{v+1}/K_v
             d = ratio + v / x if ctx.which == "i" else -ratio + v / x
@@ -362,8 +433,8 @@ def _dispatch(which, v, x):
 
 def log_besseli(v, x):
     """log I_v(x) for v >= 0, x > 0, elementwise with broadcasting, on NumPy arrays (llvm
-    kernel) or torch tensors (torch kernel, autograd in x). Computed in float64 (float32
-    inputs are widened and the result rounded back: there is no float32 program yet)."""
+    kernel) or torch tensors (torch kernel, autograd in x). float32 inputs (both) run
+    the float32 program and give float32; anything else is computed in float64."""
     return _dispatch("i", v, x)
 
 

@@ -11,9 +11,14 @@ Run:  .venv/bin/python benchmarks/papers/bessel.py [--quick] [--out PATH]
    and log(kve) - x are scored the same way where finite.
 2. SciPy's range: on the same grid, the share where iv, ive, kv, kve return 0 (underflow),
    inf (overflow) or NaN, i.e. where their log is not finite.
-3. Speed: N = 1e6 log-uniform (v, x), one thread each, best of REPEATS: log_besseli vs
-   SciPy's log(ive(v, x)) + x, and log_besselk vs log(kve(v, x)) - x.
-4. vMF: for p = 2048, 8192, 32768 and kappa = p/2, p, 2p, SAMPLES unit vectors from our
+3. float32: the float32 programs (float32 (v, x) in and out) against mpmath at the same
+   grid rounded to float32, and against the float64 programs at N_SPEED such points;
+   error relative to max(|true|, 1) (absolute near a zero of the log, where a relative
+   error of log I means nothing), in units of 2**-24.
+4. Speed: N = 1e6 log-uniform (v, x), one thread each, best of REPEATS: log_besseli vs
+   SciPy's log(ive(v, x)) + x, and log_besselk vs log(kve(v, x)) - x, in float64 and
+   with float32 arrays (SciPy's float32 loops against our float32 programs).
+5. vMF: for p = 2048, 8192, 32768 and kappa = p/2, p, 2p, SAMPLES unit vectors from our
    Wood (1994) sampler (seed 0); kappa by maximum likelihood (Newton in log kappa on
    A_p = I_{p/2} / I_{p/2-1}) with our log-Bessel and with SciPy's (log ive) in its place.
 """
@@ -97,6 +102,34 @@ def accuracy(n):
     return out
 
 
+def float32_accuracy(n, n_dense):
+    """The float32 programs: against mpmath on the float32-rounded grid, and against the
+    float64 programs (within 5e-15 of mpmath, section 1) on n_dense points."""
+    unit = 2.0 ** -24
+    v, x = (a.astype(np.float32).astype(np.float64) for a in grid(n))
+    with Pool(2) as pool:
+        true = {fn: np.array(pool.starmap(mp_log_bessel, [(fn, a, b) for a, b in zip(v, x)]))
+                for fn in "ik"}
+    vd, xd = (a.astype(np.float32) for a in grid(n_dense, seed=2))
+    out = {"points_mpmath": n, "points_vs_float64": n_dense, "unit": "2**-24"}
+    for fn, f in (("i", log_besseli), ("k", log_besselk)):
+        got = f(v.astype(np.float32), x.astype(np.float32)).astype(np.float64)
+        known = np.isfinite(true[fn])
+        err = np.abs(got - true[fn])[known] / np.maximum(np.abs(true[fn][known]), 1) / unit
+        dense = f(vd, xd).astype(np.float64)
+        ref = f(vd.astype(np.float64), xd.astype(np.float64))
+        derr = np.abs(dense - ref) / np.maximum(np.abs(ref), 1) / unit
+        worst = int(np.argmax(derr))
+        out[fn] = {"vs_mpmath": {"scored": int(known.sum()), "max": float(err.max()),
+                                 "median": float(np.median(err)),
+                                 "nonfinite": int((~np.isfinite(got) & known).sum())},
+                   "vs_float64": {"max": float(derr.max()), "median": float(np.median(derr)),
+                                  "p999": float(np.quantile(derr, 0.999)),
+                                  "worst_at": [float(vd[worst]), float(xd[worst])],
+                                  "nonfinite": int((~np.isfinite(dense)).sum())}}
+    return out
+
+
 def scipy_range(n):
     v, x = grid(n)
     out = {}
@@ -121,15 +154,30 @@ def best(fn, repeats):
 
 def speed(n, repeats):
     v, x = grid(n, seed=1)
-    log_besseli(v[:10], x[:10]), log_besselk(v[:10], x[:10])       # compile outside timing
+    v32, x32 = v.astype(np.float32), x.astype(np.float32)
+    for a, b in ((v, x), (v32, x32)):                              # compile outside timing
+        log_besseli(a[:10], b[:10]), log_besselk(a[:10], b[:10])
     with np.errstate(all="ignore"):
         t = {"log_besseli": best(lambda: log_besseli(v, x), repeats),
              "scipy log(ive)+x": best(lambda: np.log(special.ive(v, x)) + x, repeats),
              "log_besselk": best(lambda: log_besselk(v, x), repeats),
-             "scipy log(kve)-x": best(lambda: np.log(special.kve(v, x)) - x, repeats)}
+             "scipy log(kve)-x": best(lambda: np.log(special.kve(v, x)) - x, repeats),
+             "log_besseli float32": best(lambda: log_besseli(v32, x32), repeats),
+             "scipy log(ive)+x float32":
+                 best(lambda: np.log(special.ive(v32, x32)) + x32, repeats),
+             "log_besselk float32": best(lambda: log_besselk(v32, x32), repeats),
+             "scipy log(kve)-x float32":
+                 best(lambda: np.log(special.kve(v32, x32)) - x32, repeats)}
+    ratio = lambda a, b: round(t[a] / t[b], 2)                         # noqa: E731
     return {"n": n, "seconds": {k: round(s, 4) for k, s in t.items()},
-            "speedup_i_vs_scipy": round(t["scipy log(ive)+x"] / t["log_besseli"], 2),
-            "speedup_k_vs_scipy": round(t["scipy log(kve)-x"] / t["log_besselk"], 2)}
+            "speedup_i_vs_scipy": ratio("scipy log(ive)+x", "log_besseli"),
+            "speedup_k_vs_scipy": ratio("scipy log(kve)-x", "log_besselk"),
+            "speedup_i_float32_vs_scipy": ratio("scipy log(ive)+x float32",
+                                                "log_besseli float32"),
+            "speedup_k_float32_vs_scipy": ratio("scipy log(kve)-x float32",
+                                                "log_besselk float32"),
+            "float32_vs_float64_i": ratio("log_besseli", "log_besseli float32"),
+            "float32_vs_float64_k": ratio("log_besselk", "log_besselk float32")}
 
 
 def scipy_logi(v, x):
@@ -171,6 +219,7 @@ def main(argv=None):
     result = {"platform": platform.platform(), "numpy": np.__version__,
               "scipy": scipy.__version__, "mpmath": mpmath.__version__,
               "accuracy": accuracy(points), "scipy_range": scipy_range(points),
+              "float32": float32_accuracy(points, n_speed),
               "speed": speed(n_speed, REPEATS), "vmf": vmf(samples), "vmf_samples": samples}
     acc = result["accuracy"]
     print(f"accuracy vs mpmath ({points} points; mpmath gave up on {acc['oracle_failed']})")
@@ -188,9 +237,18 @@ def main(argv=None):
     for name, r in result["scipy_range"].items():
         print(f"| {name} | {r['underflow_0']:.1%} | {r['overflow_inf']:.1%} | {r['nan']:.1%} | "
               f"{r['log_not_finite']:.1%} |")
+    f32 = result["float32"]
+    print("\nfloat32 programs (error / max(|true|, 1) in units of 2**-24)")
+    print("| fn | vs mpmath: max | median | vs float64 program: max | p99.9 | median |")
+    print("|---|---|---|---|---|---|")
+    for fn in "ik":
+        m, d = f32[fn]["vs_mpmath"], f32[fn]["vs_float64"]
+        print(f"| log {fn.upper()} | {m['max']:.1f} | {m['median']:.2f} | {d['max']:.1f} | "
+              f"{d['p999']:.1f} | {d['median']:.2f} |")
     sp = result["speed"]
     print(f"\nspeed at N = {sp['n']} (seconds, one thread): {sp['seconds']}; "
-          f"log I {sp['speedup_i_vs_scipy']}x, log K {sp['speedup_k_vs_scipy']}x vs SciPy")
+          f"log I {sp['speedup_i_vs_scipy']}x, log K {sp['speedup_k_vs_scipy']}x vs SciPy; "
+          f"float32: {sp['speedup_i_float32_vs_scipy']}x, {sp['speedup_k_float32_vs_scipy']}x")
     print(f"\nvMF kappa by maximum likelihood ({samples} samples)")
     print("| p | kappa | exprforge | rel err | SciPy (ive) | rel err |")
     print("|---|---|---|---|---|---|")

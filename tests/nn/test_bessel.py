@@ -49,6 +49,37 @@ def test_matches_mpmath(fn, region):
     assert err.max() < 5e-14, (v[err.argmax()], x[err.argmax()], err.max())
 
 
+@pytest.mark.parametrize("fn", ["i", "k"])
+def test_float32_program_within_a_few_ulps_of_float64(fn):
+    # at the same float32 inputs, against the float64 program (itself within 5e-14 of
+    # mpmath, above); relative error, absolute near a zero of the log, as above. 8
+    # units of 2**-24 is 4 float32 ulps: the large terms of the log are formed in
+    # float64, so no cancellation near log = 0 costs more
+    f = log_besseli if fn == "i" else log_besselk
+    for region in sorted(REGIONS):
+        v, x = (a.astype(np.float32) for a in points(region, 4000, seed=7))
+        got = f(v, x)
+        assert got.dtype == np.float32
+        want = f(v.astype(np.float64), x.astype(np.float64))
+        err = np.abs(got - want) / np.maximum(np.abs(want), 1.0)
+        assert np.all(np.isfinite(got)), region
+        assert err.max() < 8 * 2.0 ** -24, (region, v[err.argmax()], x[err.argmax()],
+                                             err.max() / 2.0 ** -24)
+
+
+def test_float32_programs_are_float32_with_float64_large_terms():
+    from exprforge.nn.bessel import TERMS
+    with pytest.raises(ValueError, match="float16"):
+        log_besseli_expr("float16")
+    for build in (log_besseli_expr, log_besselk_expr):
+        e = build("float32")
+        assert e.dtype == "float32" and {n.dtype for n in e.toposort() if n.op == "var"} \
+            == {"float32"}
+        wide = [n for n in e.toposort() if n.op == "log" and n.dtype == "float64"]
+        assert wide                                     # the leading logs
+    assert TERMS["float32"].debye < TERMS["float64"].debye
+
+
 @pytest.mark.parametrize("fn", [log_besseli, log_besselk])
 def test_continuous_where_the_method_changes(fn):
     from exprforge.nn.bessel import DEBYE_V, QUAD_X, SERIES_X, TEMME_X
@@ -113,6 +144,7 @@ def test_finite_on_extreme_inputs():
     x = np.array([1e-6, 1e6, 1e-6, 1e6, 1e-6, 1e-6, 1e6, 1e-3])
     for f in (log_besseli, log_besselk):
         assert np.all(np.isfinite(f(v, x)))
+        assert np.all(np.isfinite(f(v.astype(np.float32), x.astype(np.float32))))
     assert log_besseli(1e4, 1e-6) < -2e5 and log_besselk(1e4, 1e-6) > 2e5
 
 
@@ -124,6 +156,22 @@ def test_torch_broadcasting_dtype_and_numpy_agree():
     np.testing.assert_allclose(out.numpy(), log_besseli(v.numpy(), x.numpy()), rtol=1e-15)
     assert log_besselk(v.float(), x.float()).dtype == torch.float32
     assert log_besseli(np.float32([1.0]), np.float32([2.0])).dtype == np.float32
+    # float32 tensors run the float32 program, as float32 arrays do
+    np.testing.assert_allclose(log_besselk(v.float(), x.float()).numpy(),
+                               log_besselk(v.float().numpy(), x.float().numpy()), rtol=2e-7)
+
+
+@pytest.mark.parametrize("fn", [log_besseli, log_besselk])
+def test_float32_gradient_matches_float64(fn):
+    v = np.array([0.0, 0.7, 3.0, 60.0, 2e3, 24.0])
+    x = np.array([0.3, 12.0, 2.0, 80.0, 1e3, 7.0])
+    grads = []
+    for dtype in (torch.float32, torch.float64):
+        xt = torch.tensor(x, dtype=dtype, requires_grad=True)
+        fn(torch.tensor(v, dtype=dtype), xt).sum().backward()
+        assert xt.grad.dtype == dtype
+        grads.append(xt.grad.double().numpy())
+    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-5)
 
 
 @pytest.mark.parametrize("fn", [log_besseli, log_besselk])
@@ -146,12 +194,14 @@ def test_derivative_identities():
     np.testing.assert_allclose(xt.grad.numpy(), want, rtol=1e-12)
 
 
+@pytest.mark.parametrize("dtype,rtol", [("float64", 1e-13), ("float32", 4e-7)])
 @pytest.mark.parametrize("expr,fn", [(log_besseli_expr, log_besseli),
                                      (log_besselk_expr, log_besselk)])
-def test_triton_matches_cpu(expr, fn):
+def test_triton_matches_cpu(expr, fn, dtype, rtol):
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    v = np.array([0.0, 0.7, 3.0, 60.0, 2e3, 20.0, 1.5])
-    x = np.array([1e-6, 12.0, 2.0, 80.0, 1e3, 1e5, 4.0])
-    kernel = compile_kernel(expr("float64"), "triton", None, ARGS)
+    v = np.array([0.0, 0.7, 3.0, 60.0, 2e3, 20.0, 1.5, 10.0], dtype)
+    x = np.array([1e-6, 12.0, 2.0, 80.0, 1e3, 1e5, 4.0, 45.0], dtype)
+    kernel = compile_kernel(expr(dtype), "triton", None, ARGS)
     got = kernel(torch.tensor(v, device=device), torch.tensor(x, device=device)).cpu().numpy()
-    np.testing.assert_allclose(got, fn(v, x), rtol=1e-13)
+    assert got.dtype == dtype
+    np.testing.assert_allclose(got, fn(v, x), rtol=rtol)
