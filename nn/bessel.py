@@ -12,9 +12,17 @@ kernels run only the region taken (see codegen.lower's branches), Triton compute
   log K, v >= 25        Debye
   log K, v < 25         K_mu and K_{mu+1}, mu = v - n in [-1/2, 1/2), by Temme's series for
                         x <= 2, the trapezoid rule on K_mu(x) e**x = int_0^inf
-                        exp(-2x sinh(t/2)**2) cosh(mu t) dt (64 nodes) for 2 < x <= 5, and
-                        Steed's continued fraction CF2 above; then n steps of the upward
-                        recurrence K_{j+1} = K_{j-1} + (2j/x) K_j, which is stable for K
+                        exp(-2x sinh(t/2)**2) cosh(mu t) dt (64 nodes) for 2 < x <= 5,
+                        Steed's continued fraction CF2 up to x = 1e3 and the Hankel
+                        expansion above; then n steps of the upward recurrence
+                        K_{j+1} = K_{j-1} + (2j/x) K_j, which is stable for K
+
+The term counts above are float64's. The float32 programs (float32 in and out) use
+fewer (Terms: each series stops at float32's round-off) and the Hankel expansion from
+x = 30; they form the large terms of the logarithm (the Debye phase, v log(x/2) -
+log Gamma(1 + v), -x, the recurrences' log scales), Temme's series and the recurrences
+in float64, so that a result near 0 (I or K near 1) does not lose what those terms
+cancel: within 8 * 2**-24 of the float64 programs, relative (absolute below 1).
 
 The recurrences run on unnormalized values, rescaled every few steps (one division and
 one log per CHUNK steps instead of a division per step).
@@ -60,15 +68,18 @@ class Terms:
     rgamma: int         # Taylor terms of 1/Gamma(1 + z), |z| <= 1/2
     quad: int           # trapezoid nodes for K_mu, K_{mu+1}
     steed: int          # steps of Steed's continued fraction
-    hankel_x: float     # log K, v < DEBYE_V: the large-x (Hankel) expansion above this x;
-    hankel: int         # its terms (Steed's q_k overflow float32 from x ~ 100 on)
+    hankel_x: float     # log K, v < DEBYE_V: the large-x (Hankel) expansion above this x
+    hankel: int         # with this many terms (Steed's q_k overflow from x ~ 100 in
+                        # float32, x ~ 1.5e11 in float64; the first term left out is
+                        # below 1e-24 at x = 1e3 and 1e-10 at x = 30)
 
 
 TERMS = {"float64": Terms(debye=12, series=30, lgamma=29, stirling=10, temme=20, rgamma=26,
-                          quad=64, steed=30, hankel_x=math.inf, hankel=0),
+                          quad=64, steed=30, hankel_x=1e3, hankel=8),
          # each about one and a half times the fewest that reach float32 round-off (the
-         # Debye and log Gamma tails by their bounds: u_5(t) / 25**5 <= 2e-9, a Stirling
-         # term after 4 <= 1e-10; the others measured against the float64 program)
+         # Debye and log Gamma tails by their bounds: the first Debye term left out,
+         # u_6(t) / 25**6, is <= 1.7e-10, the first Stirling term <= 1.2e-10; the others
+         # measured against the float64 program)
          "float32": Terms(debye=5, series=16, lgamma=14, stirling=4, temme=12, rgamma=14,
                           quad=24, steed=12, hankel_x=30.0, hankel=6)}
 
@@ -433,8 +444,10 @@ def _dispatch(which, v, x):
 
 def log_besseli(v, x):
     """log I_v(x) for v >= 0, x > 0, elementwise with broadcasting, on NumPy arrays (llvm
-    kernel) or torch tensors (torch kernel, autograd in x). float32 inputs (both) run
-    the float32 program and give float32; anything else is computed in float64."""
+    kernel) or torch tensors (torch kernel, autograd in x). Arrays: float32 v and x run
+    the float32 program and give float32, anything else runs in float64. Tensors: x's
+    dtype decides (v's when only v is a tensor; the other is converted to it): float32
+    runs the float32 program, any other float64, and the result has that dtype."""
     return _dispatch("i", v, x)
 
 

@@ -68,16 +68,44 @@ def test_float32_program_within_a_few_ulps_of_float64(fn):
 
 
 def test_float32_programs_are_float32_with_float64_large_terms():
-    from exprforge.nn.bessel import TERMS
     with pytest.raises(ValueError, match="float16"):
         log_besseli_expr("float16")
-    for build in (log_besseli_expr, log_besselk_expr):
+    for build, narrow_ops in ((log_besseli_expr, {"log1p", "exp", "hypot"}),
+                              (log_besselk_expr, {"log1p", "exp", "sinh", "asinh"})):
         e = build("float32")
-        assert e.dtype == "float32" and {n.dtype for n in e.toposort() if n.op == "var"} \
+        nodes = e.toposort()
+        assert e.dtype == "float32" and {n.dtype for n in nodes if n.op == "var"} \
             == {"float32"}
-        wide = [n for n in e.toposort() if n.op == "log" and n.dtype == "float64"]
-        assert wide                                     # the leading logs
-    assert TERMS["float32"].debye < TERMS["float64"].debye
+        by_dtype = {d: {n.op for n in nodes if n.dtype == d} for d in ("float32", "float64")}
+        assert "log" in by_dtype["float64"]                      # the leading logs
+        assert narrow_ops <= by_dtype["float32"], narrow_ops - by_dtype["float32"]
+        assert len(nodes) < len(build("float64").toposort())   # shorter series
+
+
+def test_float32_continuous_where_the_k_method_changes():
+    from exprforge.nn.bessel import TERMS
+    edge = np.float32(TERMS["float32"].hankel_x)
+    v = np.float32([0.0, 0.3, 0.5, 7.2, 24.5])
+    for fn in (log_besseli, log_besselk):
+        below = fn(v, np.full(v.shape, edge))
+        above = fn(v, np.full(v.shape, np.nextafter(edge, np.float32(99))))
+        want = fn(v.astype(np.float64), np.full(v.shape, float(edge)))
+        assert np.all(np.abs(below - want) <= 8 * 2.0 ** -24 * np.maximum(np.abs(want), 1))
+        assert np.all(np.abs(above - below) <= 16 * 2.0 ** -24 * np.maximum(np.abs(want), 1))
+
+
+def test_log_k_at_huge_x_and_its_gradient():
+    # Steed's continued fraction overflows from x ~ 1.5e11 (float64), ~100 (float32): the
+    # Hankel expansion takes over; log K_v(x) -> -x + log(pi / 2x) / 2
+    v = np.array([0.0, 0.3, 24.9, 12.0])
+    x = np.array([1e12, 1e20, 3e38, 1e300])
+    want = -x + 0.5 * np.log(np.pi / (2 * x))
+    np.testing.assert_allclose(log_besselk(v, x), want, rtol=1e-15)
+    got32 = log_besselk(v[:3].astype(np.float32), x[:3].astype(np.float32))
+    np.testing.assert_allclose(got32, want[:3].astype(np.float32), rtol=2e-7)
+    xt = torch.tensor([1e12, 1e20], dtype=torch.float32, requires_grad=True)
+    log_besselk(torch.tensor([0.3, 2.0]), xt).sum().backward()
+    np.testing.assert_allclose(xt.grad.numpy(), [-1.0, -1.0], rtol=1e-6)
 
 
 @pytest.mark.parametrize("fn", [log_besseli, log_besselk])
