@@ -1,13 +1,15 @@
-"""Enumerated seeds for symbolic regression: every constant-free formula up to a size,
-built bottom up from the variables and 1 with the problem's ops, one per distinct value
+"""Enumerated seeds for symbolic regression: constant-free formulas built bottom up from
+the variables and 1 with the problem's ops, smallest first, one per distinct value
 vector (as in exhaustive symbolic regression, Bartlett et al. 2023, and bottom-up
 program synthesis), then the best fits of y by one or two of them plus a constant.
 
-GP assembles a product or a nested argument like sin(x**2)*cos(x) or sin(x + x**2)
-rarely: every partial form scores worse than a smooth polynomial with more constants.
+GP assembles a product or a nested argument like x*sin(y) or cos(x*y)*exp(x) rarely:
+every partial form scores worse than a smooth polynomial with more constants.
 Enumeration finds the small ones outright; a linear fit on top supplies the outer scale
-and offset, the sum of two covers formulas twice the enumerated size. The seeds only
-start the search, which refits and snaps their constants like any candidate.
+and offset, the sum of two covers formulas twice the enumerated size. Constants inside
+(sin(2.5*x)) are beyond it, as are formulas past LIMIT (with the default ops: every
+formula of 7 nodes in one variable, 6 in two, 5 in five). The seeds only start the
+search, which refits and snaps their constants like any candidate.
 """
 from __future__ import annotations
 
@@ -19,90 +21,113 @@ from exprforge.engine.ops import OPS
 ROWS = 48             # the enumeration's values: on this many of the fit rows (fixed)
 MAX_SIZE = 8          # largest formula enumerated, in tree nodes
 LIMIT = 40_000        # distinct functions kept over all sizes (then enumeration stops)
+BLOCK = 50_000        # candidate rows evaluated at once (memory: BLOCK * ROWS floats)
 PARTNERS = 64         # best single fits each tried with every other function as a pair
 SEEDS = 3             # seeds taken from the single fits, and as many from the pairs
-BOUND = 1e12          # values beyond this are dropped (exp(exp(x)) is never a start)
+BOUND = 1e100         # values beyond this are dropped (their squares must stay finite)
+
+
+def _float_ops(ops, arity):
+    """The ops of `ops` that map floats to floats elementwise with this arity."""
+    out = []
+    for name in ops:
+        op = OPS.get(name)
+        if op is not None and op.arity == arity and op.np_fn is not None and \
+                op.group == "elementwise" and op.args == "T" * arity and op.out == "T" and \
+                op.tkind in ("num", "float"):
+            out.append(op)
+    return out
+
+
+def _keys(block: np.ndarray) -> np.ndarray:
+    """Per row, a value vector's identity: its values over their largest power of two,
+    rounded to float32, and that power (so x*x and exp(2*log(x)) are one, and rows far
+    outside float32's range still differ)."""
+    scale = np.frexp(np.max(np.abs(block), axis=1))[1]
+    mantissas = np.ldexp(block, -scale[:, None]).astype(np.float32)
+    return np.concatenate([mantissas.view(np.int32), scale[:, None].astype(np.int32)], axis=1)
 
 
 def enumerate_functions(columns: dict, ops, max_size: int = MAX_SIZE,
-                        limit: int = LIMIT) -> tuple[list, np.ndarray]:
+                        limit: int = LIMIT) -> tuple:
     """Constant-free formulas over `columns` (name -> float64 vector) and the literal 1,
-    smallest first, each unary op of `ops` applied to every smaller formula and each
-    binary op to every pair whose sizes add up, keeping one formula per value vector
-    (compared in float32, so x*x and exp(2*log(x)) are one), only finite values within
-    BOUND, and no constant but the literal 1 (the search fits constants anyway).
-    Returns (formulas, their values as a (formulas, rows) array, their sizes); stops
-    at `limit` formulas. Deterministic: the order depends only on the inputs."""
+    by size: each unary op of `ops` applied to every formula one node smaller, then each
+    binary op to every pair whose sizes add up (the smaller left operand first), keeping
+    one formula per value vector (_keys), only finite values within BOUND, and no
+    constant but the literal 1 (the search fits constants anyway). Stops after `limit`
+    formulas, which may be inside a size. Returns (formulas: indexable, built on
+    access; their values, a (formulas, rows) array; their sizes). Deterministic."""
     names = list(columns)
     n = len(next(iter(columns.values())))
-    unary = [OPS[o] for o in ops if o in OPS and OPS[o].arity == 1 and OPS[o].np_fn]
-    binary = [OPS[o] for o in ops if o in OPS and OPS[o].arity == 2 and OPS[o].np_fn]
+    unary, binary = _float_ops(ops, 1), _float_ops(ops, 2)
     leaves = [var(name, "float64") for name in names] + [const(1.0, "float64")]
     nodes: list = list(leaves)       # a leaf Expr, or (op name, argument indices)
     blocks: list = [np.vstack([columns[name] for name in names] + [np.ones(n)])]
     by_size: dict[int, np.ndarray] = {1: np.arange(len(leaves))}
-    seen = {row.tobytes() for row in blocks[0].astype(np.float32)}
+    seen = {row.tobytes() for row in _keys(blocks[0])}
     count = len(leaves)
 
-    def keep(block, parts) -> bool:
+    def keep(size, block, parts) -> bool:
         """Append the rows of `block` that are new and not constant; parts(j) gives the
         (op, arguments) of row j. False once `limit` is reached."""
         nonlocal count
         with np.errstate(all="ignore"):
-            ok = np.all(np.isfinite(block), axis=1) & np.all(np.abs(block) <= BOUND, axis=1)
-            ok &= np.ptp(block, axis=1) > 1e-12 * np.max(np.abs(block), axis=1)
-            keys = block.astype(np.float32)
+            big = np.max(np.abs(block), axis=1)
+            ok = np.all(np.isfinite(block), axis=1) & (big <= BOUND)
+            ok &= np.ptp(block, axis=1) > 1e-9 * big
+        rows = np.flatnonzero(ok)
         new = []
-        for j in np.flatnonzero(ok):
-            key = keys[j].tobytes()
-            if key not in seen:
-                seen.add(key)
-                new.append(j)
-                if count + len(new) >= limit:
-                    break
+        if rows.size:
+            for j, key in zip(rows, _keys(block[rows])):
+                key = key.tobytes()
+                if key not in seen:
+                    seen.add(key)
+                    new.append(int(j))
+                    if count + len(new) >= limit:
+                        break
         if new:
-            nodes.extend(parts(int(j)) for j in new)
+            nodes.extend(parts(j) for j in new)
             blocks.append(block[new])
             by_size[size] = np.concatenate([by_size.get(size, np.zeros(0, int)),
                                             np.arange(count, count + len(new))])
             count += len(new)
         return count < limit
 
-    values = blocks[0]
+    def result():
+        sizes = np.zeros(count, int)
+        for size, idx in by_size.items():
+            sizes[idx] = size
+        return _Built(nodes), np.vstack(blocks), sizes
+
     for size in range(2, max_size + 1):
         values = np.vstack(blocks)
         blocks[:] = [values]
-        for op in unary:
-            idx = by_size.get(size - 1)
-            if idx is None:
-                continue
+        idx = by_size.get(size - 1)
+        for op in unary if idx is not None else ():
             with np.errstate(all="ignore"):
                 block = op.np_fn(values[idx])
-            if not keep(block, lambda j, op=op, idx=idx: (op.name, (idx[j],))):
-                return _built(nodes), np.vstack(blocks), _sizes(by_size, count)
+            if not keep(size, block, lambda j, op=op, idx=idx: (op.name, (idx[j],))):
+                return result()
         for left in range(1, size - 1):
             a, b = by_size.get(left), by_size.get(size - 1 - left)
             if a is None or b is None:
                 continue
+            step = max(1, BLOCK // len(b))
             for op in binary:
                 if "commutative" in op.props and left > size - 1 - left:
                     continue   # the same pairs as (right, left)
-                with np.errstate(all="ignore"):
-                    block = op.np_fn(values[a][:, None, :], values[b][None, :, :]).reshape(-1, n)
-                if not keep(block, lambda j, op=op, a=a, b=b:
-                            (op.name, (a[j // len(b)], b[j % len(b)]))):
-                    return _built(nodes), np.vstack(blocks), _sizes(by_size, count)
-    return _built(nodes), np.vstack(blocks), _sizes(by_size, count)
+                for start in range(0, len(a), step):
+                    part = a[start:start + step]
+                    with np.errstate(all="ignore"):
+                        block = op.np_fn(values[part][:, None, :],
+                                         values[b][None, :, :]).reshape(-1, n)
+                    if not keep(size, block, lambda j, op=op, part=part, b=b:
+                                (op.name, (part[j // len(b)], b[j % len(b)]))):
+                        return result()
+    return result()
 
 
-def _sizes(by_size: dict, count: int) -> np.ndarray:
-    out = np.zeros(count, int)
-    for size, idx in by_size.items():
-        out[idx] = size
-    return out
-
-
-class _built:
+class _Built:
     """The formulas of enumerate_functions, built as Exprs on first access (most are
     never looked at)."""
 
@@ -113,7 +138,7 @@ class _built:
         return len(self.nodes)
 
     def __getitem__(self, i) -> Expr:
-        i = int(i)
+        i = range(len(self.nodes))[i]          # an index, negative ones included
         if i not in self.exprs:
             node = self.nodes[i]
             self.exprs[i] = node if isinstance(node, Expr) else \
@@ -129,12 +154,12 @@ def enumerated_terms(problem, floor: float) -> list[list[Expr]]:
     target's energy count as 0, and ties go to the smaller formulas."""
     fit = problem.fit_rows
     rows = fit[np.linspace(0, len(fit) - 1, min(ROWS, len(fit))).astype(int)]
-    exprs, V, sizes = enumerate_functions(problem.columns(rows), problem.ops)
     y = problem.y[rows]
     yc = y - y.mean()
     energy = float(yc @ yc)
-    if not energy > 0:
+    if rows.size < 3 or not energy > 0:
         return []
+    exprs, V, sizes = enumerate_functions(problem.columns(rows), problem.ops)
     Vc = V - V.mean(axis=1, keepdims=True)
     norms2 = np.einsum("ij,ij->i", Vc, Vc)
     live = norms2 > 1e-20 * np.einsum("ij,ij->i", V, V)   # the literal 1 fits nothing
@@ -142,17 +167,25 @@ def enumerated_terms(problem, floor: float) -> list[list[Expr]]:
     rss1 = np.where(live, energy - proj ** 2 / np.where(live, norms2, 1.0), np.inf)
     cut = floor * energy
     ranked = [int(i) for i in np.lexsort((sizes, np.maximum(rss1, cut))) if live[i]]
+    smallest = [int(i) for i in np.flatnonzero(live)[:PARTNERS]]
+    partners = list(dict.fromkeys(ranked[:PARTNERS] + smallest))
+    if not partners:
+        return []
+    # for each partner f (unit vector u) and every g: the residual of y on [1, f, g] is
+    # |e|**2 - ((g.e)**2 / |g - (g.u)u|**2) with e = yc - (yc.u)u, g.e = g.yc - (yc.u)(g.u)
+    # and |g - (g.u)u|**2 = |g|**2 - (g.u)**2: one product for all pairs
+    U = Vc[partners] / np.sqrt(norms2[partners])[:, None]
+    A = Vc @ U.T                                      # (formulas, partners): g.u
+    yu = U @ yc
+    g2 = norms2[:, None] - A * A
+    ok = live[:, None] & (g2 > 1e-6 * norms2[:, None])   # not f again, nor nearly f
+    gain = np.where(ok, (proj[:, None] - yu * A) ** 2 / np.where(ok, g2, 1.0), -np.inf)
+    best_g = np.argmax(gain, axis=0)
     pairs = {}
-    for f in dict.fromkeys(ranked[:PARTNERS] + [i for i in range(len(exprs)) if live[i]][:PARTNERS]):
-        u = Vc[f] / np.sqrt(norms2[f])
-        G = Vc - np.outer(Vc @ u, u)                  # every formula, less its part along f
-        e = yc - (yc @ u) * u
-        g2 = np.einsum("ij,ij->i", G, G)
-        ok = live & (g2 > 1e-8 * norms2)              # not f again, up to rounding
-        gain = np.where(ok, (G @ e) ** 2 / np.where(ok, g2, 1.0), -np.inf)
-        g = int(np.argmax(gain))
-        if np.isfinite(gain[g]):
-            key = (min(f, g), max(f, g))
-            pairs[key] = (max(float(e @ e - gain[g]), cut), int(sizes[f] + sizes[g]))
+    for k, f in enumerate(partners):
+        g = int(best_g[k])
+        if np.isfinite(gain[g, k]):
+            rss = max(float(energy - yu[k] ** 2 - gain[g, k]), cut)
+            pairs[(min(f, g), max(f, g))] = (rss, int(sizes[f] + sizes[g]))
     best = sorted(pairs, key=pairs.get)[:SEEDS]
     return [[exprs[i]] for i in ranked[:SEEDS]] + [[exprs[f], exprs[g]] for f, g in best]
