@@ -61,10 +61,16 @@ def _evaluate(text: str, names, X) -> np.ndarray:
 
 
 def nguyen(seed: int, rows: int = 20) -> list[Problem]:
+    return sampled(NGUYEN, seed, rows)
+
+
+def sampled(table, seed: int, rows: int, salt=()) -> list[Problem]:
+    """Problems from (name, formula, "x,y", low, high) rows: `rows` points uniform in
+    [low, high) for every variable, drawn from the seed, the row's place and `salt`."""
     out = []
-    for k, (name, truth, names, low, high) in enumerate(NGUYEN):
+    for k, (name, truth, names, low, high) in enumerate(table):
         names = names.split(",")
-        rng = np.random.default_rng([seed, k])
+        rng = np.random.default_rng([seed, k, *salt])
         X = rng.uniform(low, high, (rows, len(names)))
         positive = tuple(names) if low >= 0 else ()
         out.append(Problem(name, truth, names, X, _evaluate(truth, names, X), positive))
