@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from exprforge.nn import fit_vmf, log_besseli, log_besselk  # noqa: E402
-from exprforge.nn.bessel import DEBYE_V, QUAD_X, TEMME_X, mp_log_bessel  # noqa: E402
+from exprforge.nn.bessel import DEBYE_V, QUAD_X, TEMME_X, TERMS, mp_log_bessel  # noqa: E402
 from exprforge.nn.vmf import sample_vmf  # noqa: E402
 
 POINTS, N_SPEED, REPEATS, SAMPLES = 300, 1_000_000, 3, 1000
@@ -83,7 +83,8 @@ def accuracy(n):
                      f"Temme + recurrence (v < {d}, x <= {TEMME_X:g})": (v < d) & (x <= TEMME_X),
                      f"quadrature + recurrence (v < {d}, x <= {QUAD_X:g})":
                          (v < d) & (x > TEMME_X) & (x <= QUAD_X),
-                     f"Steed + recurrence (v < {d}, x > {QUAD_X:g})": (v < d) & (x > QUAD_X),
+                     f"Steed or Hankel (x > {TERMS['float64'].hankel_x:g}) + recurrence "
+                     f"(v < {d}, x > {QUAD_X:g})": (v < d) & (x > QUAD_X),
                      "all": np.ones_like(v, bool)}}
     out = {"points": n, "oracle_seconds": round(oracle_s, 1), "oracle_failed":
            {fn: int(np.isnan(true[fn]).sum()) for fn in "ik"}}
