@@ -146,6 +146,20 @@ class _Built:
         return self.exprs[i]
 
 
+def _first_of_each_direction(Vc: np.ndarray, norms2: np.ndarray) -> np.ndarray:
+    """True for the first (smallest) formula of each centered direction up to sign: the
+    fits see only that, and a formula that is another plus a constant (x1 + x1 + x1 - 1
+    next to x1) would give the seed a constant the intercept already provides, whose
+    least-squares split between the two is decided by rounding."""
+    unit = Vc / np.sqrt(norms2)[:, None]
+    lead = np.argmax(np.abs(unit) > 1e-6, axis=1)
+    unit *= np.where(unit[np.arange(len(unit)), lead] < 0, -1.0, 1.0)[:, None]
+    _, first = np.unique(np.round(unit, 9), axis=0, return_index=True)
+    out = np.zeros(len(unit), bool)
+    out[first] = True
+    return out
+
+
 def enumerated_terms(problem, floor: float) -> list[list[Expr]]:
     """The terms of the best fits y ~ c0 + c1*f: [f] for the SEEDS best single formulas
     f of enumerate_functions, and y ~ c0 + c1*f + c2*g: [f, g] for the SEEDS best pairs
@@ -163,6 +177,7 @@ def enumerated_terms(problem, floor: float) -> list[list[Expr]]:
     Vc = V - V.mean(axis=1, keepdims=True)
     norms2 = np.einsum("ij,ij->i", Vc, Vc)
     live = norms2 > 1e-20 * np.einsum("ij,ij->i", V, V)   # the literal 1 fits nothing
+    live &= _first_of_each_direction(Vc, np.where(live, norms2, 1.0))
     proj = Vc @ yc
     rss1 = np.where(live, energy - proj ** 2 / np.where(live, norms2, 1.0), np.inf)
     cut = floor * energy

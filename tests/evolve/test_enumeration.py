@@ -112,3 +112,25 @@ def test_regressor_recovers_a_product_plus_a_term_exactly():
     x0, x1 = sorted(reg.sympy().free_symbols, key=str)
     truth = 3 * sympy.cos(x0 * x1) + sympy.log(x0) / 2
     assert sympy.simplify(reg.sympy() - truth) == 0, reg.sympy()
+
+
+def test_terms_are_never_a_formula_plus_a_constant_of_another():
+    # x + 1 (or x + x + x - 1) fits exactly what x fits: only the smallest is offered, so a
+    # seed never has an inner constant that the intercept already provides
+    cols = columns(40)
+    X = np.column_stack([cols["x"], cols["y"]])
+    noise = 1e-3 * np.random.default_rng(5).standard_normal(40)
+    problem = RegressionProblem(X, -cols["x"] - 0.1 * cols["y"] + noise, ("x", "y"))
+
+    def direction(t):
+        v = np.broadcast_to(evaluate(t, cols), (40,)) - 0
+        v = v - v.mean()
+        v = v / np.linalg.norm(v)
+        return np.round(v * np.sign(v[np.argmax(np.abs(v) > 1e-6)]), 9).tobytes()
+
+    seen = {}
+    for terms in enumerated_terms(problem, SNAP_FLOOR):
+        for t in terms:
+            d = direction(t)
+            assert seen.setdefault(d, to_text(t)) == to_text(t), (seen[d], to_text(t))
+    assert "x + 1" not in seen.values() and "y + 1" not in seen.values()
