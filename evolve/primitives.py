@@ -91,7 +91,7 @@ def primitive_set(ops, variables, dtype: str = "float32", constants=NAMED_CONSTA
     pset = OpPrimitiveSet(dtype, variables)
     pset.ops = tuple(dict.fromkeys(ops))
     for name in pset.ops:
-        args, ret = _signature(name, dtype)
+        args, ret = op_signature(name, dtype)
         pset.addPrimitive(_not_evaluable, args, ret, name=name)
     _check_generable(pset)
     for c in constants:
@@ -111,7 +111,7 @@ def primitive_set(ops, variables, dtype: str = "float32", constants=NAMED_CONSTA
     return pset
 
 
-def _signature(name: str, dtype: str):
+def op_signature(name: str, dtype: str):
     """DEAP (argument types, return type) of op `name` in a `dtype` program."""
     if name not in OPS:
         raise ValueError(f"unknown op {name!r}")

@@ -129,13 +129,13 @@ def _phase(nu: Expr, x: Expr, r: Expr) -> Expr:
     return r + nu * F.log(x / (nu + r))
 
 
-def _wide(e):
-    """e in WIDE (a no-op for WIDE programs and for Python numbers)."""
-    return e if not isinstance(e, Expr) or e.dtype == WIDE else e.cast(WIDE)
-
-
 def _narrow(e, dtype):
-    return e if e.dtype == dtype else e.cast(dtype)
+    """e in `dtype` (a no-op when it is already, and for Python numbers)."""
+    return e if not isinstance(e, Expr) or e.dtype == dtype else e.cast(dtype)
+
+
+def _wide(e):
+    return _narrow(e, WIDE)
 
 
 def _log_debye(nu, x, terms, narrow, sign):

@@ -18,6 +18,10 @@ import numpy as np
 from exprforge.engine.expr import Expr, const, make, var
 from exprforge.engine.ops import OPS
 
+from ..primitives import TYPE_TAGS, op_signature
+
+FLOAT = TYPE_TAGS["float64"]
+
 ROWS = 48             # the enumeration's values: on this many of the fit rows (fixed)
 MAX_SIZE = 8          # largest formula enumerated, in tree nodes
 LIMIT = 40_000        # distinct functions kept over all sizes (then enumeration stops)
@@ -28,14 +32,17 @@ BOUND = 1e100         # values beyond this are dropped (their squares must stay 
 
 
 def _float_ops(ops, arity):
-    """The ops of `ops` that map floats to floats elementwise with this arity."""
+    """The ops of `ops` that map floats to floats elementwise with this arity, by the
+    signature the primitive set gives them (comparisons, logic and integer ops left out)."""
     out = []
     for name in ops:
-        op = OPS.get(name)
-        if op is not None and op.arity == arity and op.np_fn is not None and \
-                op.group == "elementwise" and op.args == "T" * arity and op.out == "T" and \
-                op.tkind in ("num", "float"):
-            out.append(op)
+        try:
+            args, ret = op_signature(name, "float64")
+        except ValueError:
+            continue
+        if len(args) == arity and ret is FLOAT and all(a is FLOAT for a in args) and \
+                OPS[name].np_fn is not None:
+            out.append(OPS[name])
     return out
 
 

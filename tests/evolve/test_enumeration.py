@@ -2,6 +2,8 @@
 formula per value vector, smallest first, with the problem's ops only, and its values
 are the formulas' values; the affine fits of one or two formulas find sums and products
 that GP assembles slowly; SymbolicRegressor recovers such a formula exactly."""
+import tracemalloc
+
 import numpy as np
 import sympy
 
@@ -59,10 +61,17 @@ def test_enumeration_uses_only_float_ops_and_bounded_memory():
     assert set().union(*(ops_of(exprs[i]) for i in range(len(exprs)))) <= \
         {"add", "mul", "var", "const"}
     # 150 features with add and mul only: the binary blocks are evaluated in slices
+    # (whole, the first size-5 block alone takes ~1.3 GB; the peak was ~4.7 GB)
     rng = np.random.default_rng(2)
     wide = {f"f{i}": rng.uniform(1, 2, 48) for i in range(150)}
-    exprs, values, _ = enumerate_functions(wide, ("add", "mul"))
+    tracemalloc.start()
+    try:
+        exprs, values, _ = enumerate_functions(wide, ("add", "mul"))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
     assert len(exprs) == values.shape[0] == 40_000
+    assert peak < 400e6, peak
 
 
 def test_too_few_rows_give_no_terms():
