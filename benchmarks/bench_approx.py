@@ -167,13 +167,13 @@ def main(functions):
             flush=True)
     out = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, "
            f"{__import__('os').cpu_count()} cores", "n": N, "rows": rows}
-    if set(functions) == {e["function"] for e in library().values()}:
+    if set(functions) == {e["function"] for e in library().values() if e["dtype"] == "float32"}:
         out["search"] = search_figures()
         print("search:", out["search"], flush=True)
         out["executors"] = executor_agreement()
         print("executors:", out["executors"], flush=True)
     RESULTS.parent.mkdir(exist_ok=True)
-    if RESULTS.exists() and len(functions) < len(lib):  # partial run: keep the rest
+    if RESULTS.exists() and len(functions) < sum(e["dtype"] == "float32" for e in lib.values()):
         previous = json.loads(RESULTS.read_text())
         old = {r["function"]: r for r in previous["rows"]}
         old.update({r["function"]: r for r in rows})
@@ -196,4 +196,5 @@ if __name__ == "__main__":
     if sys.argv[1:] == ["--baselines-only"]:
         baselines_only()
     else:
-        main(sys.argv[1:] or [e["function"] for e in library().values()])
+        main(sys.argv[1:] or [e["function"] for e in library().values()
+                              if e["dtype"] == "float32"])

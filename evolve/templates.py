@@ -18,6 +18,17 @@ Its `affine` says, in float64, how the result depends on p at each point
         f = m - 1, which is exact; y = k*ln2 + p with a two-part ln2. Zero, negative,
         infinite and NaN inputs are selected at the end.
 - plain: no reduction; the core is the function itself on the domain (any unary op).
+
+Float64 programs (TEMPLATES_F64) cannot compute inside in a wider type, so their
+templates keep the leading terms exact and let the core supply only a small tail:
+- exp:  the same Cody-Waite reduction in float64 (rlo included); the core q(r) ~
+        (e^r - 1 - r)/r^2 and e^r = 1 + (r + (r^2 q + rlo)): only the last two
+        additions round at the result's scale.
+- exp2: k = round(x), r = x - k, then r*ln2 as a double-double (FMA) and exp's core.
+- log, log2: the float64 exponent/mantissa split, s = f/(2 + f) and the core R(s) ~
+        2 s^2/3 + 2 s^4/5 + ...: log1p(f) = f - (f^2/2 - s (f^2/2 + R)) (as fdlibm's
+        e_log.c arranges it: the error of s only touches the small terms); log2 scales
+        by 1/ln2 as a double-double and adds k by an exact two-sum.
 """
 from __future__ import annotations
 
@@ -25,8 +36,10 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
+import mpmath as mp
 import numpy as np
 
+from exprforge.engine.errors import ulp_of
 from exprforge.engine.expr import Expr, const, make, var
 
 F32_MAX = float(np.finfo(np.float32).max)
@@ -60,19 +73,22 @@ class Template:
                                         # spread in ULPs): the training set samples there
     core_fit: Callable | None = None    # reduced values -> (target, weight) of the core,
                                         # for results not affine in the core's value
+    dtype: str = "float32"              # the program's argument and result
 
     def program(self, core: Expr, x: Expr | None = None) -> Expr:
-        """The whole float32 program: the core's variables replaced by the reduction."""
-        x = x if x is not None else var("x", "float32")
+        """The whole program: the core's variables replaced by the reduction."""
+        x = x if x is not None else var("x", self.dtype)
         reduced = self.reduce(x)
         mapping = {var(n, self.core_dtype): reduced[n] for n in self.core_vars}
         return self.rebuild(core.subs(mapping), x, reduced)
 
-    def reduced_values(self, x32: np.ndarray) -> dict:
-        """The reduced values at float32 points, computed exactly as the program does."""
+    def reduced_values(self, x: np.ndarray) -> dict:
+        """The reduced values at points of the template's dtype, computed exactly as the
+        program does."""
         from exprforge.engine.evaluate import evaluate
-        x = var("x", "float32")
-        return {name: np.asarray(evaluate(e, {"x": x32})) for name, e in self.reduce(x).items()}
+        v = var("x", self.dtype)
+        x = np.asarray(x, self.dtype)
+        return {name: np.asarray(evaluate(e, {"x": x})) for name, e in self.reduce(v).items()}
 
 
 def periodic_seams(step: float):
@@ -331,28 +347,200 @@ TEMPLATES["tanh"] = Template(
     dense=((-10.0, 10.0), (-0.01, 0.01)), core_dtype="float64", core_fit=_relative_fit(np.expm1))
 
 
-def plain(function: str, domain: tuple[float, float]) -> Template:
+def plain(function: str, domain: tuple[float, float], dtype: str = "float32") -> Template:
     """No reduction: the core approximates `function` on `domain` directly."""
     return Template("plain", function, tuple(domain), ("x",), tuple(domain), _plain_reduce,
-                    _plain_rebuild, _plain_affine, f"{function}(x)", relative=False)
+                    _plain_rebuild, _plain_affine, f"{function}(x)", relative=False,
+                    core_dtype=dtype, dtype=dtype)
 
 
-def template_for(function: str, domain=None, name: str | None = None) -> Template:
-    """The template for `function`: its range reduction when one is written (and the
-    domain, if given, lies inside the template's), else the plain template."""
-    if name == "plain" or (name is None and function not in TEMPLATES):
+def template_for(function: str, domain=None, name: str | None = None,
+                 dtype: str = "float32") -> Template:
+    """The template for `function` in `dtype`: its range reduction when one is written
+    (and the domain, if given, lies inside the template's), else the plain template."""
+    templates = {"float32": TEMPLATES, "float64": TEMPLATES_F64}.get(dtype)
+    if templates is None:
+        raise ValueError(f"approximations are float32 or float64, not {dtype}")
+    if name == "plain" or (name is None and function not in templates):
         if domain is None:
-            raise ValueError(f"{function} has no range-reduction template: give a domain")
-        return plain(str(function), domain)
-    t = TEMPLATES.get(name or function)
+            raise ValueError(f"{function} has no {dtype} range-reduction template: give a "
+                             "domain")
+        return plain(str(function), domain, dtype)
+    t = templates.get(name or function)
     if t is None:
-        raise ValueError(f"no template {name!r}; templates: plain, {', '.join(TEMPLATES)}")
+        raise ValueError(f"no {dtype} template {name!r}; templates: plain, "
+                         f"{', '.join(templates)}")
     if t.function != function:
         raise ValueError(f"template {t.name} computes {t.function}, not {function}")
     if domain is not None and not (t.domain[0] <= domain[0] <= domain[1] <= t.domain[1]):
-        return plain(function, domain) if name is None else _outside(t, domain)
+        return plain(function, domain, dtype) if name is None else _outside(t, domain)
     return t
 
 
 def _outside(t: Template, domain):
     raise ValueError(f"domain {domain} is outside template {t.name}'s {t.domain}")
+
+
+# --- float64 programs ---------------------------------------------------------------------
+
+LN2_HI64 = float.fromhex("0x1.62e42ff000000p-1")   # ln2 to 2^-32: k * LN2_HI64 is exact
+LN2_LO64_CW = -4.2009150726810846e-11                # ln2 - LN2_HI64 (mpmath)
+LN2_64 = math.log(2)                                 # 0x1.62e42fefa39efp-1
+INV_LN2_HI = 1 / math.log(2)                         # 0x1.71547652b82fep+0
+INV_LN2_LO = 2.0355273740931033e-17                  # 1/ln2 - INV_LN2_HI (mpmath)
+SQRT_HALF_BITS64 = 0x3FE6A09E667F3BCD               # float64 bits of sqrt(1/2)
+F64_MAX = float(np.finfo(np.float64).max)
+
+
+def _l(v: int) -> Expr:
+    return const(int(v), "int64")
+
+
+def _scale64(p: Expr, k: Expr) -> Expr:
+    """p * 2^k for -1076 <= k <= 1024: two normal halves, so only the last multiply
+    rounds (a subnormal result rounds once)."""
+    ki = make("cast", [k], "int64")
+    k1 = make("shr", [ki, _l(1)])
+    return (p * _pow2_64(k1)) * _pow2_64(ki - k1)
+
+
+def _exp_f64_reduce(x: Expr) -> dict:
+    xc = _clamp64(x, -746.0, 710.0)
+    k = make("round", [xc * _d(1 / math.log(2))])
+    r1 = _fma(k, _d(-LN2_HI64), xc)         # exact (Cody-Waite)
+    r = _fma(k, _d(-LN2_LO64_CW), r1)
+    rlo = _fma(k, _d(-LN2_LO64_CW), r1 - r)  # what rounding r lost (r1 - r is exact)
+    return {"r": r, "rlo": rlo, "k": k}
+
+
+def _exp2_f64_reduce(x: Expr) -> dict:
+    xc = _clamp64(x, -1076.0, 1025.0)
+    k = make("round", [xc])
+    t = xc - k                               # exact
+    r = t * _d(LN2_64)
+    rlo = _fma(t, _d(LN2_64), -r) + t * _d(LN2_LO64)   # t*ln2 - r, to ~2^-106
+    return {"r": r, "rlo": rlo, "k": k}
+
+
+def _exp_f64_rebuild(q, x, reduced):
+    r = reduced["r"]
+    return _scale64(_d(1.0) + (r + _fma(r * r, q, reduced["rlo"])), reduced["k"])
+
+
+def _exp_f64_fit(values):
+    """The core's target (e^r - 1 - r)/r^2 in mpmath, weighted so that an error of 1 in
+    the core counts r^2 / ulp(e^r) float64 ULPs."""
+    r = values["r"].astype(np.float64)
+    with mp.workprec(120):
+        target = np.array([float((mp.expm1(v) - v) / (v * v)) if v else 0.5
+                           for v in map(mp.mpf, r.tolist())])
+    return target, r * r / ulp_of(np.exp(r), "float64")
+
+
+def _exp_f64_seeds(degree: int) -> list[Expr]:
+    r = var("r", "float64")
+    return [_horner(r, [(1.0 + 2.0 ** -10 * i) / math.factorial(i + 2)
+                        for i in range(degree - 1)], "float64")]
+
+
+def _log_f64_reduce(x: Expr) -> dict:
+    tiny = x < _d(2.0 ** -1022)
+    xs = make("where", [tiny, x * _d(2.0 ** 52), x])
+    bits = make("bitcast", [xs], "int64")
+    k = make("shr", [bits - _l(SQRT_HALF_BITS64), _l(52)])
+    m = make("bitcast", [bits - make("shl", [k, _l(52)])], "float64")
+    kf = make("cast", [k - make("where", [tiny, _l(52), _l(0)])], "float64")
+    f = m - _d(1.0)                          # exact
+    return {"s": f / (_d(2.0) + f), "f": f, "k": kf}
+
+
+def _log1p_pieces(R: Expr, reduced: dict) -> tuple[Expr, Expr]:
+    """log1p(f) = f + lo, lo = -(f^2/2 - s (f^2/2 + R)) (f exact, lo small)."""
+    f, s = reduced["f"], reduced["s"]
+    hfsq = _d(0.5) * f * f
+    return f, -(hfsq - s * (hfsq + R))
+
+
+def _log64_specials(y: Expr, x: Expr) -> Expr:
+    finite_positive = (x > _d(0.0)) & (x < _d(math.inf))
+    special = make("where", [x.eq(_d(0.0)), _d(-math.inf),
+                             make("where", [x.eq(_d(math.inf)), _d(math.inf), _d(math.nan)])])
+    return make("where", [finite_positive, y, special])
+
+
+def _log_f64_rebuild(R, x, reduced):
+    f, lo = _log1p_pieces(R, reduced)
+    k = reduced["k"]
+    # k*ln2_hi is exact; the rest is added to it last (fdlibm's order)
+    return _log64_specials(k * _d(LN2_HI64) + ((lo + k * _d(LN2_LO64_CW)) + f), x)
+
+
+def _log2_f64_rebuild(R, x, reduced):
+    f, lo = _log1p_pieces(R, reduced)
+    k = reduced["k"]
+    ph = f * _d(INV_LN2_HI)
+    pl = _fma(f, _d(INV_LN2_HI), -ph)        # exact: f/ln2 = ph + pl + f*INV_LN2_LO
+    hi = k + ph                              # two-sum (|k| >= 1 > |ph| or k = 0)
+    err = (k - hi) + ph
+    small = err + (pl + (f * _d(INV_LN2_LO) + lo * _d(INV_LN2_HI)))
+    return _log64_specials(hi + small, x)
+
+
+def _log_f64_target(values):
+    """R's target f - (f - log1p(f))/s for the computed s, in mpmath (an error of 1 in R
+    moves log1p(f) by s)."""
+    f, s = values["f"].astype(np.float64), values["s"].astype(np.float64)
+    with mp.workprec(120):
+        target = np.array([float(fv - (fv - mp.log1p(fv)) / sv) if sv else 0.0
+                           for fv, sv in zip(map(mp.mpf, f.tolist()), map(mp.mpf, s.tolist()))])
+    return target, f, s, values["k"].astype(np.float64)
+
+
+def _log_f64_fit(values):
+    target, f, s, k = _log_f64_target(values)
+    return target, np.abs(s) / ulp_of(k * math.log(2) + np.log1p(f), "float64")
+
+
+def _log2_f64_fit(values):
+    target, f, s, k = _log_f64_target(values)
+    return target, np.abs(s) / math.log(2) / ulp_of(k + np.log2(1 + f), "float64")
+
+
+def _log64_seams(lo, hi, rng):
+    """log's seams in float64's binades."""
+    k = rng.integers(-1022, 1024, size=400).astype(np.float64)
+    base = np.where(rng.random(400) < 0.5, np.sqrt(2.0), 1.0) * 2.0 ** k
+    return np.concatenate([base, np.ones(400)]), 2000
+
+
+def _log_f64_seeds(degree: int) -> list[Expr]:
+    """R(s) = z P(z), z = s^2, P of `degree` coefficients near 2/3, 2/5, ... (distinct)."""
+    s = var("s", "float64")
+    z = s * s
+    return [z * _horner(z, [2.0 / (2 * i + 3) * (1 + 2.0 ** -12 * i) for i in range(degree)],
+                        "float64")]
+
+
+_EXP_LO64 = float.fromhex("-0x1.74910d52d3051p+9")   # below it exp(x) rounds to 0 (mpmath)
+_EXP_HI64 = float.fromhex("0x1.62e42fefa39efp+9")    # above it exp(x) rounds to inf
+_F64 = dict(core_dtype="float64", dtype="float64")
+TEMPLATES_F64 = {
+    "exp": Template("exp", "exp", (_EXP_LO64, _EXP_HI64), ("r",),
+                    (-0.5 * math.log(2), 0.5 * math.log(2)), _exp_f64_reduce, _exp_f64_rebuild,
+                    None, "(e^r - 1 - r)/r^2", degrees=(9, 12), seeds=_exp_f64_seeds,
+                    core_fit=_exp_f64_fit, seams=periodic_seams(math.log(2)), **_F64),
+    "exp2": Template("exp2", "exp2", (float(np.nextafter(-1075.0, 0)),
+                                      float(np.nextafter(1024.0, 0))), ("r",),
+                     (-0.5 * math.log(2), 0.5 * math.log(2)), _exp2_f64_reduce,
+                     _exp_f64_rebuild, None, "(e^r - 1 - r)/r^2, r = t ln2",
+                     degrees=(9, 12), seeds=_exp_f64_seeds, core_fit=_exp_f64_fit,
+                     seams=periodic_seams(1.0), **_F64),
+    "log": Template("log", "log", (5e-324, F64_MAX), ("s",), (-0.1716, 0.1716),
+                    _log_f64_reduce, _log_f64_rebuild, None, "R(s), log1p(f) = f - s(f - R)",
+                    degrees=(5, 8), seeds=_log_f64_seeds, core_fit=_log_f64_fit,
+                    seams=_log64_seams, **_F64),
+    "log2": Template("log2", "log2", (5e-324, F64_MAX), ("s",), (-0.1716, 0.1716),
+                     _log_f64_reduce, _log2_f64_rebuild, None, "R(s), as log's",
+                     degrees=(5, 8), seeds=_log_f64_seeds, core_fit=_log2_f64_fit,
+                     seams=_log64_seams, **_F64),
+}

@@ -23,6 +23,14 @@ An Expr reference evaluated in float64 can be far less accurate (cancellation):
 
 Speed: the whole float32 range of exp (2.24e9 inputs, libm's expf through LLVM) takes
 49 CPU seconds here, about 21 ns an input, most of it the float64 reference.
+
+Float64 kernels cannot be checked on every input (2^64): verify_sampled checks a
+random sample (half uniform over the float64s of the domain, so every binade is seen,
+half uniform in value, plus the domain's ends) and the same special values. The
+reference is the function in long double where NumPy computes it so (x87's 64-bit
+significand: within W64 = 2^-8 float64 ULPs of the truth), with the oracle deciding
+the same kinds of points as above; otherwise (erf, expressions) the oracle at every
+point, on a smaller sample. Its max is the sample's, not the domain's.
 """
 from __future__ import annotations
 
@@ -36,7 +44,9 @@ from functools import cache
 import mpmath as mp
 import numpy as np
 
-from exprforge.engine.errors import _bounds32, _floats32, _key32, ulps
+from exprforge.engine.dtypes import BITS, FORMAT
+from exprforge.engine.errors import (_bounds32, _floats32, float_bounds, float_keys,
+                                     floats_of_keys, ulp_of, ulps)
 from exprforge.engine.evaluate import evaluate, exact, oracle, prepare, round_mpf
 from exprforge.engine.expr import Expr, make, var
 from exprforge.engine.ops import OPS
@@ -45,8 +55,11 @@ from exprforge.engine.parse import parse
 W = 1e-6                  # bound on |float64 error - exact error|, in float32 ULPs
 TOP = 16                  # worst points each chunk keeps
 RECHECK_BUDGET = 1 << 15  # oracle calls at most (20-170 us each)
+W64 = 2.0 ** -8           # bound on |long double error - exact error|, in float64 ULPs
+SAMPLES = 1 << 24         # float64 points checked against a long double reference
+ORACLE_SAMPLES = 1 << 15  # ... against the oracle alone
+RECHECK_BUDGET_F64 = 1 << 17
 MAX32 = float(np.finfo(np.float32).max)
-TINY32 = float(np.finfo(np.float32).tiny)
 OVERFLOW = 2.0 ** 128 - 2.0 ** 103  # true values from here on round to inf in float32
 
 
@@ -68,6 +81,9 @@ class VerifyReport:
     undecided: int = 0        # borderline points left to float64 (over the recheck budget)
     exact_max: bool = True
     reference_error: float = 0.0
+    dtype: str = "float32"
+    method: str = "exhaustive"    # or "sampled" (float64)
+    reference: str = "float64"    # what computed the reference: float64, long double, mpmath
 
     @property
     def ok(self) -> bool:
@@ -104,21 +120,27 @@ def _kernel_of(obj):
         raise ValueError("verify takes an llvm or numba Kernel, an Expr, text or a stored "
                          f"kernel's name, not {obj!r}")
     params = obj.plan.params
-    if len(params) != 1 or params[0][1] != "float32" or obj.dtype != "float32":
+    if len(params) != 1 or params[0][1] != obj.dtype or obj.dtype not in ("float32", "float64"):
         sig = ", ".join(f"{n}: {d}" for n, d in params)
-        raise ValueError("verify needs a kernel of one float32 argument returning float32; "
-                         f"this one is ({sig}) -> {obj.dtype}")
+        raise ValueError("verify needs a kernel of one float32 (or float64) argument "
+                         f"returning the same type; this one is ({sig}) -> {obj.dtype}")
     return obj
 
 
-def verify(kernel_or_expr, against, domain=None, dtype: str = "float32", chunk: int = 1 << 22,
-           threads: int | None = None) -> VerifyReport:
-    """Check a float32 kernel (a Kernel, an Expr or text compiled for llvm, or a stored
-    kernel's name) on every float32 in `domain` = (lo, hi) (None: every finite float32)
-    against `against` (a unary op's name or an Expr of one variable); see the module doc."""
-    if dtype != "float32":
-        raise ValueError(f"verify checks float32 kernels, not {dtype}")
+def verify(kernel_or_expr, against, domain=None, chunk: int = 1 << 22,
+           threads: int | None = None, samples: int | None = None,
+           seed: int = 0) -> VerifyReport:
+    """Check a kernel of one argument (a Kernel, an Expr or text compiled for llvm, or a
+    stored kernel's name) against `against` (a unary op's name or an Expr of one
+    variable) on `domain` = (lo, hi) (None: every finite float): a float32 kernel on
+    every float32 there, a float64 kernel on `samples` random points (verify_sampled);
+    see the module doc."""
     kernel = _kernel_of(kernel_or_expr)
+    if kernel.dtype == "float64":
+        return verify_sampled(kernel, against, domain, samples, seed, threads,
+                              name=str(kernel.expr))
+    if samples is not None:
+        raise ValueError("float32 kernels are checked on every input: samples is for float64")
     return verify_function(kernel, against, domain, chunk, threads, name=str(kernel.expr))
 
 
@@ -280,27 +302,167 @@ def _combine(parts, ref, vname) -> dict:
             "exact_max": bool(exact_max and not undecided), "reference_error": ref_err}
 
 
+# --- float64: a sample -------------------------------------------------------------------
+
+def _long_double(ref: Expr, vname: str):
+    """The reference op computed in long double (a callable), or None: only for a single
+    op of the variable whose NumPy function keeps long double, and only where long
+    double is x87's 64-bit significand."""
+    if np.finfo(np.longdouble).nmant < 63 or ref.op not in OPS or \
+            ref.args != (var(vname, "float64"),) or OPS[ref.op].np_fn is None:
+        return None
+    fn = OPS[ref.op].np_fn
+    try:
+        with np.errstate(all="ignore"):
+            probe = fn(np.array([0.5, 1.5], np.longdouble))
+    except (TypeError, ValueError):
+        return None
+    return fn if getattr(probe, "dtype", None) == np.longdouble else None
+
+
+def sample_points(domain, n: int, seed: int = 0, dtype: str = "float64") -> np.ndarray:
+    """n points of `domain`: half uniform over its floats (every binade), half uniform
+    in value, and the two ends."""
+    lo, hi = domain
+    a, b = float_bounds(lo, hi, dtype)
+    rng = np.random.default_rng(seed)
+    keys = np.concatenate([rng.integers(a, b, n // 2, endpoint=True), [a, b]])
+    with np.errstate(over="ignore"):   # halved: hi - lo may overflow
+        by_value = (rng.uniform(lo / 2, hi / 2, n - n // 2 - 2) * 2).astype(dtype)
+    x = np.concatenate([floats_of_keys(keys, dtype), by_value])
+    return x[np.isfinite(x) & (x >= lo) & (x <= hi)]
+
+
+def _ld_errors(y: np.ndarray, t: np.ndarray):
+    """(errors in float64 ULPs, points the oracle must decide) of float64 results y
+    against long double references t: as ulp_error_dd, plus flags for errors within W64
+    of 1/2, references next to a power of two and at the overflow threshold."""
+    big = float(np.finfo(np.float64).max)
+    with np.errstate(all="ignore"):
+        t64 = t.astype(np.float64)
+        unit = ulp_of(np.clip(t64, -big, big), "float64")
+        mant, _ = np.frexp(np.abs(t64))
+        # t64 rounded up to a power of two: the truth is in the binade below (normal)
+        below = (np.abs(t) < np.abs(t64)) & (np.abs(t64) > np.finfo(np.float64).tiny)
+        unit = np.where((mant == 0.5) & below, unit / 2, unit)
+        err = (np.abs(y.astype(np.longdouble) - t) / unit.astype(np.longdouble)).astype(np.float64)
+        edge = np.abs(mant - 0.5) < 2.0 ** -50  # the truth may be in the other binade
+        inf_y = np.isinf(y)
+        beyond = np.abs(np.clip(y, -big, big).astype(np.longdouble) - t).astype(np.float64) / unit
+        err = np.where(inf_y, np.where(t64 == y, 0.0, beyond + 1.0), err)
+        err = np.where(np.isinf(t64) & ~inf_y, np.inf, err)
+        flag = (np.abs(err - 0.5) <= W64) | (edge & (err >= 0.25)) | \
+            (np.isinf(t64) != np.isinf(y)) | (inf_y & (np.abs(t) < 2 * big))
+    ny, nt = np.isnan(y), np.isnan(t64)
+    err = np.where(ny & nt, 0.0, np.where(ny ^ nt, 2.0 ** 64, err))
+    return err, flag & ~(ny | nt)
+
+
+def verify_sampled(fn, against, domain=None, samples: int | None = None, seed: int = 0,
+                   threads: int | None = None, name: str | None = None,
+                   chunk: int = 1 << 20) -> VerifyReport:
+    """Check a float64 function (a Kernel or any vectorized callable from float64 arrays
+    to float64 arrays) on a random sample of `domain` (see the module doc): `samples`
+    points (default 2^24 with a long double reference, 2^15 with the oracle alone)."""
+    began = time.perf_counter()
+    label, ref, vname = reference(against)
+    big = float(np.finfo(np.float64).max)
+    lo, hi = (-big, big) if domain is None else map(float, domain)
+    if len(domain or (0, 0)) != 2 or np.isnan(lo) or np.isnan(hi) or lo > hi:
+        raise ValueError(f"domain is (lo, hi) with lo <= hi, got {domain!r}")
+    lo, hi = max(lo, -big), min(hi, big)
+    ld = _long_double(ref, vname)
+    n = samples if samples is not None else (SAMPLES if ld is not None else ORACLE_SAMPLES)
+    if n < 2:
+        raise ValueError("samples must be at least 2")
+    x = sample_points((lo, hi), n, seed)
+
+    def run(start):
+        xs = x[start:start + chunk]
+        with np.errstate(all="ignore"):
+            y = np.asarray(fn(xs))
+        if y.dtype != np.float64 or y.shape != xs.shape:
+            raise ValueError(f"the function under test returned {y.dtype} {y.shape}; "
+                             "verify needs float64 results, one per input")
+        if ld is None:
+            t = oracle(ref, {vname: xs}, prec=128)
+            with mp.workprec(128):
+                err = np.array([_mp_error(c, v, "float64") for c, v in zip(y.tolist(), t)])
+            return y, err, np.zeros(xs.size, bool)
+        with np.errstate(all="ignore"):
+            t = ld(xs.astype(np.longdouble))
+        return (y, *_ld_errors(y, t))
+    with ThreadPoolExecutor(threads or os.cpu_count() or 1) as pool:
+        parts = list(pool.map(run, range(0, x.size, chunk)))
+    y, err, flag = (np.concatenate(c) for c in zip(*parts))
+    # the oracle decides the points within 2*W64 of the max and the flagged ones
+    near_max = np.flatnonzero(err >= err.max() - 2 * W64) if ld is not None else \
+        np.zeros(0, np.int64)
+    flagged = np.setdiff1d(np.flatnonzero(flag), near_max)
+    ask = np.concatenate([near_max, flagged])[:RECHECK_BUDGET_F64]
+    ref_err = 0.0
+    if ask.size:
+        truth = oracle(ref, {vname: x[ask]}, prec=128)
+        with np.errstate(all="ignore"):
+            t_ld = ld(x[ask].astype(np.longdouble)) if ld is not None else None
+        cr_exact = []
+        with mp.workprec(128):
+            for j, (i, t) in enumerate(zip(ask.tolist(), truth)):
+                err[i] = _mp_error(float(y[i]), t, "float64")
+                r = round_mpf(t, "float64")
+                cr_exact.append(y[i] == r or (y[i] != y[i] and r != r))
+                if t_ld is not None and mp.isfinite(t) and np.isfinite(t_ld[j]):
+                    # the long double reference's own error, in float64 ULPs
+                    v = t_ld[j]
+                    hi = np.float64(v)
+                    exact_v = mp.mpf(float(hi)) + mp.mpf(float(v - np.longdouble(hi)))
+                    ref_err = max(ref_err, float(abs(exact_v - t) / _mp_unit(t, "float64")))
+    cr = err <= 0.5
+    if ask.size:
+        cr[ask] = cr_exact
+    order = np.lexsort((x, -err))
+    top = order[0]
+    worst = [{"input": float(x[i]), "hex": _hex(x[i]), "output": float(y[i]),
+              "ulp": float(err[i])} for i in order[:5]]
+    undecided = int(flagged.size + near_max.size - ask.size)
+    ends = np.array([x.min(), x.max()])
+    specials = _specials(fn, ref, vname, ends, "float64")
+    return VerifyReport(
+        function=label, kernel=name or getattr(fn, "__name__", repr(fn)),
+        domain=(float(ends[0]), float(ends[1])), n=int(x.size), max_ulp=float(err[top]),
+        argmax=float(x[top]), argmax_hex=_hex(x[top]), mean_ulp=float(np.mean(err)),
+        correctly_rounded=float(np.mean(cr)), specials=specials, worst=worst,
+        rechecked=int(ask.size), undecided=undecided,
+        exact_max=bool(near_max.size <= RECHECK_BUDGET_F64),
+        reference_error=ref_err, dtype="float64", method="sampled",
+        reference="long double" if ld is not None else "mpmath",
+        seconds=round(time.perf_counter() - began, 3))
+
+
 # --- the oracle ---------------------------------------------------------------------------
 
-def _mp_unit(t):
-    """One float32 ULP in the binade of the exact value t (an exact 0: 2**-149)."""
-    a = min(abs(t), mp.mpf(MAX32))
-    return mp.mpf(2) ** (max(mp.frexp(a)[1] - 1 if a else -126, -126) - 23)
+def _mp_unit(t, dtype: str = "float32"):
+    """One ULP of `dtype` in the binade of the exact value t (an exact 0: the smallest
+    subnormal)."""
+    prec, emin, _ = FORMAT[dtype]
+    a = min(abs(t), mp.mpf(float(np.finfo(dtype).max)))
+    return mp.mpf(2) ** (max(mp.frexp(a)[1] - 1 if a else emin, emin) - (prec - 1))
 
 
-def _mp_error(c: float, t) -> float:
-    """ulp_error of float32 `c` against the exact value t; engine.errors.ulp_error with
-    mpf takes the binade of t rounded to float64, which may be the next one up."""
+def _mp_error(c: float, t, dtype: str = "float32") -> float:
+    """ulp_error of `c` (a float of `dtype`) against the exact value t; engine.errors'
+    ulp_error with mpf takes the binade of t rounded to float64, which may be the next
+    one up."""
     if c != c or mp.isnan(t):
-        return 0.0 if (c != c and mp.isnan(t)) else 2.0 ** 32
+        return 0.0 if (c != c and mp.isnan(t)) else 2.0 ** BITS[dtype]
     extra = 0.0
     if np.isinf(c):
-        if round_mpf(t, "float32") == c:
+        if round_mpf(t, dtype) == c:
             return 0.0
-        c, extra = math.copysign(MAX32, c), 1.0
+        c, extra = math.copysign(float(np.finfo(dtype).max), c), 1.0
     if mp.isinf(t):
         return math.inf
-    return float(abs(mp.mpf(c) - t) / _mp_unit(t)) + extra
+    return float(abs(mp.mpf(c) - t) / _mp_unit(t, dtype)) + extra
 
 
 def _recheck(ref, vname, xs, cs):
@@ -320,17 +482,17 @@ def _recheck(ref, vname, xs, cs):
 
 # --- special values -----------------------------------------------------------------------
 
-def _specials(fn, ref, vname, ends) -> list:
+def _specials(fn, ref, vname, ends, dtype: str = "float32") -> list:
     """IEEE inputs (NaN, +-inf, +-0) must give the float64 reference's value exactly (NaN
     for NaN; the sign of a zero where a zero goes in); the domain ends and the thresholds,
     inputs like any other, pass within one float of the correctly rounded value."""
     named = [("nan", np.nan), ("+inf", np.inf), ("-inf", -np.inf), ("+0", 0.0), ("-0", -0.0),
-             ("domain lo", ends[0]), ("domain hi", ends[1]), *_thresholds(ref, vname)]
-    x = np.array([v for _, v in named], np.float32)
-    want = _ref64(ref, vname, x, np.float32)
-    want[5:] = exact(ref, {vname: x[5:]}, dtype="float32")
+             ("domain lo", ends[0]), ("domain hi", ends[1]), *_thresholds(ref, vname, dtype)]
+    x = np.array([v for _, v in named], dtype)
+    want = _ref64(ref, vname, x, dtype)
+    want[5:] = exact(ref, {vname: x[5:]}, dtype=dtype)
     with np.errstate(all="ignore"):
-        got = np.asarray(fn(x), dtype=np.float32)
+        got = np.asarray(fn(x), dtype=dtype)
     apart = ulps(got, want)
     out = []
     for i, (name, _) in enumerate(named):
@@ -341,37 +503,46 @@ def _specials(fn, ref, vname, ends) -> list:
     return out
 
 
-def _thresholds(ref, vname) -> list:
+def _thresholds(ref, vname, dtype: str = "float32") -> list:
     """Going out from +-1 (or +-2) to +-max, where the function overflows or underflows
-    at the end: the first input whose true value rounds to inf (overflow), below 2**-126
-    (subnormal) or to 0. Bisection on the float64 reference, then the oracle's word."""
-    def r32(k, by_oracle=False):
-        x = _floats32(np.array([k]))
-        return exact(ref, {vname: x}, dtype="float32")[0] if by_oracle else \
-            _ref64(ref, vname, x, np.float32)[0]
+    at the end: the first input whose true value rounds to inf (overflow), below the
+    smallest normal (subnormal) or to 0. Bisection on the float64 reference, then the
+    oracle's word."""
+    big, tiny = float(np.finfo(dtype).max), float(np.finfo(dtype).tiny)
+
+    def floats(k):
+        return floats_of_keys(np.array([k]), dtype)
+
+    def rd(k, by_oracle=False):
+        x = floats(k)
+        return exact(ref, {vname: x}, dtype=dtype)[0] if by_oracle else \
+            _ref64(ref, vname, x, dtype)[0]
+
+    def key(v):
+        return int(float_keys(np.array([v], dtype))[0])
 
     found = []
     for side, s in (("x>0", 1.0), ("x<0", -1.0)):
-        end = _key32(s * MAX32)
-        starts = [k for k in (_key32(s), _key32(2 * s)) if TINY32 <= abs(r32(k)) < np.inf]
-        tests = [("overflow", np.isinf)] if np.isinf(r32(end)) else []
-        if r32(end) == 0:
-            tests += [("subnormal from", lambda v: abs(v) < TINY32),
+        end = key(s * big)
+        starts = [k for k in (key(s), key(2 * s)) if tiny <= abs(rd(k)) < np.inf]
+        tests = [("overflow", np.isinf)] if np.isinf(rd(end)) else []
+        if rd(end) == 0:
+            tests += [("subnormal from", lambda v: abs(v) < tiny),
                       ("zero from", lambda v: v == 0)]
         for name, pred in tests if starts else ():
             a, b = starts[0], end   # pred(a) is false, pred(b) true
             while abs(b - a) > 1:
                 m = (a + b) // 2
-                a, b = (a, m) if pred(r32(m)) else (m, b)
+                a, b = (a, m) if pred(rd(m)) else (m, b)
             step = 1 if b > a else -1
-            for _ in range(4):  # double rounding through float64 may be off by a float
-                if not pred(r32(b, True)):
+            for _ in range(4):  # the float64 reference may be off by a float
+                if not pred(rd(b, True)):
                     b += step
-                elif pred(r32(b - step, True)):
+                elif pred(rd(b - step, True)):
                     b -= step
                 else:
                     break
-            found.append((f"{name} ({side})", float(_floats32(np.array([b]))[0])))
+            found.append((f"{name} ({side})", float(floats(b)[0])))
     return found
 
 

@@ -1,9 +1,10 @@
-"""`exprforge approx` end to end: search, exhaustive verification, store, run directory.
+"""`exprforge approx` end to end: search, verification, store, run directory.
 
 The search (evolve.tasks.approx) proposes a front of programs; the cheapest whose
 validation error is under the goal is compiled (LLVM) and checked on every float32 of
-its domain. If the exhaustive check finds it over the goal, the next candidates are
-tried. The verified program is saved in the kernel store as FUNC_f32. The run
+its domain (a float64 program: on a random sample of 2^24 points, evolve.verify). If
+the check finds it over the goal, the next candidates are tried. The verified program
+is saved in the kernel store as FUNC_f32 (FUNC_f64). The run
 directory holds config.json, pareto.csv, checkpoint.pkl, the chosen program's IR text
 and kernel source, verify.json, and two plots (pareto.png, error.png).
 """
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from exprforge.engine.printing import to_text
+from exprforge.evolve.library import SUFFIX
 from exprforge.runs import default_run_dir, plot_front
 
 VERIFY_TRIES = 3
@@ -27,7 +29,7 @@ def run(function: str, domain=None, max_ulp: float = 1.0, cost: str = "cycles",
         generations: int = 30, population: int = 48, seed: int = 0, timeout: float | None = None,
         workers: int | None = None, scheduler: str | None = None, out: str | None = None,
         name: str | None = None, template: str | None = None, verify: bool = True,
-        save: bool = True, progress=None, resume: bool = False) -> dict:
+        save: bool = True, progress=None, resume: bool = False, dtype: str = "float32") -> dict:
     from exprforge.evolve.executors import make_executor
     from exprforge.evolve.tasks.approx import approximate
     if name is None and not function.isidentifier():
@@ -36,14 +38,14 @@ def run(function: str, domain=None, max_ulp: float = 1.0, cost: str = "cycles",
     run_dir = Path(out) if out else default_run_dir("approx", function if function.isidentifier()
                                                     else "expr")
     run_dir.mkdir(parents=True, exist_ok=True)
-    config = {"function": function, "domain": list(domain) if domain else None,
+    config = {"function": function, "dtype": dtype, "domain": list(domain) if domain else None,
               "max_ulp": max_ulp, "cost": cost, "generations": generations,
               "population": population, "seed": seed, "timeout": timeout,
               "workers": workers, "scheduler": scheduler, "template": template,
               "command": " ".join(["exprforge"] + sys.argv[1:]) if sys.argv else None}
     (run_dir / "config.json").write_text(json.dumps(config, indent=1))
     with make_executor(workers=workers, scheduler=scheduler) as executor:
-        result = approximate(function, domain, max_ulp=max_ulp, cost=cost,
+        result = approximate(function, domain, dtype=dtype, max_ulp=max_ulp, cost=cost,
                              population=population, generations=generations, seed=seed,
                              timeout=timeout, executor=executor,
                              checkpoint=str(run_dir / "checkpoint.pkl"), template=template,
@@ -52,7 +54,7 @@ def run(function: str, domain=None, max_ulp: float = 1.0, cost: str = "cycles",
     chosen, report, kernel = result.chosen, None, None
     if verify and chosen is not None:
         chosen, report, kernel = _verify_best(result, whole=domain is None)
-    name = name or f"{function}_f32"
+    name = name or f"{function}_{SUFFIX[dtype]}"
     saved = None
     if save and kernel is not None and (report is None or
                                         (report["max_ulp"] < max_ulp and report["ok"])):
@@ -66,7 +68,8 @@ def run(function: str, domain=None, max_ulp: float = 1.0, cost: str = "cycles",
     if report is not None:
         (run_dir / "verify.json").write_text(json.dumps(report, indent=1))
     plots = _plots(run_dir, result, chosen)
-    return {"function": function, "template": result.template, "domain": list(result.domain),
+    return {"function": function, "dtype": dtype, "template": result.template,
+            "domain": list(result.domain),
             "goal_max_ulp": max_ulp, "front": [c.as_dict() for c in result.front],
             "chosen": chosen.as_dict() if chosen else None, "verification": report,
             "saved_as": saved, "run_dir": str(run_dir), "plots": plots,
@@ -117,17 +120,23 @@ def _plots(run_dir: Path, result, chosen) -> list:
         return []                   # no matplotlib
     import matplotlib.pyplot as plt
 
-    from exprforge.engine.errors import ulp_error
+    from exprforge.engine.errors import ulp_error, ulp_error_dd
     from exprforge.engine.evaluate import evaluate
-    from exprforge.evolve.tasks.approx import truth_fast
+    from exprforge.evolve.tasks.approx import truth_dd, truth_fast
     written = ["pareto.png"]
     if chosen is not None:
         lo, hi = result.domain
-        x = np.linspace(lo, hi, 200_001).astype(np.float32)
-        if hi / max(lo, 1e-300) > 1e6 and lo > 0:  # log-like domains: spread by magnitude
-            x = np.geomspace(lo, hi, 200_001).astype(np.float32)
-        err = ulp_error(np.asarray(evaluate(chosen.program, {"x": x}), np.float32),
-                        truth_fast(result.function, x))
+        dtype = chosen.program.dtype
+        n = 200_001 if dtype == "float32" else 4001   # float64: each point an oracle call
+        with np.errstate(over="ignore"):
+            x = np.linspace(lo, hi, n).astype(dtype)
+            if hi / max(lo, 1e-300) > 1e6 and lo > 0:  # log-like domains: by magnitude
+                x = np.geomspace(lo, hi, n).astype(dtype)
+        x = x[np.isfinite(x)]
+        with np.errstate(all="ignore"):
+            y = np.asarray(evaluate(chosen.program, {"x": x}))
+        err = ulp_error_dd(y, *truth_dd(result.function, x)) if dtype == "float64" else \
+            ulp_error(y.astype(np.float32), truth_fast(result.function, x))
         fig, ax = plt.subplots(figsize=(7, 3.5))
         ax.plot(x, err, ",", alpha=0.5)
         if lo > 0 and hi / lo > 1e6:
@@ -155,7 +164,10 @@ def show(r: dict) -> str:
         lines += ["", f"chosen: {r['chosen']['program']}"]
     v = r["verification"]
     if v:
-        lines.append(f"exhaustive check: {v['n']} float32 inputs in {v['seconds']:.1f} s: "
+        check = "exhaustive check" if v.get("method", "exhaustive") == "exhaustive" else \
+            f"sampled check ({v['reference']} reference)"
+        lines.append(f"{check}: {v['n']} {v.get('dtype', 'float32')} inputs in "
+                     f"{v['seconds']:.1f} s: "
                      f"max {v['max_ulp']:.4f} ULP at x = {v['argmax']!r}, mean "
                      f"{v['mean_ulp']:.4f}, correctly rounded {100 * v['correctly_rounded']:.2f}%"
                      f", special values {'ok' if v['ok'] else 'FAIL'}")

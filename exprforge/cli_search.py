@@ -1,5 +1,6 @@
-"""`exprforge approx` (search a float32 approximation, verify it on every input, store
-it) and `exprforge verify` (the exhaustive check of any float32 kernel)."""
+"""`exprforge approx` (search a float32 or float64 approximation, verify it, store it)
+and `exprforge verify` (the exhaustive check of any float32 kernel, a sampled check of a
+float64 one)."""
 from __future__ import annotations
 
 import sys
@@ -11,9 +12,10 @@ from exprforge.cli import UserError, _number, _progress_bar
 
 def _add_approx(p):
     p.add_argument("function", help="a unary function of the op table, e.g. exp, log2, erf")
-    p.add_argument("--dtype", default="float32", choices=("float32",))
+    p.add_argument("--dtype", default="float32", choices=("float32", "float64"),
+                   help="float32 (checked on every input) or float64 (checked on a sample)")
     p.add_argument("--domain", nargs=2, type=float, metavar=("LO", "HI"),
-                   help="input interval (default: the function's whole float32 domain)")
+                   help="input interval (default: the function's whole domain in --dtype)")
     p.add_argument("--max-ulp", type=float, default=1.0, help="goal: max error (default 1.0)")
     p.add_argument("--cost", choices=("ops", "cycles"), default="cycles")
     p.add_argument("--generations", type=int, default=30)
@@ -24,9 +26,9 @@ def _add_approx(p):
     who.add_argument("--scheduler", help="evaluate on a Dask cluster: tcp://HOST:PORT")
     p.add_argument("--timeout", type=float, help="search time limit in seconds")
     p.add_argument("--template", help="range-reduction template (default: the function's)")
-    p.add_argument("--name", help="store name (default FUNC_f32)")
+    p.add_argument("--name", help="store name (default FUNC_f32 or FUNC_f64)")
     p.add_argument("--out", help="run directory (default: under the kernel store)")
-    p.add_argument("--no-verify", action="store_true", help="skip the exhaustive check")
+    p.add_argument("--no-verify", action="store_true", help="skip the final check")
     p.add_argument("--resume", action="store_true",
                    help="continue the search from --out DIR's checkpoint (same seed)")
 
@@ -50,7 +52,7 @@ def run_approx(args) -> dict:
         return run(args.function, args.domain, args.max_ulp, args.cost, args.generations,
                    args.population, args.seed, args.timeout, args.workers, args.scheduler,
                    args.out, args.name, args.template, verify=not args.no_verify,
-                   resume=args.resume,
+                   resume=args.resume, dtype=args.dtype,
                    progress=_progress_bar("approx") if sys.stderr.isatty() else None)
     except (ValueError, ConnectionError) as e:
         raise UserError(str(e)) from None
@@ -69,13 +71,20 @@ def _float_text(text: str) -> float:
 
 
 def _add_verify(p):
-    p.add_argument("kernel", help='a stored kernel NAME, or expression text in x (float32), '
-                                  'compiled for llvm, e.g. "exp(x)"')
+    p.add_argument("kernel", help='a stored kernel NAME, or expression text in x (float32 '
+                                  'unless --dtype float64), compiled for llvm, e.g. "exp(x)"')
     p.add_argument("--against", required=True, metavar="FUNC",
                    help="the true function: a unary op (exp, log, erf, tanh, sigmoid, ...) "
                         "or an expression of one variable")
     p.add_argument("--domain", nargs=2, type=_float_text, metavar=("LO", "HI"),
-                   help="check every float32 in [LO, HI] (default: every finite float32)")
+                   help="check every float32 in [LO, HI] (default: every finite float); "
+                        "a float64 kernel on a random sample of it")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                   help="the type of x in expression text (stored kernels carry theirs)")
+    p.add_argument("--samples", type=int,
+                   help="float64: points to check (default 2^24 with a long double "
+                        "reference, 2^15 with mpmath alone)")
+    p.add_argument("--seed", type=int, default=0, help="float64: the sample's seed")
     # argparse before 3.13 takes -1e-3, -0x1p-3 or -inf for an option: they are numbers here
     import re
     p._negative_number_matcher = re.compile(r"^-(\d|\.\d|inf)", re.IGNORECASE)
@@ -85,7 +94,14 @@ def run_verify(args) -> dict:
     from exprforge.evolve.verify import verify
     from exprforge.targets.store import CorruptEntry
     try:
-        report = verify(args.kernel, args.against, domain=args.domain)
+        kernel = args.kernel
+        if not kernel.isidentifier():   # text: its variable in --dtype
+            from exprforge.engine.parse import parse
+            kernel = parse(kernel, dtype=args.dtype)
+        if args.samples is not None and args.samples < 2:
+            raise ValueError("--samples must be at least 2")
+        report = verify(kernel, args.against, domain=args.domain, samples=args.samples,
+                        seed=args.seed)
     except (ValueError, TypeError, LookupError, NotImplementedError, CorruptEntry) as e:
         raise UserError(e.args[0] if e.args else str(e)) from None
 
@@ -101,9 +117,13 @@ def show_verify(r: dict) -> str:
     def g(v):
         return f"{v:.6g}" if isinstance(v, float) else str(v)
     notes = ("" if r["exact_max"] else "; max not certain") + \
-        (f"; {r['undecided']} borderline points judged in float64" if r["undecided"] else "")
+        (f"; {r['undecided']} borderline points judged in {r['reference']}"
+         if r["undecided"] else "")
+    how = "" if r["method"] == "exhaustive" else \
+        f" (a random sample; reference in {r['reference']})"
     lines = [f"{r['kernel']}  against {r['function']}  on [{g(r['domain'][0])}, "
-             f"{g(r['domain'][1])}]: {r['n']} float32 inputs in {r['seconds']:.1f} s",
+             f"{g(r['domain'][1])}]: {r['n']} {r['dtype']} inputs{how} in "
+             f"{r['seconds']:.1f} s",
              f"max error          {g(r['max_ulp'])} ULP at x = {g(r['argmax'])} "
              f"({r['argmax_hex']})",
              f"mean error         {g(r['mean_ulp'])} ULP",
@@ -117,7 +137,8 @@ def show_verify(r: dict) -> str:
 
 COMMANDS = {
     "verify": (_add_verify, run_verify, show_verify,
-               "check a float32 kernel on every float32 of a domain against the true function"),
+               "check a kernel against the true function: float32 on every input, float64 "
+               "on a sample"),
     "approx": (_add_approx, run_approx, show_approx,
-               "search a float32 approximation of a function, verify it on every input, store it"),
+               "search a float32 or float64 approximation of a function, verify it, store it"),
 }

@@ -48,9 +48,10 @@ class GaussianRBF(torch.nn.Module):
     """y = W phi(f) + b with Gaussian radial basis functions phi_j on a generated kernel.
     Input (..., in_features), output (..., out_features). Centers start uniform in
     [-1, 1]^D, scales at `init_scale` (the same in every direction), W and b as in
-    torch.nn.Linear(n_centers, out_features). approx: in float32, the exp is the
-    library's verified program (0.87 ULP at worst, plain arithmetic that vectorizes,
-    forward and backward), not the C library's expf called per element."""
+    torch.nn.Linear(n_centers, out_features). approx: the exp is the library's
+    verified program (float32: 0.87 ULP at worst on every input; float64: 0.86 ULP on
+    a 2^24-point sample; plain arithmetic that vectorizes, forward and backward), not
+    the C library's exp called per element."""
 
     def __init__(self, in_features: int, n_centers: int, out_features: int,
                  init_scale: float = 1.0, bias: bool = True, approx: bool = True):

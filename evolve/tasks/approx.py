@@ -1,14 +1,15 @@
 """Approximation search (AutoNumerics-Zero style): evolve the core of a range-reduction
-template so that the whole float32 program is accurate (max ULP) and cheap (ops or
-cycles), both measured on the program that will be compiled.
+template so that the whole program (float32 or float64) is accurate (max ULP) and cheap
+(ops or cycles), both measured on the program that will be compiled.
 
-Training set: the domain's ends and float32 thresholds, points evenly spaced in value
-and in float32 order (so every binade is seen), random points, and points where the
-reduction's seams lie. Ground truth: the mpmath oracle, rounded to float64 (29 bits to
-spare for float32 ULPs). A candidate's constants are fitted in float64 toward the
-minimax error of the whole program (evolve/fitting), rounded to float32, and the
-program is scored in float32 by the reference evaluator, which rounds every op exactly
-as the compiled kernels do.
+Training set: the domain's ends and thresholds, points evenly spaced in value and in
+float order (so every binade is seen), random points, and points where the
+reduction's seams lie. Ground truth: the mpmath oracle, rounded to float64 for float32
+programs (29 bits to spare for float32 ULPs) and kept as a double-double hi + lo for
+float64 programs. A candidate's constants are fitted in float64 toward the minimax
+error of the whole program (evolve/fitting), rounded to the core's dtype, and the
+program is scored in its dtype by the reference evaluator, which rounds every op
+exactly as the compiled kernels do.
 """
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from exprforge.engine.errors import float32_range, ulp_error, ulp_of
-from exprforge.engine.evaluate import evaluate, exact
+from exprforge.engine.errors import (float_bounds, float_keys, floats_of_keys, ulp_error,
+                                     ulp_error_dd, ulp_of)
+from exprforge.engine.evaluate import evaluate, exact, oracle, round_mpf
 from exprforge.engine.expr import Expr, const, make, var
 from exprforge.engine.ops import OPS
 from exprforge.rewrite.cost import cost as program_cost
@@ -30,6 +32,7 @@ from ..templates import Template, template_for
 
 DEFAULT_OPS = ("add", "sub", "mul", "fma")
 ERROR_CAP = 1e12   # an objective for programs that fail (NaN, inf, huge errors)
+VALIDATION_F64 = 1 << 14   # float64 validation points (oracle calls)
 
 
 def target_expr(function) -> Expr:
@@ -44,6 +47,23 @@ def truth(function, x32: np.ndarray) -> np.ndarray:
     """The exact function value at float32 points, correctly rounded to float64."""
     return np.asarray(exact(target_expr(function), {"x": x32.astype(np.float64)},
                             dtype="float64"), np.float64)
+
+
+def truth_dd(function, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The exact function value at float64 points as (hi, rest): hi correctly rounded
+    to float64, rest = (exact - hi) / ulp(hi) (the oracle at 160 bits); the pair that
+    engine.errors.ulp_error_dd takes."""
+    import mpmath as mp
+    values = oracle(target_expr(function), {"x": np.asarray(x, np.float64)}, prec=160)
+    hi, rest = np.empty(len(values)), np.zeros(len(values))
+    for i, t in enumerate(values):
+        hi[i] = round_mpf(t, "float64")
+    finite = np.isfinite(hi)
+    unit = ulp_of(np.where(finite, hi, 0.0), "float64")
+    with mp.workprec(160):
+        for i in np.flatnonzero(finite).tolist():
+            rest[i] = float((values[i] - hi[i]) / unit[i])
+    return hi, rest
 
 
 def check_function(function) -> None:
@@ -63,41 +83,39 @@ def check_function(function) -> None:
 def training_points(template: Template, domain, n: int = 3000, seed: int = 0) -> np.ndarray:
     lo, hi = (float(v) for v in domain)
     rng = np.random.default_rng(seed)
-    f32 = np.float32
+    ft = np.dtype(template.dtype).type
     with np.errstate(over="ignore"):
-        even = np.linspace(lo, hi, n // 3, dtype=np.float64).astype(f32)
-        ordered = _ordinal_spaced(lo, hi, n // 3)
-        rand = rng.uniform(lo, hi, n // 3).astype(f32)
-    edges = [lo, hi, np.nextafter(f32(lo), f32(np.inf)), np.nextafter(f32(hi), f32(-np.inf))]
+        even = np.linspace(lo, hi, n // 3, dtype=np.float64).astype(ft)
+        ordered = _ordinal_spaced(lo, hi, n // 3, template.dtype)
+        rand = rng.uniform(lo, hi, n // 3).astype(ft)
+    edges = [lo, hi, np.nextafter(ft(lo), ft(np.inf)), np.nextafter(ft(hi), ft(-np.inf))]
     seams = _seams(template, lo, hi, rng)
-    dense = [rng.uniform(max(a, lo), min(b, hi), n // 3).astype(f32) for a, b in template.dense
+    dense = [rng.uniform(max(a, lo), min(b, hi), n // 3).astype(ft) for a, b in template.dense
              if max(a, lo) < min(b, hi)]
-    x = np.concatenate([even, ordered, rand, np.array(edges, f32), seams, *dense]).astype(f32)
-    x = x[(x >= f32(lo)) & (x <= f32(hi)) & np.isfinite(x)]
+    x = np.concatenate([even, ordered, rand, np.array(edges, ft), seams, *dense]).astype(ft)
+    x = x[(x >= ft(lo)) & (x <= ft(hi)) & np.isfinite(x)]
     return np.unique(x)
 
 
-def _ordinal_spaced(lo: float, hi: float, n: int) -> np.ndarray:
-    from exprforge.engine.errors import _bounds32, _floats32
-    a, b = _bounds32(lo, hi)
-    return _floats32(np.unique(np.linspace(a, b, n).astype(np.int64)))
+def _ordinal_spaced(lo: float, hi: float, n: int, dtype: str = "float32") -> np.ndarray:
+    a, b = float_bounds(lo, hi, dtype)
+    # float64 keys pass 2^53: spaced in exact integers, not through float64
+    keys = [a + (b - a) * i // max(n - 1, 1) for i in range(n)]
+    return floats_of_keys(np.unique(np.array(keys, np.int64)), dtype)
 
 
 def _seams(template: Template, lo, hi, rng) -> np.ndarray:
     """Points around the template's seams, a few ULPs to each side."""
     if template.seams is None:
-        return np.zeros(0, np.float32)
+        return np.zeros(0, template.dtype)
     centers, spread = template.seams(lo, hi, rng)
-    x = np.asarray(centers, np.float64).astype(np.float32)
+    x = np.asarray(centers, np.float64).astype(template.dtype)
     return _ulp_step(x, rng.integers(-spread, spread + 1, size=x.size))
 
 
 def _ulp_step(x: np.ndarray, steps: np.ndarray) -> np.ndarray:
-    """x moved by `steps` float32s (in value order, across zero)."""
-    from exprforge.engine.errors import _floats32
-    bits = x.view(np.uint32).astype(np.int64)
-    keys = np.where(bits < 0x80000000, bits, -(bits & 0x7FFFFFFF) - 1) + steps
-    return _floats32(keys)
+    """x moved by `steps` floats of its dtype (in value order, across zero)."""
+    return floats_of_keys(float_keys(x) + steps, str(x.dtype))
 
 
 @dataclass
@@ -114,12 +132,20 @@ class ApproxProblem:
     seed: int = 0
     cache: object = None
     x: np.ndarray = field(init=False, repr=False)
-    y: np.ndarray = field(init=False, repr=False)
+    y: np.ndarray = field(init=False, repr=False)      # exact values (float64: rounded)
+    y_rest: np.ndarray | None = field(init=False, repr=False, default=None)  # float64
+
+    @property
+    def dtype(self) -> str:
+        return self.template.dtype
 
     def __post_init__(self):
         check_function(self.function)
         self.x = training_points(self.template, self.domain, self.n_train, self.seed)
-        self.y = truth(self.function, self.x)
+        if self.dtype == "float64":
+            self.y, self.y_rest = truth_dd(self.function, self.x)
+        else:
+            self.y = truth(self.function, self.x)
         reduced = self.template.reduced_values(self.x)
         with np.errstate(all="ignore"):
             if self.template.core_fit is not None:
@@ -129,7 +155,8 @@ class ApproxProblem:
                 a, b = self.template.affine(self.x, reduced)
                 a = np.broadcast_to(np.asarray(a, np.float64), self.x.shape)
                 target = (self.y - b) / a
-                weight = np.abs(a) / ulp_of(np.clip(self.y, -3.4e38, 3.4e38), "float32")
+                big = float(np.finfo(self.dtype).max)
+                weight = np.abs(a) / ulp_of(np.clip(self.y, -big, big), self.dtype)
         usable = np.isfinite(target) & np.isfinite(weight) & (self.y != 0) & (a != 0) & \
             np.isfinite(self.y) & (weight > 0)
         fit_rows = np.flatnonzero(usable)
@@ -163,10 +190,16 @@ class ApproxProblem:
         return Evaluated(core, (err, program_cost(program, self.cost_model)))
 
     def max_ulp(self, program: Expr, x=None, y=None) -> float:
-        x = self.x if x is None else x
-        y = self.y if y is None else y
-        out = evaluate(program, {"x": x})
-        err = ulp_error(np.asarray(out, np.float32), y)
+        """Max ULP error at x (default: the training set) against y: exact values
+        rounded to float64, or for float64 programs truth_dd's pair (hi, rest)."""
+        x, y = (self.x, (self.y, self.y_rest) if self.dtype == "float64" else self.y) \
+            if x is None else (x, y)
+        with np.errstate(all="ignore"):
+            out = evaluate(program, {"x": x})
+        if self.dtype == "float64":
+            err = ulp_error_dd(np.asarray(out, np.float64), *y)
+        else:
+            err = ulp_error(np.asarray(out, np.float32), y)
         worst = float(np.max(err)) if err.size else 0.0
         return min(worst, ERROR_CAP) if np.isfinite(worst) else ERROR_CAP
 
@@ -201,14 +234,15 @@ def seed_cores(template: Template, degree: int) -> list[Expr]:
     return seeds
 
 
-def problem_for(function: str, domain=None, template: str | None = None, **options) -> ApproxProblem:
+def problem_for(function: str, domain=None, template: str | None = None,
+                dtype: str = "float32", **options) -> ApproxProblem:
     check_function(function)
     if domain is not None:
         if len(domain) != 2 or not all(np.isfinite(float(v)) for v in domain):
             raise ValueError(f"domain must be two finite numbers (lo, hi), got {domain!r}")
         if not float(domain[0]) <= float(domain[1]):
             raise ValueError(f"empty domain: lo {domain[0]} > hi {domain[1]}")
-    t = template_for(function, domain, template)
+    t = template_for(function, domain, template, dtype)
     problem = ApproxProblem(function, t, tuple(domain) if domain is not None else t.domain,
                             **options)
     undefined = np.isnan(problem.y)
@@ -257,26 +291,31 @@ def approximate(function: str, domain=None, dtype: str = "float32", max_ulp: flo
                 seed: int = 0, timeout: float | None = None, executor=None,
                 checkpoint: str | None = None, resume: bool = False, template: str | None = None,
                 ops=DEFAULT_OPS, progress=None, validation_points: int = 1 << 20) -> ApproxResult:
-    """Search for a float32 program approximating `function` on `domain` (default: the
-    template's whole domain). Returns the Pareto front (cost vs max ULP on the training
-    set), each front member under `max_ulp` re-measured on `validation_points` more
-    points, and the chosen program: the cheapest whose validation error is under
-    `max_ulp` (else the most accurate). Exhaustive verification is the caller's next
-    step (evolve.verify), since it needs a compiled kernel."""
+    """Search for a float32 or float64 program approximating `function` on `domain`
+    (default: the template's whole domain). Returns the Pareto front (cost vs max ULP on
+    the training set), each front member under `max_ulp` re-measured on
+    `validation_points` more points (float64: at most 2^14, each costs an oracle call),
+    and the chosen program: the cheapest whose validation error is under `max_ulp` (else
+    the most accurate). Verification (exhaustive for float32, sampled for float64) is
+    the caller's next step (evolve.verify), since it needs a compiled kernel."""
     from ..search import SearchConfig, search
-    if dtype != "float32":
-        raise ValueError(f"approximations are searched in float32 only for now, not {dtype}")
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"approximations are float32 or float64, not {dtype}")
     if not max_ulp > 0:   # also refuses NaN
         raise ValueError(f"max_ulp must be positive, got {max_ulp}")
-    problem = problem_for(function, domain, template, cost_model=cost, ops=tuple(ops),
+    problem = problem_for(function, domain, template, dtype, cost_model=cost, ops=tuple(ops),
                           seed=seed)
     config = SearchConfig(population=population, generations=generations, seed=seed,
                           timeout=timeout, max_size=problem.template.max_size)
     result = search(problem, config, executor=executor, checkpoint=checkpoint, resume=resume,
                     progress=progress)
     front = [_candidate(problem, e) for e in result.front]
-    xv = _validation_points(problem, validation_points, seed)
-    yv = truth_fast(function, xv)
+    if dtype == "float64":
+        xv = _validation_points(problem, min(validation_points, VALIDATION_F64), seed)
+        yv = truth_dd(function, xv)
+    else:
+        xv = _validation_points(problem, validation_points, seed)
+        yv = truth_fast(function, xv)
     for c in front:
         if c.train_max_ulp < max_ulp:
             c.validation_max_ulp = max(problem.max_ulp(c.program, xv, yv), c.train_max_ulp)
@@ -295,10 +334,11 @@ def _candidate(problem: ApproxProblem, ev) -> Candidate:
 def _validation_points(problem: ApproxProblem, n: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed + 1)
     lo, hi = problem.domain
+    ft = np.dtype(problem.dtype).type
     with np.errstate(over="ignore"):
-        x = np.concatenate([rng.uniform(lo, hi, n // 2).astype(np.float32),
-                            _ordinal_spaced(lo, hi, n // 2)])
-    return x[np.isfinite(x) & (x >= np.float32(lo)) & (x <= np.float32(hi))]
+        x = np.concatenate([rng.uniform(lo, hi, n // 2).astype(ft),
+                            _ordinal_spaced(lo, hi, n // 2, problem.dtype)])
+    return x[np.isfinite(x) & (x >= ft(lo)) & (x <= ft(hi))]
 
 
 def truth_fast(function: str, x32: np.ndarray) -> np.ndarray:

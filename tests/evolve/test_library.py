@@ -10,8 +10,8 @@ from exprforge.engine.errors import ulp_error
 from exprforge.evolve.library import library, program
 from exprforge.evolve.tasks.approx import truth
 
-ENTRIES = sorted(library())
-REQUIRED = {"exp_f32", "exp2_f32", "log_f32"}
+ENTRIES = sorted(n for n, e in library().items() if e["dtype"] == "float32")  # float64:
+REQUIRED = {"exp_f32", "exp2_f32", "log_f32"}                           # test_float64.py
 
 
 def test_library_has_the_verified_functions():
@@ -114,8 +114,11 @@ def test_compile_with_library_functions():
     assert xf.ulps(fast(x[:2000]), exact).max() <= xf.ulps(plain(x[:2000]), exact).max() + 4
     tanh_fast = xf.compile("tanh(x)", target="llvm", approx=True)
     assert np.array_equal(tanh_fast(x), xf.compile(program("tanh_f32"), target="llvm")(x))
-    keep = xf.compile(xf.parse("exp(x)", dtype="float64"), target="llvm", approx=True)
-    assert "exp" in {n.op for n in keep.expr.toposort()}   # float64 programs keep libm
+    # float64 calls take the float64 programs; a function without one keeps libm
+    keep = xf.compile(xf.parse("exp(x) + tanh(x)", dtype="float64"), target="llvm",
+                      approx=True)
+    assert {n.op for n in keep.expr.toposort()} & {"exp", "tanh"} == {"tanh"}
+    assert "tanh_f64" not in library() and "exp_f64" in library()
 
 
 def test_torch_target_with_approx_differentiates_the_function_not_its_program():
@@ -139,9 +142,10 @@ def test_torch_target_with_approx_differentiates_the_function_not_its_program():
     for i in k32.differentiable:
         back = k32.backward_kernel(i)
         assert back.dtype == "float32" and "exp" not in {n.op for n in back.expr.toposort()}
-    k64 = xf.compile(xf.parse("exp(x)", dtype="float32"), target="llvm", dtype="float64",
-                     approx=True)
-    assert "exp" in {n.op for n in k64.expr.toposort()}   # float64: libm, no float32 program
+    # retyped to float64: the float64 program where the library has one, else libm
+    k64 = xf.compile(xf.parse("exp(x) + tanh(x)", dtype="float32"), target="llvm",
+                     dtype="float64", approx=True)
+    assert {n.op for n in k64.expr.toposort()} & {"exp", "tanh"} == {"tanh"}
 
 
 def test_cli_compile_approx(capsys):

@@ -368,11 +368,12 @@ def test_template_for_falls_back_to_plain():
 
 
 def test_template_for_errors_clearly():
-    with pytest.raises(ValueError, match="sin has no range-reduction template: give a domain"):
+    with pytest.raises(ValueError,
+                       match="sin has no float32 range-reduction template: give a domain"):
         template_for("sin")
     with pytest.raises(ValueError, match="give a domain"):
         template_for("exp", None, "plain")
-    with pytest.raises(ValueError, match="no template 'nope'; templates: plain, exp"):
+    with pytest.raises(ValueError, match="no float32 template 'nope'; templates: plain, exp"):
         template_for("exp", None, "nope")
     with pytest.raises(ValueError, match="template log computes log, not exp"):
         template_for("exp", None, "log")

@@ -1,0 +1,110 @@
+"""Shipped float64 approximations vs NumPy's float64 functions and glibc's libm.
+
+    .venv/bin/python benchmarks/bench_approx64.py [FUNC ...]  -> benchmarks/results/approx64.json
+
+For each float64 function of evolve/library.json (FUNC_f64), on its whole domain:
+- accuracy on one random sample of 2^24 float64s (evolve.verify.verify_sampled: half
+  uniform over the floats, half uniform in value, a long double reference and the
+  oracle deciding borderline and near-max points), the same sample for: the library
+  program (LLVM kernel), NumPy's float64 function, and libm's (exp, log, ...) called
+  once per element from an exprforge LLVM loop (the kernel of "exp(x)");
+- throughput at N = 1e7, one thread, best of 7 calls, each allocating its output;
+- a baseline of the same accuracy: the smallest Taylor degree of the template's core
+  (exp's tail (e^r - 1 - r)/r^2, log's R(s)) within the library program's max ULP on
+  2^14 validation points (oracle truth), and its op count.
+"""
+from __future__ import annotations
+
+import json
+import math
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import exprforge as xf
+from bench_approx import best_time
+from exprforge.engine.expr import const, make, var
+from exprforge.evolve.library import library, program
+from exprforge.evolve.tasks.approx import _validation_points, problem_for, truth_dd
+from exprforge.evolve.verify import verify, verify_sampled
+from exprforge.rewrite.cost import cost
+
+RESULTS = Path(__file__).parent / "results" / "approx64.json"
+N = 10_000_000
+SAMPLES = 1 << 24
+
+
+def taylor_core(function: str, degree: int):
+    """The template core's Taylor polynomial: exp/exp2 sum r^i/(i+2)!, i < degree;
+    log/log2 z * sum 2 z^j/(2j+3), j < degree, z = s^2."""
+    if function in ("exp", "exp2"):
+        r = var("r", "float64")
+        coeffs = [1.0 / math.factorial(i + 2) for i in range(degree)]
+        t = r
+    else:
+        s = var("s", "float64")
+        t = s * s
+        coeffs = [2.0 / (2 * j + 3) for j in range(degree)]
+    p = const(coeffs[-1], "float64")
+    for c in reversed(coeffs[:-1]):
+        p = make("fma", [p, t, const(c, "float64")])
+    return p if function in ("exp", "exp2") else t * p
+
+
+def taylor_baseline(function: str, goal: float, max_degree: int = 24) -> dict:
+    problem = problem_for(function, dtype="float64", n_train=256)
+    x = _validation_points(problem, 1 << 14, seed=7)
+    y = truth_dd(function, x)
+    for degree in range(2, max_degree + 1):
+        prog = problem.program(taylor_core(function, degree))
+        err = problem.max_ulp(prog, x, y)
+        if err <= goal:
+            return {"degree": degree, "ops": cost(prog, "ops"), "max_ulp_sampled": err}
+    return {"degree": None, "ops": None, "max_ulp_sampled": None}
+
+
+def main(functions):
+    rows = []
+    lib = library()
+    rng = np.random.default_rng(0)
+    for f in functions:
+        entry = lib[f"{f}_f64"]
+        domain = tuple(entry["domain"])
+        base = taylor_baseline(f, entry["max_ulp"])
+        ours = xf.compile(program(f"{f}_f64"), target="llvm")
+        libm = xf.compile(xf.parse(f"{f}(x)", vars={"x": "float64"}), target="llvm")
+        np_fn = getattr(np, f)
+        reports = {"exprforge": verify(ours, f, domain=domain, samples=SAMPLES).as_dict(),
+                   "numpy": verify_sampled(lambda a: np_fn(a), f, domain=domain,
+                                           samples=SAMPLES).as_dict(),
+                   "libm": verify(libm, f, domain=domain, samples=SAMPLES).as_dict()}
+        lo, hi = domain
+        xs = np.exp(rng.uniform(np.log(lo), np.log(hi), N)) if lo > 0 else rng.uniform(lo, hi, N)
+        times = {"exprforge": best_time(ours, xs), "numpy": best_time(np_fn, xs),
+                 "libm": best_time(libm, xs)}
+        row = {"function": f, "domain": list(domain), "ops": entry["ops"],
+               "taylor_baseline": base,
+               "tools": {k: {"max_ulp": r["max_ulp"], "argmax": r["argmax"],
+                             "mean_ulp": r["mean_ulp"],
+                             "correctly_rounded": r["correctly_rounded"],
+                             "specials_ok": r["ok"], "inputs": r["n"],
+                             "reference": r["reference"], "undecided": r["undecided"],
+                             "check_seconds": r["seconds"], "ms_at_1e7": times[k] * 1e3,
+                             "speed_vs_numpy": times["numpy"] / times[k]}
+                         for k, r in reports.items()}}
+        rows.append(row)
+        print(f"{f}: ops {entry['ops']} (Taylor {base['degree']}: {base['ops']}) | " + " | ".join(
+            f"{k} {v['max_ulp']:.3f} ULP, {100 * v['correctly_rounded']:.2f}% CR, "
+            f"{v['ms_at_1e7']:.1f} ms ({v['speed_vs_numpy']:.2f}x numpy)"
+            for k, v in row["tools"].items()), flush=True)
+    out = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, "
+           f"{__import__('os').cpu_count()} cores", "n": N, "samples": SAMPLES, "rows": rows}
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(out, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:] or [e["function"] for e in library().values() if e["dtype"] == "float64"])
