@@ -231,6 +231,7 @@ def float_bounds(lo: float, hi: float, dtype: str) -> tuple[int, int]:
         return _bounds32(lo, hi)
     if np.isnan(lo) or np.isnan(hi):
         raise ValueError("domain bounds must not be NaN")
+    lo, hi = float(lo), float(hi)
     return int(float_keys(np.array([lo]))[0]), int(float_keys(np.array([hi]))[0])
 
 

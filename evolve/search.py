@@ -90,6 +90,10 @@ def search(problem, config: SearchConfig, executor=None, checkpoint: str | None 
         if state["seed"] != config.seed:
             raise ValueError(f"checkpoint {checkpoint} is from seed {state['seed']}, "
                              f"not {config.seed}")
+        mine = getattr(problem, "fingerprint", None)
+        if state.get("problem", mine) != mine:
+            raise ValueError(f"checkpoint {checkpoint} is from another problem "
+                             f"({state['problem']}), not {mine}")
         archive, history, start = state["archive"], state["history"], state["generation"] + 1
         population = [_individual(from_expr(e.expr, pset), e) for e in state["population"]]
     else:
@@ -113,7 +117,8 @@ def search(problem, config: SearchConfig, executor=None, checkpoint: str | None 
         population = tools.selNSGA2(population + offspring, config.population)
         history.append(_summary(population))
         if checkpoint:
-            _save(checkpoint, {"seed": config.seed, "generation": gen, "archive": archive,
+            _save(checkpoint, {"seed": config.seed, "problem": getattr(problem, "fingerprint", None),
+                               "generation": gen, "archive": archive,
                                "history": history,
                                "population": [archive[to_expr(i, pset)]
                                               for i in population]})

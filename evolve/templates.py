@@ -409,7 +409,8 @@ def _exp_f64_reduce(x: Expr) -> dict:
     k = make("round", [xc * _d(1 / math.log(2))])
     r1 = _fma(k, _d(-LN2_HI64), xc)         # exact (Cody-Waite)
     r = _fma(k, _d(-LN2_LO64_CW), r1)
-    rlo = _fma(k, _d(-LN2_LO64_CW), r1 - r)  # what rounding r lost (r1 - r is exact)
+    # what rounding r lost (r1 - r is exact, or off by ~1e-8 ULP where |r| << |k lo|)
+    rlo = _fma(k, _d(-LN2_LO64_CW), r1 - r)
     return {"r": r, "rlo": rlo, "k": k}
 
 

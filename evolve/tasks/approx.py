@@ -29,6 +29,7 @@ from ..fitting import fit, with_constants
 from ..primitives import primitive_set
 from ..search import Evaluated
 from ..templates import Template, template_for
+from ..verify import uniform_in
 
 DEFAULT_OPS = ("add", "sub", "mul", "fma")
 ERROR_CAP = 1e12   # an objective for programs that fail (NaN, inf, huge errors)
@@ -85,12 +86,13 @@ def training_points(template: Template, domain, n: int = 3000, seed: int = 0) ->
     rng = np.random.default_rng(seed)
     ft = np.dtype(template.dtype).type
     with np.errstate(over="ignore"):
-        even = np.linspace(lo, hi, n // 3, dtype=np.float64).astype(ft)
+        even = (np.linspace(lo / 2, hi / 2, n // 3) * 2).astype(ft)   # halved: no overflow
         ordered = _ordinal_spaced(lo, hi, n // 3, template.dtype)
-        rand = rng.uniform(lo, hi, n // 3).astype(ft)
+        rand = uniform_in(rng, lo, hi, n // 3).astype(ft)
     edges = [lo, hi, np.nextafter(ft(lo), ft(np.inf)), np.nextafter(ft(hi), ft(-np.inf))]
     seams = _seams(template, lo, hi, rng)
-    dense = [rng.uniform(max(a, lo), min(b, hi), n // 3).astype(ft) for a, b in template.dense
+    dense = [uniform_in(rng, max(a, lo), min(b, hi), n // 3).astype(ft)
+             for a, b in template.dense
              if max(a, lo) < min(b, hi)]
     x = np.concatenate([even, ordered, rand, np.array(edges, ft), seams, *dense]).astype(ft)
     x = x[(x >= ft(lo)) & (x <= ft(hi)) & np.isfinite(x)]
@@ -99,9 +101,11 @@ def training_points(template: Template, domain, n: int = 3000, seed: int = 0) ->
 
 def _ordinal_spaced(lo: float, hi: float, n: int, dtype: str = "float32") -> np.ndarray:
     a, b = float_bounds(lo, hi, dtype)
-    # float64 keys pass 2^53: spaced in exact integers, not through float64
-    keys = [a + (b - a) * i // max(n - 1, 1) for i in range(n)]
-    return floats_of_keys(np.unique(np.array(keys, np.int64)), dtype)
+    if dtype == "float32":   # float32 keys are exact in float64 (and seeds reproduce)
+        keys = np.linspace(a, b, n).astype(np.int64)
+    else:                    # float64 keys pass 2^53: spaced in exact integers
+        keys = np.array([a + (b - a) * i // max(n - 1, 1) for i in range(n)], np.int64)
+    return floats_of_keys(np.unique(keys), dtype)
 
 
 def _seams(template: Template, lo, hi, rng) -> np.ndarray:
@@ -138,6 +142,12 @@ class ApproxProblem:
     @property
     def dtype(self) -> str:
         return self.template.dtype
+
+    @property
+    def fingerprint(self) -> tuple:
+        """What a checkpoint must match to be resumed on this problem."""
+        return ("approx", str(self.function), self.template.name, self.dtype,
+                tuple(map(float, self.domain)))
 
     def __post_init__(self):
         check_function(self.function)
@@ -336,7 +346,7 @@ def _validation_points(problem: ApproxProblem, n: int, seed: int) -> np.ndarray:
     lo, hi = problem.domain
     ft = np.dtype(problem.dtype).type
     with np.errstate(over="ignore"):
-        x = np.concatenate([rng.uniform(lo, hi, n // 2).astype(ft),
+        x = np.concatenate([uniform_in(rng, lo, hi, n // 2).astype(ft),
                             _ordinal_spaced(lo, hi, n // 2, problem.dtype)])
     return x[np.isfinite(x) & (x >= ft(lo)) & (x <= ft(hi))]
 

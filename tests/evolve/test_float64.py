@@ -53,17 +53,27 @@ def _mp_errors(c, t):
 
 
 def test_ulp_error_dd_equals_the_mpf_path():
+    """Exact values of every kind: normal and subnormal, both signs, just below and
+    above powers of two; results 0, 1 and 2 floats from the rounded truth."""
     rng = np.random.default_rng(0)
-    x = np.concatenate([rng.uniform(-700, 700, 300), [0.0, 1e-310, -1e-310, 5e-324]])
-    mp.mp.prec = 160
-    exact = [mp.exp(mp.mpf(v)) * (1 + mp.mpf(2) ** -54 * (i % 7 - 3)) if v > -700
-             else mp.mpf(v) for i, v in enumerate(x.tolist())]
-    mp.mp.prec = 53
+    with mp.workprec(200):
+        normal = [mp.mpf(v) * (1 + mp.mpf(2) ** -60 * rng.integers(-99, 99))
+                  for v in rng.standard_normal(60) * 10.0 ** rng.integers(-300, 300, 60)]
+        subnormal = [mp.mpf(2) ** -1074 * (mp.mpf(int(rng.integers(1, 1 << 40))) / 7)
+                     for _ in range(30)]
+        powers = [mp.mpf(2) ** int(e) * (1 + s * mp.mpf(2) ** -int(d))
+                  for e, s, d in zip(rng.integers(-1000, 1000, 40), rng.choice([-1, 1], 40),
+                                     rng.integers(54, 70, 40))]
+        exact = normal + subnormal + powers
+        exact += [-t for t in exact]
     hi, rest = _dd(exact)
-    # results one or two floats away from the rounded truth, both directions
-    c = np.where(np.arange(x.size) % 3 == 0, hi,
-                 np.nextafter(hi, np.where(np.arange(x.size) % 2 == 0, np.inf, -np.inf)))
-    assert np.allclose(ulp_error_dd(c, hi, rest), _mp_errors(c, exact), rtol=0, atol=1e-9)
+    for step in (0, 1, 2):
+        for direction in (np.inf, -np.inf):
+            c = hi.copy()
+            for _ in range(step):
+                c = np.nextafter(c, direction)
+            assert np.allclose(ulp_error_dd(c, hi, rest), _mp_errors(c, exact), rtol=1e-12,
+                               atol=1e-9)
 
 
 def _dd(exact):
@@ -267,13 +277,34 @@ def test_approximate_exp2_float64_end_to_end():
     assert rep.max_ulp < 1.0 and rep.ok
 
 
-def test_problem_weights_are_float64_ulps():
+def test_problem_scores_float64_ulps():
     p = problem_for("log", dtype="float64")
     assert p.x.dtype == np.float64 and p.y_rest is not None
     assert np.all(np.abs(p.y_rest[np.isfinite(p.y)]) <= 0.5)
-    seed = p.seeds()[-1]
-    err, cost = p.evaluate(seed).objectives
+    err, cost = p.evaluate(p.seeds()[-1]).objectives
     assert err < 1.0 and cost > 20
+    assert p.fingerprint == ("approx", "log", "log", "float64", TEMPLATES_F64["log"].domain)
+
+
+@pytest.mark.parametrize("name", sorted(TEMPLATES_F64))
+def test_core_weight_is_the_result_ulps_per_unit_of_core(programs, name):
+    """core_fit's weight: how many ULPs of the result one unit of change in the core
+    moves, checked by moving the core by delta and counting the result's floats."""
+    t = TEMPLATES_F64[name]
+    rng = np.random.default_rng(3)
+    x = np.exp(rng.uniform(-5, 12, 400)) if name.startswith("log") else rng.uniform(-700, 700, 400)
+    values = t.reduced_values(x)
+    target, weight = t.core_fit(values)
+    main = var(t.core_vars[0], "float64")
+    delta = 2.0 ** -30
+    moved = t.program(CORES[name]() + const(delta, "float64"))
+    base = np.asarray(evaluate(programs[name], {"x": x}))
+    shifted = np.asarray(evaluate(moved, {"x": x}))
+    counted = ulps(shifted, base)
+    ok = np.abs(values[main.name]) > 1e-3      # away from s = 0, r = 0 (weight ~ 0)
+    assert ok.sum() > 300
+    np.testing.assert_allclose(counted[ok], weight[ok] * delta, rtol=0.02, atol=2)
+    assert np.all(np.isfinite(target[ok]))
 
 
 def test_cli_verify_float64_text(capsys):
@@ -290,8 +321,9 @@ def test_cli_approx_float64_plain_template(capsys, tmp_path):
                          str(tmp_path / "run"), "--name", "sin_small_f64", "--json")
     assert code == 0, err
     r = json.loads(out)
-    assert r["dtype"] == "float64" and r["verification"]["method"] == "sampled"
-    assert (r["saved_as"] == "sin_small_f64") == (r["verification"]["max_ulp"] < 1.0)
+    v = r["verification"]
+    assert r["dtype"] == "float64" and v["method"] == "sampled" and v["dtype"] == "float64"
+    assert (r["saved_as"] == "sin_small_f64") == (v["max_ulp"] < 1.0 and v["ok"])
     assert (tmp_path / "run" / "error.png").exists() == bool(r["plots"][1:])
 
 
@@ -323,3 +355,43 @@ def test_float64_library_imports_and_inlines():
     k = xf.compile(xf.parse("exp(x) * 2", vars={"x": "float64"}), target="llvm", approx=True)
     assert "exp" not in {n.op for n in k.expr.toposort()}
     assert np.array_equal(k(x), exp_f64(x) * 2)
+
+
+def test_small_samples_and_float32_bounds():
+    assert sample_points((1.0, 2.0), 2).tolist() == [1.0, 2.0]
+    assert len(sample_points((1.0, 2.0), 3)) == 3
+    x = sample_points((np.float32(1), np.float32(2)), 100)   # float64 points all the same
+    assert x.size == 100 and np.unique(x).size > 90
+
+
+def test_float64_domain_wider_than_float64_differences():
+    p = problem_for("atan", domain=(-1e308, 1e308), dtype="float64", n_train=600)
+    assert p.x.min() >= -1e308 and p.x.max() <= 1e308 and np.unique(p.x).size > 300
+
+
+def test_float32_training_points_are_unchanged():
+    """The float32 spacing in float order is linspace's (the library's recorded search
+    commands reproduce their programs with it)."""
+    from exprforge.engine.errors import _bounds32, _floats32
+    from exprforge.evolve.tasks.approx import _ordinal_spaced
+    a, b = _bounds32(-103.97, 88.72)
+    want = _floats32(np.unique(np.linspace(a, b, 1000).astype(np.int64)))
+    assert np.array_equal(_ordinal_spaced(-103.97, 88.72, 1000), want)
+
+
+def test_oracle_path_keeps_mpmath_precision_and_is_the_same_on_any_threads():
+    from scipy.special import erf
+    prec = mp.mp.prec
+    one = verify_sampled(erf, "erf", domain=(-3, 3), samples=400, chunk=50, threads=1)
+    four = verify_sampled(erf, "erf", domain=(-3, 3), samples=400, chunk=50, threads=4)
+    assert mp.mp.prec == prec
+    assert (one.max_ulp, one.mean_ulp) == (four.max_ulp, four.mean_ulp)
+
+
+def test_resume_refuses_another_problem(tmp_path):
+    ck = str(tmp_path / "ck.pkl")
+    approximate("exp2", domain=(0.0, 1.0), generations=1, population=4, checkpoint=ck,
+                validation_points=100)
+    with pytest.raises(ValueError, match="from another problem"):
+        approximate("exp2", domain=(0.0, 1.0), dtype="float64", generations=2, population=4,
+                    checkpoint=ck, resume=True, validation_points=100)
