@@ -395,3 +395,8 @@ def test_resume_refuses_another_problem(tmp_path):
     with pytest.raises(ValueError, match="from another problem"):
         approximate("exp2", domain=(0.0, 1.0), dtype="float64", generations=2, population=4,
                     checkpoint=ck, resume=True, validation_points=100)
+
+
+def test_verify_a_shipped_name_without_importing_it_first():
+    r = verify("log_f64", "log", domain=(1e-10, 1e10), samples=20_000)
+    assert r.dtype == "float64" and r.max_ulp <= library()["log_f64"]["max_ulp"] + 1e-9
