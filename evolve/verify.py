@@ -145,12 +145,13 @@ def verify(kernel_or_expr, against, domain=None, chunk: int = 1 << 22,
     every float32 there, a float64 kernel on `samples` random points (verify_sampled);
     see the module doc."""
     kernel = _kernel_of(kernel_or_expr)
+    named = isinstance(kernel_or_expr, str) and kernel_or_expr.isidentifier()
+    name = kernel_or_expr if named else str(kernel.expr)
     if kernel.dtype == "float64":
-        return verify_sampled(kernel, against, domain, samples, seed, threads,
-                              name=str(kernel.expr))
+        return verify_sampled(kernel, against, domain, samples, seed, threads, name=name)
     if samples is not None:
         raise ValueError("float32 kernels are checked on every input: samples is for float64")
-    return verify_function(kernel, against, domain, chunk, threads, name=str(kernel.expr))
+    return verify_function(kernel, against, domain, chunk, threads, name=name)
 
 
 def verify_function(fn, against, domain=None, chunk: int = 1 << 22, threads: int | None = None,
