@@ -237,16 +237,33 @@ def _horner(t: Expr, coeffs, dtype: str) -> Expr:
 
 
 def _erf_seeds(degree: int) -> list[Expr]:
-    """where(a < 2, a*P(a^2), Q(a)): P of degree+3 for erf(a)/a, Q of degree+5 for erf
-    on [2, 4] (placeholder coefficients, all distinct)."""
-    a = var("a", "float64")
-    p = _horner(a * a, [1.1 - 0.01 * i for i in range(degree + 4)], "float64")
-    q = _horner(a, [0.9 - 0.01 * i for i in range(degree + 6)], "float64")
+    """where(a < 2, a*P(u), Q(w)): P of degree+3 for erf(a)/a in u = a^2/2 - 1, Q of
+    degree+5 for erf in w = a - 3 (placeholder coefficients, all distinct). u and w
+    lie in [-1, 1], where monomials are well conditioned for the fit and Horner's rule
+    loses nothing; in a itself a degree-14 polynomial on [2, 4] cancels to ~1e-8."""
+    a, u, w = (var(n, "float64") for n in ("a", "u", "w"))
+    p = _horner(u, [1.1 - 0.01 * i for i in range(degree + 4)], "float64")
+    q = _horner(w, [0.9 - 0.01 * i for i in range(degree + 6)], "float64")
     return [make("where", [a < _d(ERF_SPLIT), a * p, q])]
 
 
 def _erf_reduce(x: Expr) -> dict:
-    return {"a": _clamp64(abs(make("cast", [x], "float64")), 0.0, 4.0)}  # erf(4) rounds to 1
+    a = _clamp64(abs(make("cast", [x], "float64")), 0.0, 4.0)   # erf(4) rounds to 1
+    return {"a": a, "u": a * a * _d(0.5) - _d(1.0), "w": a - _d(3.0)}
+
+
+def _erf_seams(lo, hi, rng):
+    """Both sides of the split between the two pieces, and of the clamp at 4."""
+    return np.array([-4.0, -ERF_SPLIT, ERF_SPLIT, 4.0]).repeat(250), 1 << 16
+
+
+def _erf_fit(values):
+    """The core's target erf(a) of the clamped a (for |x| > 4 the program's erf(4) rounds
+    to 1 as erf(x) does; fitting those rows to erf(x) = 1 would ask the core for two
+    values at a = 4), weighted in float32 ULPs."""
+    from scipy.special import erf
+    target = erf(values["a"].astype(np.float64))   # a few float64 ULPs: ~1e-8 float32 ULP
+    return target, 1.0 / ulp_of(target, "float32")
 
 
 def _erf_rebuild(p, x, reduced):
@@ -329,8 +346,9 @@ def _exp2_64_rebuild(p, x, reduced):
 
 ERF_SPLIT = 2.0
 TEMPLATES["erf"] = Template(
-    "erf", "erf", (-F32_MAX, F32_MAX), ("a",), (0.0, 4.0), _erf_reduce, _erf_rebuild,
-    _sign_affine, "erf(a), a in [0, 4] (float64)", degrees=(3, 9), seeds=_erf_seeds,
+    "erf", "erf", (-F32_MAX, F32_MAX), ("a", "u", "w"), (0.0, 4.0), _erf_reduce, _erf_rebuild,
+    _sign_affine, "erf(a), a in [0, 4] (float64)", degrees=(3, 12), seeds=_erf_seeds,
+    core_fit=_erf_fit, seams=_erf_seams,
     dense=((-4.0, 4.0), (-1e-3, 1e-3)), core_dtype="float64", max_size=96,
     extra_ops=("where", "lt"))
 TEMPLATES["exp2_64"] = Template(
