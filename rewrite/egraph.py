@@ -34,11 +34,17 @@ _CUT_DEPTH = 32  # egglog reads deeply nested text slowly: name a node every 32 
 
 # --- the language --------------------------------------------------------------------------
 
+COST_SCALE = 100   # egglog counts each primitive (a Var's name, a Rat's value) as 1
+
+
 def _op_cost(name: str, model: str) -> int:
+    """An op's extraction cost: the model's (rewrite/cost.py; named constants are free)
+    times COST_SCALE, so egglog's 1 per leaf only breaks ties (unscaled, a literal and
+    a variable outweighed a cheaper op: sqrt(exp(x)) stayed over exp(0.5 * x))."""
     o = OPS[name]
-    if model == "ops":
-        return 0 if o.group == "const" else 1
-    return max(1, round(o.cost)) if o.group != "const" else 1
+    if o.group == "const":
+        return 0
+    return COST_SCALE * (1 if model == "ops" else max(1, round(o.cost)))
 
 
 def _has_attr(name: str) -> bool:
@@ -50,8 +56,9 @@ def language_text(cost_model: str) -> str:
     model), the fact relations and the rulesets."""
     if cost_model not in MODELS:
         raise ValueError(f"unknown cost model {cost_model!r}; use 'ops' or 'cycles'")
-    lines = ["(sort Math)", "(constructor Var (String) Math)", "(constructor Rat (BigRat) Math)",
-             "(constructor Special (String) Math)"]
+    lines = ["(sort Math)", "(constructor Var (String) Math :cost 0)",
+             "(constructor Rat (BigRat) Math :cost 0)",
+             "(constructor Special (String) Math :cost 0)"]
     for name, o in OPS.items():
         if o.group == "leaf":
             continue
@@ -238,7 +245,7 @@ def analysis_text() -> list[str]:
 def folding_text() -> list[tuple[str, str, str]]:
     """(lhs, rhs, conditions) of exact arithmetic on rational literals (real-number
     meaning, so it is sound): egglog text."""
-    zero = "(bigrat (bigint 0) (bigint 1))"
+    zero, one = "(bigrat (bigint 0) (bigint 1))", "(bigrat (bigint 1) (bigint 1))"
     return [
         ("(op_add (Rat p) (Rat q))", "(Rat (+ p q))", ""),
         ("(op_sub (Rat p) (Rat q))", "(Rat (- p q))", ""),
@@ -252,6 +259,10 @@ def folding_text() -> list[tuple[str, str, str]]:
         ("(op_abs (Rat p))", "(Rat (abs p))", ""),
         # exact square roots only: BigRat sqrt fails (no match) on other values
         ("(op_sqrt (Rat p))", "(Rat s)", "(= s (sqrt p)) (= (* s s) p)"),
+        ("(op_sqrt (Rat p))", "(Rat p)", f"(= p {zero})"),
+        ("(op_pow (Rat p) (Rat q))", "(Rat p)", f"(= p {zero}) (> q {zero})"),   # 0^q
+        ("(op_pow (Rat p) (Rat q))", "(Rat p)", f"(= p {one})"),                 # 1^q
+        ("(op_exp (Rat p))", "(op_e)", f"(= p {one})"),
     ]
 
 

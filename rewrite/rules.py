@@ -97,6 +97,7 @@ def _arithmetic(g="arithmetic"):
         _r("abs-sqr", g, "abs(x * x)", "x * x"),
         _r("abs-exp", g, "abs(exp(x))", "exp(x)"),
         _r("abs-sqrt", g, "abs(sqrt(x))", "sqrt(x)"),
+        _r("abs-pow-abs", g, "abs(abs(x) ** y)", "abs(x) ** y"),   # a power of |x| is >= 0
         # relu(NaN) = NaN but max(NaN, 0) = 0 (fmax ignores NaN)
         _r("relu-max", g, "relu(x)", "max(x, 0)", "finite(x)", both_ways=True),
     ]
@@ -162,6 +163,9 @@ def _explog(g="explog"):
            both_ways=True),
         # at x = inf, a = 0 both sides are NaN (inf ** 0 and 0 * inf); at x = 1, a = inf too
         _r("log-pow", g, "log(x ** a)", "a * log(x)", "positive(x)"),
+        # the power 1/2 needs no condition: x < 0 is NaN on both sides, log(0) = -inf
+        _r("log-sqrt", g, "log(sqrt(x))", "0.5 * log(x)"),
+        _r("sqrt-exp", g, "sqrt(exp(x))", "exp(0.5 * x)"),
         _r("pow-exp-log", g, "x ** a", "exp(a * log(x))", "positive(x)"),
         _r("expm1-def", g, "exp(a) - 1", "expm1(a)", both_ways=True),
         _r("log1p-def", g, "log(1 + a)", "log1p(a)", both_ways=True),

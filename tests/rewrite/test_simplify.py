@@ -61,6 +61,20 @@ def test_literal_folding_and_integer_powers():
         out = simplify(f"x ** {n}")
         assert {node.op for node in out.toposort()} == {"var", "mul"}, out
     assert simplify("x ** 2.5") is parse("x ** 2.5")
+    # exact folds of 0, 1 and e: sqrt(0), 0**q (q > 0), 1**q, exp(1)
+    assert simplify("sqrt(0) + x") is parse("x")
+    assert simplify("0 ** 2.5 + x") is parse("x")
+    assert simplify("1 ** 2.5 * x") is parse("x")
+    assert float(exact(simplify("0 ** -1"))) == np.inf       # 0**q folds only for q > 0
+    assert simplify("exp(1)") is parse("e")
+
+
+def test_extraction_follows_the_cost_model_not_the_leaf_count():
+    """One op cheaper at the price of a literal: egglog counts a leaf as 1, so op costs
+    are scaled to stay ahead (sqrt 2 + exp 16 cycles vs exp 16 + mul 1)."""
+    assert simplify("sqrt(exp(x))") is parse("exp(0.5 * x)")
+    assert simplify("log(sqrt(z))") is parse("0.5 * log(z)")
+    assert simplify("abs(abs(y)**3.5)") is parse("abs(y)**3.5")
 
 
 def test_shared_and_deep_inputs():
