@@ -253,8 +253,8 @@ def _erf_reduce(x: Expr) -> dict:
 
 
 def _erf_seams(lo, hi, rng):
-    """Both sides of the split between the two pieces, and of the clamp at 4."""
-    return np.array([-4.0, -ERF_SPLIT, ERF_SPLIT, 4.0]).repeat(250), 1 << 16
+    """Both sides of the split between the two pieces."""
+    return np.array([-ERF_SPLIT, ERF_SPLIT]).repeat(250), 1 << 16
 
 
 def _erf_fit(values):

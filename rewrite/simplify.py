@@ -34,6 +34,7 @@ class Simplified:
     cost_after: float
     seconds: float
     stop_reason: str      # saturated | stalled | time_limit | node_limit | iteration_limit
+                          # | tree_limit (not run: see TREE_LIMIT)
     iterations: int       # the shrinking phase, then one per expansion round
     nodes: int
     fired: list = field(default_factory=list)   # (iteration, rule name, matches), in order
@@ -51,6 +52,19 @@ def _parse_assumptions(assume, expr: Expr) -> list[tuple[str, str]]:
                              f"expression ({', '.join(sorted(names)) or 'none'})")
         out.append((fact, name))
     return out
+
+
+TREE_LIMIT = 100_000   # egglog writes an extracted term out as a tree: a DAG whose tree
+                      # is larger (d = d * d thirty times: 2^30 nodes) took seconds or
+                      # killed the process allocating 64 GB; such inputs are returned as is
+
+
+def _tree_size(e: Expr, cap: int) -> int:
+    """Nodes of `e` written out as a tree, counted up to cap + 1."""
+    size = {}
+    for n in e.toposort():
+        size[n] = min(cap + 1, 1 + sum(size[a] for a in n.args))
+    return size[e]
 
 
 def _ops(e: Expr) -> int:
@@ -134,6 +148,10 @@ def simplify_full(expr, cost: str = "cycles", rules=None, assume=(), assume_fini
     if timeout <= 0 or node_limit <= 0 or iter_limit <= 0:
         raise ValueError("timeout, node_limit and iter_limit must be positive")
     facts = _parse_assumptions(assume, original)
+    if _tree_size(original, TREE_LIMIT) > TREE_LIMIT:
+        c = cost_of(original, cost)
+        return Simplified(original, original, cost, c, c, time.perf_counter() - began,
+                          "tree_limit", 0, 0, [])
     key, sess = _session(cost, tuple(rules) if rules is not None else None)
     start = time.perf_counter()
     bridge = Bridge()

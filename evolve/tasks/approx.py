@@ -26,7 +26,7 @@ from exprforge.engine.ops import OPS
 from exprforge.rewrite.cost import cost as program_cost
 
 from ..fitting import fit, with_constants
-from ..primitives import primitive_set
+from ..primitives import from_expr, primitive_set
 from ..search import Evaluated
 from ..templates import Template, template_for
 from ..verify import uniform_in
@@ -315,8 +315,13 @@ def approximate(function: str, domain=None, dtype: str = "float32", max_ulp: flo
         raise ValueError(f"max_ulp must be positive, got {max_ulp}")
     problem = problem_for(function, domain, template, dtype, cost_model=cost, ops=tuple(ops),
                           seed=seed)
+    # every seed must stay changeable (a child over the limits is replaced by its parent,
+    # so a seed over them was only ever refitted): the limits reach the largest seed
+    trees = [from_expr(e, problem.pset) for e in problem.seeds()]
     config = SearchConfig(population=population, generations=generations, seed=seed,
-                          timeout=timeout, max_size=problem.template.max_size)
+                          timeout=timeout,
+                          max_size=max([problem.template.max_size] + [len(t) for t in trees]),
+                          max_depth=max([SearchConfig.max_depth] + [t.height for t in trees]))
     result = search(problem, config, executor=executor, checkpoint=checkpoint, resume=resume,
                     progress=progress)
     front = [_candidate(problem, e) for e in result.front]
