@@ -130,6 +130,26 @@ def executor_agreement(seed: int = 3) -> dict:
             "dask_equals_serial": fronts["dask"] == fronts["serial"]}
 
 
+def compare_row(f, entry, base, reports, fns, xs, keys=()) -> dict:
+    """One function's row: each tool's check report and its best time on xs (ratios to
+    NumPy's), printed as it is measured. `keys`: more report fields to keep."""
+    times = {k: best_time(fn, xs) for k, fn in fns.items()}
+    row = {"function": f, "domain": list(entry["domain"]), "ops": entry["ops"],
+           "taylor_baseline": base,
+           "tools": {k: {"max_ulp": r["max_ulp"], "argmax": r["argmax"],
+                         "mean_ulp": r["mean_ulp"], "correctly_rounded": r["correctly_rounded"],
+                         "specials_ok": r["ok"], "inputs": r["n"],
+                         **{key: r[key] for key in keys},
+                         "check_seconds": r["seconds"], "ms_at_1e7": times[k] * 1e3,
+                         "speed_vs_numpy": times["numpy"] / times[k]}
+                     for k, r in reports.items()}}
+    print(f"{f}: ops {entry['ops']} (Taylor {base['degree']}: {base['ops']}) | " + " | ".join(
+        f"{k} {v['max_ulp']:.3f} ULP, {100 * v['correctly_rounded']:.2f}% CR, "
+        f"{v['ms_at_1e7']:.1f} ms ({v['speed_vs_numpy']:.2f}x numpy)"
+        for k, v in row["tools"].items()), flush=True)
+    return row
+
+
 def main(functions):
     rows = []
     lib = library()
@@ -149,22 +169,8 @@ def main(functions):
         lo, hi = domain
         xs = (np.exp(x_bench.uniform(np.log(max(lo, 1e-30)), np.log(hi), N)) if lo > 0
               else x_bench.uniform(lo, hi, N)).astype(np.float32)
-        times = {"exprforge": best_time(ours, xs), "numpy": best_time(np_fn, xs),
-                 "libm": best_time(libm, xs)}
-        row = {"function": f, "domain": list(domain), "ops": entry["ops"],
-               "taylor_baseline": base,
-               "tools": {k: {"max_ulp": r["max_ulp"], "argmax": r["argmax"],
-                             "mean_ulp": r["mean_ulp"], "correctly_rounded": r["correctly_rounded"],
-                             "specials_ok": r["ok"], "inputs": r["n"],
-                             "check_seconds": r["seconds"], "ms_at_1e7": times[k] * 1e3,
-                             "speed_vs_numpy": times["numpy"] / times[k]}
-                         for k, r in reports.items()}}
-        rows.append(row)
-        t = row["tools"]
-        print(f"{f}: ops {entry['ops']} (Taylor {base['degree']}: {base['ops']}) | " + " | ".join(
-            f"{k} {v['max_ulp']:.3f} ULP, {100 * v['correctly_rounded']:.2f}% CR, "
-            f"{v['ms_at_1e7']:.1f} ms ({v['speed_vs_numpy']:.2f}x numpy)" for k, v in t.items()),
-            flush=True)
+        rows.append(compare_row(f, entry, base, reports,
+                                {"exprforge": ours, "numpy": np_fn, "libm": libm}, xs))
     out = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, "
            f"{__import__('os').cpu_count()} cores", "n": N, "rows": rows}
     if set(functions) == {e["function"] for e in library().values() if e["dtype"] == "float32"}:

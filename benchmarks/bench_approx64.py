@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 import exprforge as xf
-from bench_approx import best_time
+from bench_approx import compare_row
 from exprforge.engine.expr import const, make, var
 from exprforge.evolve.library import library, program
 from exprforge.evolve.tasks.approx import _validation_points, problem_for, truth_dd
@@ -83,23 +83,9 @@ def main(functions):
                    "libm": verify(libm, f, domain=domain, samples=SAMPLES).as_dict()}
         lo, hi = domain
         xs = np.exp(rng.uniform(np.log(lo), np.log(hi), N)) if lo > 0 else rng.uniform(lo, hi, N)
-        times = {"exprforge": best_time(ours, xs), "numpy": best_time(np_fn, xs),
-                 "libm": best_time(libm, xs)}
-        row = {"function": f, "domain": list(domain), "ops": entry["ops"],
-               "taylor_baseline": base,
-               "tools": {k: {"max_ulp": r["max_ulp"], "argmax": r["argmax"],
-                             "mean_ulp": r["mean_ulp"],
-                             "correctly_rounded": r["correctly_rounded"],
-                             "specials_ok": r["ok"], "inputs": r["n"],
-                             "reference": r["reference"], "undecided": r["undecided"],
-                             "check_seconds": r["seconds"], "ms_at_1e7": times[k] * 1e3,
-                             "speed_vs_numpy": times["numpy"] / times[k]}
-                         for k, r in reports.items()}}
-        rows.append(row)
-        print(f"{f}: ops {entry['ops']} (Taylor {base['degree']}: {base['ops']}) | " + " | ".join(
-            f"{k} {v['max_ulp']:.3f} ULP, {100 * v['correctly_rounded']:.2f}% CR, "
-            f"{v['ms_at_1e7']:.1f} ms ({v['speed_vs_numpy']:.2f}x numpy)"
-            for k, v in row["tools"].items()), flush=True)
+        rows.append(compare_row(f, entry, base, reports,
+                                {"exprforge": ours, "numpy": np_fn, "libm": libm}, xs,
+                                keys=("reference", "undecided")))
     out = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, "
            f"{__import__('os').cpu_count()} cores", "n": N, "samples": SAMPLES, "rows": rows}
     RESULTS.parent.mkdir(exist_ok=True)

@@ -129,20 +129,27 @@ def _pow2(j: Expr) -> Expr:
     return make("bitcast", [make("shl", [j + _i(127), _i(23)])], "float32")
 
 
-def _scale(p: Expr, k: Expr) -> Expr:
-    """p * 2^k for -151 <= k <= 129: two normal halves, so only the last multiply rounds."""
-    ki = make("cast", [k], "int32")
-    k1 = make("shr", [ki, _i(1)])
-    return (p * _pow2(k1)) * _pow2(ki - k1)
+def _scale(p: Expr, k: Expr, dtype: str = "float32") -> Expr:
+    """p * 2^k (float32: -151 <= k <= 129; float64: -1076 <= k <= 1024): two normal
+    halves, so only the last multiply rounds (a subnormal result rounds once)."""
+    ints, one, pow2 = (("int32", _i(1), _pow2) if dtype == "float32" else
+                       ("int64", _l(1), _pow2_64))
+    ki = make("cast", [k], ints)
+    k1 = make("shr", [ki, one])
+    return (p * pow2(k1)) * pow2(ki - k1)
 
 
-def _exp_reduce(x: Expr) -> dict:
-    xc = _clamp(x, -104.0, 89.0)
-    k = make("round", [xc * _f(1 / math.log(2))])
-    r1 = _fma(k, _f(-LN2_HI), xc)        # exact (Cody-Waite)
-    r = _fma(k, _f(-LN2_LO), r1)
-    e = _fma(k, _f(-LN2_LO), r1 - r)     # r1 - r is exact: e is what rounding r lost
-    return {"r": r, "rlo": e, "k": k}
+def _exp_reduce(x: Expr, dtype: str = "float32") -> dict:
+    """Cody-Waite: k = round(x/ln2), r = x - k*ln2 in two FMA steps (the first exact),
+    rlo what rounding r lost (r1 - r is exact, or off by ~1e-8 ULP where |r| << |k lo|)."""
+    lit, clamp, (lo, hi), (ln2_hi, ln2_lo) = (
+        (_f, _clamp, (-104.0, 89.0), (LN2_HI, LN2_LO)) if dtype == "float32" else
+        (_d, _clamp64, (-746.0, 710.0), (LN2_HI64, LN2_LO64_CW)))
+    xc = clamp(x, lo, hi)
+    k = make("round", [xc * lit(1 / math.log(2))])
+    r1 = _fma(k, lit(-ln2_hi), xc)
+    r = _fma(k, lit(-ln2_lo), r1)
+    return {"r": r, "rlo": _fma(k, lit(-ln2_lo), r1 - r), "k": k}
 
 
 def _exp2_reduce(x: Expr) -> dict:
@@ -414,22 +421,8 @@ def _l(v: int) -> Expr:
     return const(int(v), "int64")
 
 
-def _scale64(p: Expr, k: Expr) -> Expr:
-    """p * 2^k for -1076 <= k <= 1024: two normal halves, so only the last multiply
-    rounds (a subnormal result rounds once)."""
-    ki = make("cast", [k], "int64")
-    k1 = make("shr", [ki, _l(1)])
-    return (p * _pow2_64(k1)) * _pow2_64(ki - k1)
-
-
 def _exp_f64_reduce(x: Expr) -> dict:
-    xc = _clamp64(x, -746.0, 710.0)
-    k = make("round", [xc * _d(1 / math.log(2))])
-    r1 = _fma(k, _d(-LN2_HI64), xc)         # exact (Cody-Waite)
-    r = _fma(k, _d(-LN2_LO64_CW), r1)
-    # what rounding r lost (r1 - r is exact, or off by ~1e-8 ULP where |r| << |k lo|)
-    rlo = _fma(k, _d(-LN2_LO64_CW), r1 - r)
-    return {"r": r, "rlo": rlo, "k": k}
+    return _exp_reduce(x, "float64")
 
 
 def _exp2_f64_reduce(x: Expr) -> dict:
@@ -443,7 +436,7 @@ def _exp2_f64_reduce(x: Expr) -> dict:
 
 def _exp_f64_rebuild(q, x, reduced):
     r = reduced["r"]
-    return _scale64(_d(1.0) + (r + _fma(r * r, q, reduced["rlo"])), reduced["k"])
+    return _scale(_d(1.0) + (r + _fma(r * r, q, reduced["rlo"])), reduced["k"], "float64")
 
 
 def _exp_f64_fit(values):
