@@ -7,8 +7,10 @@ For each float64 function of evolve/library.json (FUNC_f64), on its whole domain
   uniform over the floats, half uniform in value, a long double reference and the
   oracle deciding borderline and near-max points), the same sample for: the library
   program (LLVM kernel), NumPy's float64 function, and libm's (exp, log, ...) called
-  once per element from an exprforge LLVM loop (the kernel of "exp(x)");
-- throughput at N = 1e7, one thread, best of 7 calls, each allocating its output;
+  once per element from an exprforge LLVM loop (the kernel of "exp(x)"; sigmoid:
+  SciPy's expit, and 1/(1 + exp(-x)) with libm's exp);
+- throughput at N = 1e7, one thread, best of 7 calls, each allocating its output
+  (sigmoid's points uniform in [-40, 40], where it is neither 0 nor 1);
 - a baseline of the same accuracy: the smallest Taylor degree of the template's core
   (exp's tail (e^r - 1 - r)/r^2, log's R(s)) within the library program's max ULP on
   2^14 validation points (oracle truth), and its op count.
@@ -25,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 import exprforge as xf
-from bench_approx import compare_row
+from bench_approx import compare_row, numpy_function
 from exprforge.engine.expr import const, make, var
 from exprforge.evolve.library import library, program
 from exprforge.evolve.tasks.approx import _validation_points, problem_for, truth_dd
@@ -35,12 +37,13 @@ from exprforge.rewrite.cost import cost
 RESULTS = Path(__file__).parent / "results" / "approx64.json"
 N = 10_000_000
 SAMPLES = 1 << 24
+TIME_RANGE = {"sigmoid": (-40.0, 40.0)}   # its domain is the whole line; time where it works
 
 
 def taylor_core(function: str, degree: int):
-    """The template core's Taylor polynomial: exp/exp2 sum r^i/(i+2)!, i < degree;
+    """The template core's Taylor polynomial: exp/exp2/sigmoid sum r^i/(i+2)!, i < degree;
     log/log2 z * sum 2 z^j/(2j+3), j < degree, z = s^2."""
-    if function in ("exp", "exp2"):
+    if function in ("exp", "exp2", "sigmoid"):
         r = var("r", "float64")
         coeffs = [1.0 / math.factorial(i + 2) for i in range(degree)]
         t = r
@@ -51,7 +54,7 @@ def taylor_core(function: str, degree: int):
     p = const(coeffs[-1], "float64")
     for c in reversed(coeffs[:-1]):
         p = make("fma", [p, t, const(c, "float64")])
-    return p if function in ("exp", "exp2") else t * p
+    return p if function in ("exp", "exp2", "sigmoid") else t * p
 
 
 def taylor_baseline(function: str, goal: float, max_degree: int = 24) -> dict:
@@ -76,12 +79,12 @@ def main(functions):
         base = taylor_baseline(f, entry["max_ulp"])
         ours = xf.compile(program(f"{f}_f64"), target="llvm")
         libm = xf.compile(xf.parse(f"{f}(x)", vars={"x": "float64"}), target="llvm")
-        np_fn = getattr(np, f)
+        np_fn = numpy_function(f)      # SciPy's expit for sigmoid
         reports = {"exprforge": verify(ours, f, domain=domain, samples=SAMPLES).as_dict(),
                    "numpy": verify_sampled(lambda a: np_fn(a), f, domain=domain,
                                            samples=SAMPLES).as_dict(),
                    "libm": verify(libm, f, domain=domain, samples=SAMPLES).as_dict()}
-        lo, hi = domain
+        lo, hi = TIME_RANGE.get(f, domain)
         xs = np.exp(rng.uniform(np.log(lo), np.log(hi), N)) if lo > 0 else rng.uniform(lo, hi, N)
         rows.append(compare_row(f, entry, base, reports,
                                 {"exprforge": ours, "numpy": np_fn, "libm": libm}, xs,
@@ -89,6 +92,10 @@ def main(functions):
     out = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, "
            f"{__import__('os').cpu_count()} cores", "n": N, "samples": SAMPLES, "rows": rows}
     RESULTS.parent.mkdir(exist_ok=True)
+    if RESULTS.exists():   # a partial run keeps the other functions' rows
+        old = {r["function"]: r for r in json.loads(RESULTS.read_text())["rows"]}
+        old.update({r["function"]: r for r in rows})
+        out["rows"] = list(old.values())
     RESULTS.write_text(json.dumps(out, indent=1) + "\n")
 
 

@@ -117,7 +117,8 @@ def search(problem, config: SearchConfig, executor=None, checkpoint: str | None 
         population = tools.selNSGA2(population + offspring, config.population)
         history.append(_summary(population))
         if checkpoint:
-            _save(checkpoint, {"seed": config.seed, "problem": getattr(problem, "fingerprint", None),
+            _save(checkpoint, {"seed": config.seed,
+                               "problem": getattr(problem, "fingerprint", None),
                                "generation": gen, "archive": archive,
                                "history": history,
                                "population": [archive[to_expr(i, pset)]

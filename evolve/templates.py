@@ -533,6 +533,44 @@ def _log_f64_seeds(degree: int) -> list[Expr]:
                         "float64")]
 
 
+def _sigmoid_f64_reduce(x: Expr) -> dict:
+    """exp's reduction of -|x| (<= 0): e = exp(-|x|) is in (0, 1]; x itself for the fit."""
+    return {**_exp_reduce(-abs(x), "float64"), "x": x}
+
+
+def _sigmoid_f64_fit(values):
+    """exp's core target; weighted by sigmoid's ULPs per unit of the core: the core moves
+    e = 2^k e^r by 2^k r^2, and sigmoid by that over (1 + e)^2."""
+    target, _ = _exp_f64_fit(values)
+    r, k, x = (values[n].astype(np.float64) for n in ("r", "k", "x"))
+    e = np.ldexp(np.exp(r), k.astype(int))
+    y = np.where(x < 0, e, 1.0) / (1 + e)
+    return target, np.ldexp(r * r, k.astype(int)) / (1 + e) ** 2 / ulp_of(y, "float64")
+
+
+def _two_sum_fast(a: Expr, b: Expr) -> tuple[Expr, Expr]:
+    """(s, err) with s + err = a + b exactly, for |a| >= |b| (Dekker)."""
+    s = a + b
+    return s, (a - s) + b
+
+
+def _sigmoid_f64_rebuild(q, x, reduced):
+    """e = exp(-|x|) as a double-double from exp's core, then sigmoid = N / (1 + e) with
+    N = 1 (x >= 0) or e (x < 0), divided with one FMA correction: each step's error is
+    carried, so only the last division rounds at the result's scale."""
+    r, k = reduced["r"], reduced["k"]
+    t, t_lo = _two_sum_fast(r, _fma(r * r, q, reduced["rlo"]))     # |r| >= |r^2 q + rlo|
+    big, big_lo = _two_sum_fast(_d(1.0), t)                         # e^r = big + lo
+    e, e_lo = _scale(big, k, "float64"), _scale(big_lo + t_lo, k, "float64")
+    d, d_lo = _two_sum_fast(_d(1.0), e)                              # 1 + e, e <= 1
+    d_lo = d_lo + e_lo
+    neg = x < _d(0.0)
+    n, n_lo = make("where", [neg, e, _d(1.0)]), make("where", [neg, e_lo, _d(0.0)])
+    y = n / d
+    rem = _fma(-y, d, n) + (n_lo - y * d_lo)                        # n + n_lo - y (d + d_lo)
+    return y + rem / d
+
+
 _EXP_LO64 = float.fromhex("-0x1.74910d52d3051p+9")   # below it exp(x) rounds to 0 (mpmath)
 _EXP_HI64 = float.fromhex("0x1.62e42fefa39efp+9")    # above it exp(x) rounds to inf
 _F64 = dict(core_dtype="float64", dtype="float64")
@@ -547,6 +585,11 @@ TEMPLATES_F64 = {
                      _exp_f64_rebuild, None, "(e^r - 1 - r)/r^2, r = t ln2",
                      degrees=(9, 12), seeds=_exp_f64_seeds, core_fit=_exp_f64_fit,
                      seams=periodic_seams(1.0), **_F64),
+    "sigmoid": Template("sigmoid", "sigmoid", (-F64_MAX, F64_MAX), ("r",),
+                        (-0.5 * math.log(2), 0.5 * math.log(2)), _sigmoid_f64_reduce,
+                        _sigmoid_f64_rebuild, None, "(e^r - 1 - r)/r^2 of exp(-|x|)",
+                        degrees=(9, 12), seeds=_exp_f64_seeds, core_fit=_sigmoid_f64_fit,
+                        dense=((-40.0, 40.0), (-1.0, 1.0)), **_F64),
     "log": Template("log", "log", (5e-324, F64_MAX), ("s",), (-0.1716, 0.1716),
                     _log_f64_reduce, _log_f64_rebuild, None, "R(s), log1p(f) = f - s(f - R)",
                     degrees=(5, 8), seeds=_log_f64_seeds, core_fit=_log_f64_fit,

@@ -64,11 +64,12 @@ def compile(expr, target: str = "numba", dtype: str | None = None, args=None,
     as the product (batched like np.matmul, summed in order of k in f's dtype; with
     parallel=True its rows run on Numba's threads).
     approx=True replaces float32 exp, exp2, log, log2, erf, tanh and sigmoid by the shipped
-    programs verified under 1 ULP on every input (evolve/library.json), and float64 exp,
-    exp2, log and log2 by programs under 1 ULP on a 2^24-point sample: plain arithmetic
-    that vectorizes, where the C library is called once per element (`kernel.expr` is
-    the program with them inlined, `kernel.source_expr` the expression as given; the
-    torch target differentiates the latter and inlines them in its backward kernels).
+    programs verified under 1 ULP on every input (evolve/library.json), and float64
+    exp, exp2, log, log2 and sigmoid by programs under 1 ULP on a 2^24-point sample:
+    plain arithmetic that vectorizes, where the C library is called once per element
+    (`kernel.expr` is the program with them inlined, `kernel.source_expr` the expression
+    as given; the torch target differentiates the latter and inlines them in its backward
+    kernels).
     Compiled code is kept in the kernel store and reused by later calls and processes."""
     from exprforge.targets.build import compile_kernel
     return compile_kernel(expr, target, dtype, args, approx=approx, **options)

@@ -129,7 +129,7 @@ def _plots(run_dir: Path, result, chosen) -> list:
         dtype = chosen.program.dtype
         n = 200_001 if dtype == "float32" else 4001   # float64: each point an oracle call
         with np.errstate(over="ignore"):
-            x = np.linspace(lo, hi, n).astype(dtype)
+            x = (np.linspace(lo / 2, hi / 2, n) * 2).astype(dtype)   # halved: no overflow
             if hi / max(lo, 1e-300) > 1e6 and lo > 0:  # log-like domains: by magnitude
                 x = np.geomspace(lo, hi, n).astype(dtype)
         x = x[np.isfinite(x)]

@@ -134,7 +134,8 @@ def _log_core():
     return z * p
 
 
-CORES = {"exp": _exp_core, "exp2": _exp_core, "log": _log_core, "log2": _log_core}
+CORES = {"exp": _exp_core, "exp2": _exp_core, "log": _log_core, "log2": _log_core,
+         "sigmoid": _exp_core}
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +170,10 @@ def test_kernel_equals_the_reference_evaluator(programs, name):
     ("exp2", -1074.0, 5e-324), ("exp2", 1023.0, 2.0 ** 1023), ("exp2", 1024.0, np.inf),
     ("log", 1.0, 0.0), ("log", 0.0, -np.inf), ("log", -0.0, -np.inf), ("log", -1.0, np.nan),
     ("log", np.inf, np.inf), ("log2", 2.0 ** -1074, -1074.0), ("log2", 2.0 ** 1000, 1000.0),
-    ("log2", 0.5, -1.0), ("log2", -np.inf, np.nan)])
+    ("log2", 0.5, -1.0), ("log2", -np.inf, np.nan),
+    ("sigmoid", 0.0, 0.5), ("sigmoid", -0.0, 0.5), ("sigmoid", np.inf, 1.0),
+    ("sigmoid", -np.inf, 0.0), ("sigmoid", 800.0, 1.0), ("sigmoid", -800.0, 0.0),
+    ("sigmoid", 5e-324, 0.5), ("sigmoid", np.nan, np.nan)])
 def test_exact_results_and_special_inputs(programs, name, x, want):
     got = float(evaluate(programs[name], {"x": np.array([x])})[0])
     if math.isnan(want):
@@ -292,7 +296,8 @@ def test_core_weight_is_the_result_ulps_per_unit_of_core(programs, name):
     moves, checked by moving the core by delta and counting the result's floats."""
     t = TEMPLATES_F64[name]
     rng = np.random.default_rng(3)
-    x = np.exp(rng.uniform(-5, 12, 400)) if name.startswith("log") else rng.uniform(-700, 700, 400)
+    x = np.exp(rng.uniform(-5, 12, 400)) if name.startswith("log") else \
+        rng.uniform(-40, 40, 400) if name == "sigmoid" else rng.uniform(-700, 700, 400)
     values = t.reduced_values(x)
     target, weight = t.core_fit(values)
     main = var(t.core_vars[0], "float64")
@@ -400,3 +405,12 @@ def test_resume_refuses_another_problem(tmp_path):
 def test_verify_a_shipped_name_without_importing_it_first():
     r = verify("log_f64", "log", domain=(1e-10, 1e10), samples=20_000)
     assert r.dtype == "float64" and r.max_ulp <= library()["log_f64"]["max_ulp"] + 1e-9
+
+
+def test_sigmoid_where_it_is_not_trivial(programs):
+    """Both sides of 0 to where it rounds to 1 and into the subnormal results."""
+    x = np.concatenate([np.random.default_rng(4).uniform(-40, 40, 4000),
+                        np.linspace(-745, -700, 500), [-1e-300, 1e-300, 36.7, 37.5]])
+    hi, rest = truth_dd("sigmoid", x)
+    err = ulp_error_dd(np.asarray(evaluate(programs["sigmoid"], {"x": x})), hi, rest)
+    assert err.max() < 0.75, (x[np.argmax(err)], err.max())
