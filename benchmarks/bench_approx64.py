@@ -10,7 +10,7 @@ For each float64 function of evolve/library.json (FUNC_f64), on its whole domain
   once per element from an exprforge LLVM loop (the kernel of "exp(x)"; sigmoid:
   SciPy's expit, and 1/(1 + exp(-x)) with libm's exp);
 - throughput at N = 1e7, one thread, best of 7 calls, each allocating its output
-  (sigmoid's points uniform in [-40, 40], where it is neither 0 nor 1);
+  (sigmoid's points uniform in [-40, 40], tanh's in [-20, 20]);
 - a baseline of the same accuracy: the smallest Taylor degree of the template's core
   (exp's tail (e^r - 1 - r)/r^2, log's R(s)) within the library program's max ULP on
   2^14 validation points (oracle truth), and its op count.
@@ -37,13 +37,15 @@ from exprforge.rewrite.cost import cost
 RESULTS = Path(__file__).parent / "results" / "approx64.json"
 N = 10_000_000
 SAMPLES = 1 << 24
-TIME_RANGE = {"sigmoid": (-40.0, 40.0)}   # its domain is the whole line; time where it works
+# domains that are the whole line: timed where the function is neither flat nor +-1
+TIME_RANGE = {"sigmoid": (-40.0, 40.0), "tanh": (-20.0, 20.0)}
 
 
 def taylor_core(function: str, degree: int):
-    """The template core's Taylor polynomial: exp/exp2/sigmoid sum r^i/(i+2)!, i < degree;
+    """The template core's Taylor polynomial: exp, exp2, sigmoid and tanh (exp's core)
+    sum r^i/(i+2)!, i < degree;
     log/log2 z * sum 2 z^j/(2j+3), j < degree, z = s^2."""
-    if function in ("exp", "exp2", "sigmoid"):
+    if function in ("exp", "exp2", "sigmoid", "tanh"):
         r = var("r", "float64")
         coeffs = [1.0 / math.factorial(i + 2) for i in range(degree)]
         t = r
@@ -54,7 +56,7 @@ def taylor_core(function: str, degree: int):
     p = const(coeffs[-1], "float64")
     for c in reversed(coeffs[:-1]):
         p = make("fma", [p, t, const(c, "float64")])
-    return p if function in ("exp", "exp2", "sigmoid") else t * p
+    return p if function in ("exp", "exp2", "sigmoid", "tanh") else t * p
 
 
 def taylor_baseline(function: str, goal: float, max_degree: int = 24) -> dict:

@@ -91,13 +91,19 @@ class Template:
         return {name: np.asarray(evaluate(e, {"x": x})) for name, e in self.reduce(v).items()}
 
 
-def periodic_seams(step: float):
-    """k*step and (k + 1/2)*step: where round(x/step) changes and r is at its ends."""
-    def seams(lo, hi, rng):
-        k = np.arange(np.ceil(lo / step), np.floor(hi / step) + 1)
-        centers = np.concatenate([(k + 0.5) * step, k * step])
+@dataclass(frozen=True)
+class PeriodicSeams:
+    """k*step and (k + 1/2)*step: where round(x/step) changes and r is at its ends; within
+    [-limit, limit] (whole-line domains: beyond it the function is flat). A class, not a
+    closure, so a template pickles for process workers."""
+    step: float
+    limit: float = math.inf
+
+    def __call__(self, lo, hi, rng):
+        lo, hi = max(lo, -self.limit), min(hi, self.limit)
+        k = np.arange(np.ceil(lo / self.step), np.floor(hi / self.step) + 1)
+        centers = np.concatenate([(k + 0.5) * self.step, k * self.step])
         return rng.choice(centers, size=min(400, centers.size), replace=False), 64
-    return seams
 
 
 def _log_seams(lo, hi, rng):
@@ -223,9 +229,9 @@ _SQRT2 = math.sqrt(2)
 TEMPLATES = {
     "exp": Template("exp", "exp", (-103.97208, 88.72283172607422), ("r", "rlo"),
                     (-0.5 * math.log(2), 0.5 * math.log(2)), _exp_reduce, _exp_rebuild,
-                    _scale_affine, "exp(r + rlo)", seams=periodic_seams(math.log(2))),
+                    _scale_affine, "exp(r + rlo)", seams=PeriodicSeams(math.log(2))),
     "exp2": Template("exp2", "exp2", (-150.0 + 2.0 ** -16, 128.0 - 2.0 ** -17), ("r",), (-0.5, 0.5),
-                     _exp2_reduce, _exp_rebuild, _scale_affine, "2^r", seams=periodic_seams(1.0)),
+                     _exp2_reduce, _exp_rebuild, _scale_affine, "2^r", seams=PeriodicSeams(1.0)),
     "log": Template("log", "log", (2.0 ** -149, F32_MAX), ("f",),
                     (1 / _SQRT2 - 1, _SQRT2 - 1), _log_reduce, _log_rebuild, _log_affine,
                     "log1p(f)", relative=False, degrees=(5, 12), seams=_log_seams),
@@ -332,13 +338,16 @@ def _clamp64(x: Expr, lo: float, hi: float) -> Expr:
     return make("where", [x > _d(hi), _d(hi), make("where", [x < _d(lo), _d(lo), x])])
 
 
-def _relative_fit(fn):
-    def core_fit(values):
+@dataclass(frozen=True)
+class _relative_fit:
+    """The core's target fn(r), weighted relatively (a class: templates must pickle)."""
+    fn: Callable
+
+    def __call__(self, values):
         r = values["r"].astype(np.float64)
-        target = fn(r)
+        target = self.fn(r)
         with np.errstate(divide="ignore"):
             return target, np.where(target != 0, 1.0 / np.abs(target), 0.0)
-    return core_fit
 
 
 def _exp2_64_reduce(x: Expr) -> dict:
@@ -361,7 +370,7 @@ TEMPLATES["erf"] = Template(
 TEMPLATES["exp2_64"] = Template(
     "exp2_64", "exp2", (-150.0 + 2.0 ** -16, 128.0 - 2.0 ** -17), ("r",), (-0.5, 0.5),
     _exp2_64_reduce, _exp2_64_rebuild, None, "2^r (float64)", degrees=(5, 10),
-    core_dtype="float64", core_fit=_relative_fit(np.exp2), seams=periodic_seams(1.0))
+    core_dtype="float64", core_fit=_relative_fit(np.exp2), seams=PeriodicSeams(1.0))
 TEMPLATES["sigmoid"] = Template(
     "sigmoid", "sigmoid", (-F32_MAX, F32_MAX), ("r",), (-0.5 * math.log(2), 0.5 * math.log(2)),
     _sigmoid_reduce, _sigmoid_rebuild, None, "exp(r) (float64)", degrees=(3, 7),
@@ -571,6 +580,41 @@ def _sigmoid_f64_rebuild(q, x, reduced):
     return y + rem / d
 
 
+def _tanh_f64_reduce(x: Expr) -> dict:
+    """exp's reduction of -2|x| (<= 0, exact doubling): e = exp(-2|x|) in (0, 1]."""
+    a = abs(x)
+    return {**_exp_reduce(-(a + a), "float64"), "x": x}
+
+
+def _tanh_f64_rebuild(q, x, reduced):
+    """tanh|x| = (1 - e) / (1 + e), e = exp(-2|x|) = 2^k (1 + t) with t = expm1(r) a
+    double-double: 1 - e = (1 - 2^k) - 2^k t keeps its relative accuracy as x -> 0
+    (where 1 - e itself would cancel), then one FMA-corrected division, then the sign."""
+    r, k = reduced["r"], reduced["k"]
+    t, t_lo = _two_sum_fast(r, _fma(r * r, q, reduced["rlo"]))
+    p2 = _scale(_d(1.0), k, "float64")                               # 2^k, k <= 0
+    a, a_lo = _two_sum_fast(_d(1.0), -p2)                            # 1 - 2^k (k < -53: inexact)
+    n, n_lo = _two_sum_fast(a, -(p2 * t))                            # |1 - 2^k| >= |2^k t|
+    n_lo = n_lo + (a_lo - p2 * t_lo)
+    big, big_lo = _two_sum_fast(_d(1.0), t)
+    e, e_lo = _scale(big, k, "float64"), _scale(big_lo + t_lo, k, "float64")
+    d, d_lo = _two_sum_fast(_d(1.0), e)
+    d_lo = d_lo + e_lo
+    y = n / d
+    rem = _fma(-y, d, n) + (n_lo - y * d_lo)
+    return make("copysign", [y + rem / d, x])
+
+
+def _tanh_f64_fit(values):
+    """exp's core target; weighted by tanh's ULPs per unit of the core: the core moves e
+    by 2^k r^2, and (1 - e)/(1 + e) by twice that over (1 + e)^2."""
+    target, _ = _exp_f64_fit(values)
+    r, k = (values[n].astype(np.float64) for n in ("r", "k"))
+    e = np.ldexp(np.exp(r), k.astype(int))
+    y = np.abs(np.tanh(values["x"].astype(np.float64)))
+    return target, 2 * np.ldexp(r * r, k.astype(int)) / (1 + e) ** 2 / ulp_of(y, "float64")
+
+
 _EXP_LO64 = float.fromhex("-0x1.74910d52d3051p+9")   # below it exp(x) rounds to 0 (mpmath)
 _EXP_HI64 = float.fromhex("0x1.62e42fefa39efp+9")    # above it exp(x) rounds to inf
 _F64 = dict(core_dtype="float64", dtype="float64")
@@ -578,18 +622,25 @@ TEMPLATES_F64 = {
     "exp": Template("exp", "exp", (_EXP_LO64, _EXP_HI64), ("r",),
                     (-0.5 * math.log(2), 0.5 * math.log(2)), _exp_f64_reduce, _exp_f64_rebuild,
                     None, "(e^r - 1 - r)/r^2", degrees=(9, 12), seeds=_exp_f64_seeds,
-                    core_fit=_exp_f64_fit, seams=periodic_seams(math.log(2)), **_F64),
+                    core_fit=_exp_f64_fit, seams=PeriodicSeams(math.log(2)), **_F64),
     "exp2": Template("exp2", "exp2", (float(np.nextafter(-1075.0, 0)),
                                       float(np.nextafter(1024.0, 0))), ("r",),
                      (-0.5 * math.log(2), 0.5 * math.log(2)), _exp2_f64_reduce,
                      _exp_f64_rebuild, None, "(e^r - 1 - r)/r^2, r = t ln2",
                      degrees=(9, 12), seeds=_exp_f64_seeds, core_fit=_exp_f64_fit,
-                     seams=periodic_seams(1.0), **_F64),
+                     seams=PeriodicSeams(1.0), **_F64),
     "sigmoid": Template("sigmoid", "sigmoid", (-F64_MAX, F64_MAX), ("r",),
                         (-0.5 * math.log(2), 0.5 * math.log(2)), _sigmoid_f64_reduce,
                         _sigmoid_f64_rebuild, None, "(e^r - 1 - r)/r^2 of exp(-|x|)",
                         degrees=(9, 12), seeds=_exp_f64_seeds, core_fit=_sigmoid_f64_fit,
-                        dense=((-40.0, 40.0), (-1.0, 1.0)), **_F64),
+                        dense=((-40.0, 40.0), (-1.0, 1.0)),
+                        seams=PeriodicSeams(math.log(2), 746.0), **_F64),
+    "tanh": Template("tanh", "tanh", (-F64_MAX, F64_MAX), ("r",),
+                     (-0.5 * math.log(2), 0.5 * math.log(2)), _tanh_f64_reduce,
+                     _tanh_f64_rebuild, None, "(e^r - 1 - r)/r^2 of exp(-2|x|)",
+                     degrees=(9, 12), seeds=_exp_f64_seeds, core_fit=_tanh_f64_fit,
+                     dense=((-20.0, 20.0), (-1e-3, 1e-3)),
+                     seams=PeriodicSeams(math.log(2) / 2, 373.0), **_F64),
     "log": Template("log", "log", (5e-324, F64_MAX), ("s",), (-0.1716, 0.1716),
                     _log_f64_reduce, _log_f64_rebuild, None, "R(s), log1p(f) = f - s(f - R)",
                     degrees=(5, 8), seeds=_log_f64_seeds, core_fit=_log_f64_fit,

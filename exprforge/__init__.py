@@ -65,7 +65,7 @@ def compile(expr, target: str = "numba", dtype: str | None = None, args=None,
     parallel=True its rows run on Numba's threads).
     approx=True replaces float32 exp, exp2, log, log2, erf, tanh and sigmoid by the shipped
     programs verified under 1 ULP on every input (evolve/library.json), and float64
-    exp, exp2, log, log2 and sigmoid by programs under 1 ULP on a 2^24-point sample:
+    exp, exp2, log, log2, sigmoid and tanh by programs under 1 ULP on a 2^24-point sample:
     plain arithmetic that vectorizes, where the C library is called once per element
     (`kernel.expr` is the program with them inlined, `kernel.source_expr` the expression
     as given; the torch target differentiates the latter and inlines them in its backward

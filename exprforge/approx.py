@@ -67,7 +67,12 @@ def run(function: str, domain=None, max_ulp: float = 1.0, cost: str = "cycles",
             (run_dir / "kernel.ll").write_text(kernel.source)
     if report is not None:
         (run_dir / "verify.json").write_text(json.dumps(report, indent=1))
-    plots = _plots(run_dir, result, chosen)
+    try:
+        plots = _plots(run_dir, result, chosen)
+    except Exception as e:   # a plot must not lose the run: everything else is written
+        import warnings
+        warnings.warn(f"plots not written: {type(e).__name__}: {e}", stacklevel=2)
+        plots = []
     return {"function": function, "dtype": dtype, "template": result.template,
             "domain": list(result.domain),
             "goal_max_ulp": max_ulp, "front": [c.as_dict() for c in result.front],
@@ -126,6 +131,8 @@ def _plots(run_dir: Path, result, chosen) -> list:
     written = ["pareto.png"]
     if chosen is not None:
         lo, hi = result.domain
+        if hi - lo > 1e30:   # the whole line (tanh, sigmoid, erf): where it is not flat
+            lo, hi = max(lo, -64.0), min(hi, 64.0)
         dtype = chosen.program.dtype
         n = 200_001 if dtype == "float32" else 4001   # float64: each point an oracle call
         with np.errstate(over="ignore"):

@@ -368,3 +368,19 @@ def test_erf_core_is_fitted_to_the_clamped_argument_and_reaches_half_an_ulp():
     assert set(t.core_vars) == {"a", "u", "w"}
     err, _ = p.evaluate(t.seeds(10)[0]).objectives
     assert err < 0.5005
+
+
+def test_template_problems_pickle_for_process_workers():
+    """Process pools pickle the problem: its template's seams and fits are classes, not
+    closures (exp2's seams were, and `--workers 2` failed on every template with them)."""
+    from exprforge.evolve.executors import ProcessExecutor, SerialExecutor
+    from exprforge.engine.printing import to_text
+    fronts = []
+    for make_ex in (SerialExecutor, lambda: ProcessExecutor(2)):
+        with make_ex() as ex:
+            r = approximate("exp2", domain=(-1.0, 1.0), generations=1, population=6,
+                            executor=ex, validation_points=200)
+        fronts.append([(to_text(c.core), c.train_max_ulp) for c in r.front])
+    assert fronts[0] == fronts[1]
+    for name in ("exp", "tanh", "sigmoid", "erf"):
+        pickle.loads(pickle.dumps(problem_for(name, n_train=300)))

@@ -135,7 +135,7 @@ def _log_core():
 
 
 CORES = {"exp": _exp_core, "exp2": _exp_core, "log": _log_core, "log2": _log_core,
-         "sigmoid": _exp_core}
+         "sigmoid": _exp_core, "tanh": _exp_core}
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +173,10 @@ def test_kernel_equals_the_reference_evaluator(programs, name):
     ("log2", 0.5, -1.0), ("log2", -np.inf, np.nan),
     ("sigmoid", 0.0, 0.5), ("sigmoid", -0.0, 0.5), ("sigmoid", np.inf, 1.0),
     ("sigmoid", -np.inf, 0.0), ("sigmoid", 800.0, 1.0), ("sigmoid", -800.0, 0.0),
-    ("sigmoid", 5e-324, 0.5), ("sigmoid", np.nan, np.nan)])
+    ("sigmoid", 5e-324, 0.5), ("sigmoid", np.nan, np.nan),
+    ("tanh", 0.0, 0.0), ("tanh", -0.0, -0.0), ("tanh", np.inf, 1.0), ("tanh", -np.inf, -1.0),
+    ("tanh", 5e-324, 5e-324), ("tanh", -1e-300, -1e-300), ("tanh", 40.0, 1.0),
+    ("tanh", np.nan, np.nan)])
 def test_exact_results_and_special_inputs(programs, name, x, want):
     got = float(evaluate(programs[name], {"x": np.array([x])})[0])
     if math.isnan(want):
@@ -297,7 +300,7 @@ def test_core_weight_is_the_result_ulps_per_unit_of_core(programs, name):
     t = TEMPLATES_F64[name]
     rng = np.random.default_rng(3)
     x = np.exp(rng.uniform(-5, 12, 400)) if name.startswith("log") else \
-        rng.uniform(-40, 40, 400) if name == "sigmoid" else rng.uniform(-700, 700, 400)
+        rng.uniform(-40, 40, 400) if name in ("sigmoid", "tanh") else rng.uniform(-700, 700, 400)
     values = t.reduced_values(x)
     target, weight = t.core_fit(values)
     main = var(t.core_vars[0], "float64")
@@ -413,4 +416,15 @@ def test_sigmoid_where_it_is_not_trivial(programs):
                         np.linspace(-745, -700, 500), [-1e-300, 1e-300, 36.7, 37.5]])
     hi, rest = truth_dd("sigmoid", x)
     err = ulp_error_dd(np.asarray(evaluate(programs["sigmoid"], {"x": x})), hi, rest)
+    assert err.max() < 0.75, (x[np.argmax(err)], err.max())
+
+
+def test_tanh_near_zero_and_where_it_rounds_to_one(programs):
+    """1 - exp(-2|x|) cancels as x -> 0: the template keeps expm1 as a double-double;
+    near 18.7, 1 - 2^k itself is inexact (k < -53) and is carried too."""
+    rng = np.random.default_rng(5)
+    x = np.concatenate([rng.uniform(-20, 20, 3000), np.exp(rng.uniform(-700, 0, 1000)),
+                        np.linspace(18.0, 19.5, 500), -np.exp(rng.uniform(-30, 0, 500))])
+    hi, rest = truth_dd("tanh", x)
+    err = ulp_error_dd(np.asarray(evaluate(programs["tanh"], {"x": x})), hi, rest)
     assert err.max() < 0.75, (x[np.argmax(err)], err.max())
