@@ -563,21 +563,32 @@ def _two_sum_fast(a: Expr, b: Expr) -> tuple[Expr, Expr]:
     return s, (a - s) + b
 
 
-def _sigmoid_f64_rebuild(q, x, reduced):
-    """e = exp(-|x|) as a double-double from exp's core, then sigmoid = N / (1 + e) with
-    N = 1 (x >= 0) or e (x < 0), divided with one FMA correction: each step's error is
-    carried, so only the last division rounds at the result's scale."""
-    r, k = reduced["r"], reduced["k"]
-    t, t_lo = _two_sum_fast(r, _fma(r * r, q, reduced["rlo"]))     # |r| >= |r^2 q + rlo|
+def _expm1_dd(q, reduced) -> tuple[Expr, Expr]:
+    """t = e^r - 1 = r + (r^2 q + rlo) as a double-double (|r| >= |r^2 q + rlo|)."""
+    r = reduced["r"]
+    return _two_sum_fast(r, _fma(r * r, q, reduced["rlo"]))
+
+
+def _over_one_plus_exp(n, n_lo, t, t_lo, k) -> Expr:
+    """(n + n_lo) / (1 + e), e = 2^k (1 + t) <= 1 carried as a double-double, divided
+    with one FMA correction: only this last division rounds at the result's scale."""
     big, big_lo = _two_sum_fast(_d(1.0), t)                         # e^r = big + lo
     e, e_lo = _scale(big, k, "float64"), _scale(big_lo + t_lo, k, "float64")
     d, d_lo = _two_sum_fast(_d(1.0), e)                              # 1 + e, e <= 1
     d_lo = d_lo + e_lo
-    neg = x < _d(0.0)
-    n, n_lo = make("where", [neg, e, _d(1.0)]), make("where", [neg, e_lo, _d(0.0)])
     y = n / d
     rem = _fma(-y, d, n) + (n_lo - y * d_lo)                        # n + n_lo - y (d + d_lo)
     return y + rem / d
+
+
+def _sigmoid_f64_rebuild(q, x, reduced):
+    """sigmoid = N / (1 + e), e = exp(-|x|), N = 1 (x >= 0) or e (x < 0)."""
+    t, t_lo = _expm1_dd(q, reduced)
+    k, neg = reduced["k"], x < _d(0.0)
+    big, big_lo = _two_sum_fast(_d(1.0), t)
+    e, e_lo = _scale(big, k, "float64"), _scale(big_lo + t_lo, k, "float64")
+    n, n_lo = make("where", [neg, e, _d(1.0)]), make("where", [neg, e_lo, _d(0.0)])
+    return _over_one_plus_exp(n, n_lo, t, t_lo, k)
 
 
 def _tanh_f64_reduce(x: Expr) -> dict:
@@ -589,20 +600,14 @@ def _tanh_f64_reduce(x: Expr) -> dict:
 def _tanh_f64_rebuild(q, x, reduced):
     """tanh|x| = (1 - e) / (1 + e), e = exp(-2|x|) = 2^k (1 + t) with t = expm1(r) a
     double-double: 1 - e = (1 - 2^k) - 2^k t keeps its relative accuracy as x -> 0
-    (where 1 - e itself would cancel), then one FMA-corrected division, then the sign."""
-    r, k = reduced["r"], reduced["k"]
-    t, t_lo = _two_sum_fast(r, _fma(r * r, q, reduced["rlo"]))
+    (where 1 - e itself would cancel), then the division, then the sign."""
+    t, t_lo = _expm1_dd(q, reduced)
+    k = reduced["k"]
     p2 = _scale(_d(1.0), k, "float64")                               # 2^k, k <= 0
     a, a_lo = _two_sum_fast(_d(1.0), -p2)                            # 1 - 2^k (k < -53: inexact)
     n, n_lo = _two_sum_fast(a, -(p2 * t))                            # |1 - 2^k| >= |2^k t|
     n_lo = n_lo + (a_lo - p2 * t_lo)
-    big, big_lo = _two_sum_fast(_d(1.0), t)
-    e, e_lo = _scale(big, k, "float64"), _scale(big_lo + t_lo, k, "float64")
-    d, d_lo = _two_sum_fast(_d(1.0), e)
-    d_lo = d_lo + e_lo
-    y = n / d
-    rem = _fma(-y, d, n) + (n_lo - y * d_lo)
-    return make("copysign", [y + rem / d, x])
+    return make("copysign", [_over_one_plus_exp(n, n_lo, t, t_lo, k), x])
 
 
 def _tanh_f64_fit(values):
