@@ -183,9 +183,11 @@ def _log_reduce(x: Expr) -> dict:
 
 
 def _log_specials(y: Expr, x: Expr) -> Expr:
-    finite_positive = (x > _f(0.0)) & (x < _f(math.inf))
-    special = make("where", [x.eq(_f(0.0)), _f(-math.inf),
-                             make("where", [x.eq(_f(math.inf)), _f(math.inf), _f(math.nan)])])
+    """y where x is finite and positive; IEEE's -inf at 0, inf at inf, NaN below 0."""
+    c = _f if x.dtype == "float32" else _d
+    finite_positive = (x > c(0.0)) & (x < c(math.inf))
+    special = make("where", [x.eq(c(0.0)), c(-math.inf),
+                             make("where", [x.eq(c(math.inf)), c(math.inf), c(math.nan)])])
     return make("where", [finite_positive, y, special])
 
 
@@ -482,18 +484,11 @@ def _log1p_pieces(R: Expr, reduced: dict) -> tuple[Expr, Expr]:
     return f, -(hfsq - s * (hfsq + R))
 
 
-def _log64_specials(y: Expr, x: Expr) -> Expr:
-    finite_positive = (x > _d(0.0)) & (x < _d(math.inf))
-    special = make("where", [x.eq(_d(0.0)), _d(-math.inf),
-                             make("where", [x.eq(_d(math.inf)), _d(math.inf), _d(math.nan)])])
-    return make("where", [finite_positive, y, special])
-
-
 def _log_f64_rebuild(R, x, reduced):
     f, lo = _log1p_pieces(R, reduced)
     k = reduced["k"]
     # k*ln2_hi is exact; the rest is added to it last (fdlibm's order)
-    return _log64_specials(k * _d(LN2_HI64) + ((lo + k * _d(LN2_LO64_CW)) + f), x)
+    return _log_specials(k * _d(LN2_HI64) + ((lo + k * _d(LN2_LO64_CW)) + f), x)
 
 
 def _log2_f64_rebuild(R, x, reduced):
@@ -504,7 +499,7 @@ def _log2_f64_rebuild(R, x, reduced):
     hi = k + ph                              # two-sum (|k| >= 1 > |ph| or k = 0)
     err = (k - hi) + ph
     small = err + (pl + (f * _d(INV_LN2_LO) + lo * _d(INV_LN2_HI)))
-    return _log64_specials(hi + small, x)
+    return _log_specials(hi + small, x)
 
 
 def _log_f64_target(values):
