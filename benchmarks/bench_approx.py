@@ -134,8 +134,8 @@ def compare_row(f, entry, base, reports, fns, xs, keys=()) -> dict:
     """One function's row: each tool's check report and its best time on xs (ratios to
     NumPy's), printed as it is measured. `keys`: more report fields to keep."""
     times = {k: best_time(fn, xs) for k, fn in fns.items()}
-    row = {"function": f, "domain": list(entry["domain"]), "ops": entry["ops"],
-           "taylor_baseline": base,
+    row = {"function": f, "date": time.strftime("%Y-%m-%d"), "domain": list(entry["domain"]),
+           "ops": entry["ops"], "taylor_baseline": base,
            "tools": {k: {"max_ulp": r["max_ulp"], "argmax": r["argmax"],
                          "mean_ulp": r["mean_ulp"], "correctly_rounded": r["correctly_rounded"],
                          "specials_ok": r["ok"], "inputs": r["n"],

@@ -94,7 +94,8 @@ class Template:
 @dataclass(frozen=True)
 class PeriodicSeams:
     """k*step and (k + 1/2)*step: where round(x/step) changes and r is at its ends; within
-    [-limit, limit] (whole-line domains: beyond it the function is flat). A class, not a
+    [-limit, limit] (whole-line domains: beyond it the function is flat or its sign
+    alone). A class, not a
     closure, so a template pickles for process workers."""
     step: float
     limit: float = math.inf
@@ -577,13 +578,15 @@ def _over_one_plus_exp(n, n_lo, t, t_lo, k) -> Expr:
 
 
 def _sigmoid_f64_rebuild(q, x, reduced):
-    """sigmoid = N / (1 + e), e = exp(-|x|), N = 1 (x >= 0) or e (x < 0)."""
+    """sigmoid = N / (1 + e), e = exp(-|x|) = 2^k e^r: N = 1 for x >= 0; for x < 0,
+    N = e^r (unscaled: 2^k times its low word would drop into the subnormals) and the
+    quotient is scaled by 2^k once at the end."""
     t, t_lo = _expm1_dd(q, reduced)
     k, neg = reduced["k"], x < _d(0.0)
-    big, big_lo = _two_sum_fast(_d(1.0), t)
-    e, e_lo = _scale(big, k, "float64"), _scale(big_lo + t_lo, k, "float64")
-    n, n_lo = make("where", [neg, e, _d(1.0)]), make("where", [neg, e_lo, _d(0.0)])
-    return _over_one_plus_exp(n, n_lo, t, t_lo, k)
+    big, big_lo = _two_sum_fast(_d(1.0), t)                         # e^r
+    n, n_lo = make("where", [neg, big, _d(1.0)]), make("where", [neg, big_lo + t_lo, _d(0.0)])
+    y = _over_one_plus_exp(n, n_lo, t, t_lo, k)
+    return make("where", [neg, _scale(y, k, "float64"), y])
 
 
 def _tanh_f64_reduce(x: Expr) -> dict:
@@ -640,7 +643,7 @@ TEMPLATES_F64 = {
                      _tanh_f64_rebuild, None, "(e^r - 1 - r)/r^2 of exp(-2|x|)",
                      degrees=(9, 12), seeds=_exp_f64_seeds, core_fit=_tanh_f64_fit,
                      dense=((-20.0, 20.0), (-1e-3, 1e-3)),
-                     seams=PeriodicSeams(math.log(2) / 2, 373.0), **_F64),
+                     seams=PeriodicSeams(math.log(2) / 2, 20.0), **_F64),
     "log": Template("log", "log", (5e-324, F64_MAX), ("s",), (-0.1716, 0.1716),
                     _log_f64_reduce, _log_f64_rebuild, None, "R(s), log1p(f) = f - s(f - R)",
                     degrees=(5, 8), seeds=_log_f64_seeds, core_fit=_log_f64_fit,

@@ -131,7 +131,7 @@ def _plots(run_dir: Path, result, chosen) -> list:
     written = ["pareto.png"]
     if chosen is not None:
         lo, hi = result.domain
-        if hi - lo > 1e30:   # the whole line (tanh, sigmoid, erf): where it is not flat
+        if hi - lo > 1e30 and lo < 0:   # the whole line (tanh, sigmoid, erf): where it is not flat
             lo, hi = max(lo, -64.0), min(hi, 64.0)
         dtype = chosen.program.dtype
         n = 200_001 if dtype == "float32" else 4001   # float64: each point an oracle call

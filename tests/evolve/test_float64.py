@@ -412,11 +412,16 @@ def test_verify_a_shipped_name_without_importing_it_first():
 
 def test_sigmoid_where_it_is_not_trivial(programs):
     """Both sides of 0 to where it rounds to 1 and into the subnormal results."""
-    x = np.concatenate([np.random.default_rng(4).uniform(-40, 40, 4000),
-                        np.linspace(-745, -700, 500), [-1e-300, 1e-300, 36.7, 37.5]])
-    hi, rest = truth_dd("sigmoid", x)
+    rng = np.random.default_rng(4)
+    x = np.concatenate([rng.uniform(-40, 40, 4000), rng.uniform(-745, -700, 3000),
+                        [-707.3460400767101, -709.0895299835498, -1e-300, 1e-300, 36.7,
+                         37.5]])   # the first two: 0.79 and 0.74 ULP when e's low word
+    hi, rest = truth_dd("sigmoid", x)   # was scaled by 2^k on its own (subnormal)
     err = ulp_error_dd(np.asarray(evaluate(programs["sigmoid"], {"x": x})), hi, rest)
-    assert err.max() < 0.75, (x[np.argmax(err)], err.max())
+    normal = np.abs(hi) >= np.finfo(np.float64).tiny
+    assert err[normal].max() < 0.6, (x[normal][np.argmax(err[normal])], err[normal].max())
+    # subnormal results (x < -708.4) round twice: the quotient, then its scaling by 2^k
+    assert err.max() < 0.76, (x[np.argmax(err)], err.max())
 
 
 def test_tanh_near_zero_and_where_it_rounds_to_one(programs):
