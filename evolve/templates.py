@@ -173,14 +173,25 @@ def _exp_rebuild(p, x, reduced):
     return _scale(p, reduced["k"])
 
 
+def _log_split(x: Expr) -> tuple[Expr, Expr]:
+    """x = (1 + f) * 2^k with 1 + f in [sqrt(1/2), sqrt(2)), from the bits (subnormals
+    scaled by 2^mantissa-bits first): (f, k as a float of x's dtype); f is exact."""
+    if x.dtype == "float32":
+        c, n, bits_of, tiny, mant, half = _f, _i, "int32", 2.0 ** -126, 23, SQRT_HALF_BITS
+    else:
+        c, n, bits_of, tiny, mant, half = _d, _l, "int64", 2.0 ** -1022, 52, SQRT_HALF_BITS64
+    small = x < c(tiny)
+    xs = make("where", [small, x * c(2.0 ** mant), x])
+    bits = make("bitcast", [xs], bits_of)
+    k = make("shr", [bits - n(half), n(mant)])
+    m = make("bitcast", [bits - make("shl", [k, n(mant)])], x.dtype)
+    kf = make("cast", [k - make("where", [small, n(mant), n(0)])], x.dtype)
+    return m - c(1.0), kf
+
+
 def _log_reduce(x: Expr) -> dict:
-    tiny = x < _f(2.0 ** -126)
-    xs = make("where", [tiny, x * _f(2.0 ** 23), x])
-    bits = make("bitcast", [xs], "int32")
-    k = make("shr", [bits - _i(SQRT_HALF_BITS), _i(23)])
-    m = make("bitcast", [bits - make("shl", [k, _i(23)])], "float32")
-    kf = make("cast", [k - make("where", [tiny, _i(23), _i(0)])], "float32")
-    return {"f": m - _f(1.0), "k": kf}
+    f, k = _log_split(x)
+    return {"f": f, "k": k}
 
 
 def _log_specials(y: Expr, x: Expr) -> Expr:
@@ -342,7 +353,7 @@ def _clamp64(x: Expr, lo: float, hi: float) -> Expr:
 
 
 @dataclass(frozen=True)
-class _relative_fit:
+class RelativeFit:
     """The core's target fn(r), weighted relatively (a class: templates must pickle)."""
     fn: Callable
 
@@ -373,15 +384,15 @@ TEMPLATES["erf"] = Template(
 TEMPLATES["exp2_64"] = Template(
     "exp2_64", "exp2", (-150.0 + 2.0 ** -16, 128.0 - 2.0 ** -17), ("r",), (-0.5, 0.5),
     _exp2_64_reduce, _exp2_64_rebuild, None, "2^r (float64)", degrees=(5, 10),
-    core_dtype="float64", core_fit=_relative_fit(np.exp2), seams=PeriodicSeams(1.0))
+    core_dtype="float64", core_fit=RelativeFit(np.exp2), seams=PeriodicSeams(1.0))
 TEMPLATES["sigmoid"] = Template(
     "sigmoid", "sigmoid", (-F32_MAX, F32_MAX), ("r",), (-0.5 * math.log(2), 0.5 * math.log(2)),
     _sigmoid_reduce, _sigmoid_rebuild, None, "exp(r) (float64)", degrees=(3, 7),
-    dense=((-20.0, 20.0),), core_dtype="float64", core_fit=_relative_fit(np.exp))
+    dense=((-20.0, 20.0),), core_dtype="float64", core_fit=RelativeFit(np.exp))
 TEMPLATES["tanh"] = Template(
     "tanh", "tanh", (-F32_MAX, F32_MAX), ("r",), (-0.5 * math.log(2), 0.5 * math.log(2)),
     _tanh_reduce, _tanh_rebuild, None, "expm1(r) (float64)", relative=False, degrees=(3, 7),
-    dense=((-10.0, 10.0), (-0.01, 0.01)), core_dtype="float64", core_fit=_relative_fit(np.expm1))
+    dense=((-10.0, 10.0), (-0.01, 0.01)), core_dtype="float64", core_fit=RelativeFit(np.expm1))
 
 
 def plain(function: str, domain: tuple[float, float], dtype: str = "float32") -> Template:
@@ -468,14 +479,8 @@ def _exp_f64_seeds(degree: int) -> list[Expr]:
 
 
 def _log_f64_reduce(x: Expr) -> dict:
-    tiny = x < _d(2.0 ** -1022)
-    xs = make("where", [tiny, x * _d(2.0 ** 52), x])
-    bits = make("bitcast", [xs], "int64")
-    k = make("shr", [bits - _l(SQRT_HALF_BITS64), _l(52)])
-    m = make("bitcast", [bits - make("shl", [k, _l(52)])], "float64")
-    kf = make("cast", [k - make("where", [tiny, _l(52), _l(0)])], "float64")
-    f = m - _d(1.0)                          # exact
-    return {"s": f / (_d(2.0) + f), "f": f, "k": kf}
+    f, k = _log_split(x)
+    return {"s": f / (_d(2.0) + f), "f": f, "k": k}
 
 
 def _log1p_pieces(R: Expr, reduced: dict) -> tuple[Expr, Expr]:
@@ -559,17 +564,19 @@ def _two_sum_fast(a: Expr, b: Expr) -> tuple[Expr, Expr]:
     return s, (a - s) + b
 
 
-def _expm1_dd(q, reduced) -> tuple[Expr, Expr]:
-    """t = e^r - 1 = r + (r^2 q + rlo) as a double-double (|r| >= |r^2 q + rlo|)."""
+def _exp_dd(q, reduced) -> tuple[Expr, Expr, Expr, Expr]:
+    """t = e^r - 1 = r + (r^2 q + rlo) and e^r = 1 + t, each as a double-double:
+    (t, t_lo, big, lo) (|r| >= |r^2 q + rlo|, |t| < 1)."""
     r = reduced["r"]
-    return _two_sum_fast(r, _fma(r * r, q, reduced["rlo"]))
+    t, t_lo = _two_sum_fast(r, _fma(r * r, q, reduced["rlo"]))
+    big, big_lo = _two_sum_fast(_d(1.0), t)
+    return t, t_lo, big, big_lo + t_lo
 
 
-def _over_one_plus_exp(n, n_lo, t, t_lo, k) -> Expr:
-    """(n + n_lo) / (1 + e), e = 2^k (1 + t) <= 1 carried as a double-double, divided
+def _over_one_plus_exp(n, n_lo, big, lo, k) -> Expr:
+    """(n + n_lo) / (1 + e), e = 2^k (big + lo) <= 1 carried as a double-double, divided
     with one FMA correction: only this last division rounds at the result's scale."""
-    big, big_lo = _two_sum_fast(_d(1.0), t)                         # e^r = big + lo
-    e, e_lo = _scale(big, k, "float64"), _scale(big_lo + t_lo, k, "float64")
+    e, e_lo = _scale(big, k, "float64"), _scale(lo, k, "float64")
     d, d_lo = _two_sum_fast(_d(1.0), e)                              # 1 + e, e <= 1
     d_lo = d_lo + e_lo
     y = n / d
@@ -581,11 +588,10 @@ def _sigmoid_f64_rebuild(q, x, reduced):
     """sigmoid = N / (1 + e), e = exp(-|x|) = 2^k e^r: N = 1 for x >= 0; for x < 0,
     N = e^r (unscaled: 2^k times its low word would drop into the subnormals) and the
     quotient is scaled by 2^k once at the end."""
-    t, t_lo = _expm1_dd(q, reduced)
+    _, _, big, lo = _exp_dd(q, reduced)
     k, neg = reduced["k"], x < _d(0.0)
-    big, big_lo = _two_sum_fast(_d(1.0), t)                         # e^r
-    n, n_lo = make("where", [neg, big, _d(1.0)]), make("where", [neg, big_lo + t_lo, _d(0.0)])
-    y = _over_one_plus_exp(n, n_lo, t, t_lo, k)
+    n, n_lo = make("where", [neg, big, _d(1.0)]), make("where", [neg, lo, _d(0.0)])
+    y = _over_one_plus_exp(n, n_lo, big, lo, k)
     return make("where", [neg, _scale(y, k, "float64"), y])
 
 
@@ -599,13 +605,13 @@ def _tanh_f64_rebuild(q, x, reduced):
     """tanh|x| = (1 - e) / (1 + e), e = exp(-2|x|) = 2^k (1 + t) with t = expm1(r) a
     double-double: 1 - e = (1 - 2^k) - 2^k t keeps its relative accuracy as x -> 0
     (where 1 - e itself would cancel), then the division, then the sign."""
-    t, t_lo = _expm1_dd(q, reduced)
+    t, t_lo, big, lo = _exp_dd(q, reduced)
     k = reduced["k"]
     p2 = _scale(_d(1.0), k, "float64")                               # 2^k, k <= 0
     a, a_lo = _two_sum_fast(_d(1.0), -p2)                            # 1 - 2^k (k < -53: inexact)
     n, n_lo = _two_sum_fast(a, -(p2 * t))                            # |1 - 2^k| >= |2^k t|
     n_lo = n_lo + (a_lo - p2 * t_lo)
-    return make("copysign", [_over_one_plus_exp(n, n_lo, t, t_lo, k), x])
+    return make("copysign", [_over_one_plus_exp(n, n_lo, big, lo, k), x])
 
 
 def _tanh_f64_fit(values):
