@@ -166,11 +166,7 @@ class Bridge:
             return self.variables[_string(dag, t.args[0])]
         if t.name == "Rat":
             num, den = (int(_string(dag, dag.get(a).args[0])) for a in dag.get(t.args[0]).args)
-            q = Fraction(num, den)
-            try:
-                return const(q)
-            except ValueError:  # no finite decimal: a correctly rounded division
-                return make("div", (const(q.numerator), const(q.denominator)))
+            return rational(Fraction(num, den))
         if t.name == "Special":
             text = _string(dag, t.args[0])
             return const({"True": True, "False": False}.get(text, text))
@@ -179,6 +175,15 @@ class Bridge:
             return named(name)
         attr = self.attrs[_string(dag, t.args[-1])] if _has_attr(name) else None
         return make(name, args, attr)
+
+
+def rational(q: Fraction) -> Expr:
+    """The exact rational q as an Expr: a literal, or the quotient of two integer literals
+    where q has no finite decimal (a literal must have one)."""
+    try:
+        return const(q)
+    except ValueError:
+        return make("div", (const(q.numerator), const(q.denominator)))
 
 
 def _string(dag, i: int) -> str:
@@ -224,6 +229,11 @@ def analysis_text() -> list[str]:
                                 has("finite", "b")], ["nonneg"]),  # 0*inf
         derive("(op_mul a b)", [has("nonzero", "a"), has("nonzero", "b")], ["nonzero"]),
         derive("(op_neg a)", [has("nonzero", "a")], ["nonzero"]),
+        derive("(op_div a b)", [has("finite", "a"), has("finite", "b"), has("nonzero", "b")],
+               ["finite"]),
+        derive("(op_div a b)", [has("nonzero", "a"), has("finite", "b")], ["nonzero"]),
+        derive("(op_sqrt a)", [has("nonneg", "a"), has("finite", "a")], ["finite"]),
+        derive("(op_log a)", [has("positive", "a"), has("finite", "a")], ["finite"]),
         derive("(op_exp a)", [has("finite", "a")], ["positive", "finite"]),
         derive("(op_sqrt a)", [has("nonneg", "a")], ["nonneg"]),
         derive("(op_sqrt a)", [has("positive", "a")], ["positive"]),
@@ -263,6 +273,25 @@ def folding_text() -> list[tuple[str, str, str]]:
         ("(op_pow (Rat p) (Rat q))", "(Rat p)", f"(= p {zero}) (> q {zero})"),   # 0^q
         ("(op_pow (Rat p) (Rat q))", "(Rat p)", f"(= p {one})"),                 # 1^q
         ("(op_exp (Rat p))", "(op_e)", f"(= p {one})"),
+    ]
+
+
+def coefficient_text() -> list[tuple[str, str, str, str]]:
+    """(lhs, rhs, conditions, ruleset) for literal factors: a negative one as a negation
+    and back, (-c) * a = -(c * a), so the sign rules (neg-mul-neg, ...) see it
+    (negating is the expanding direction); and p*a - q*a = (p - q)*a for finite a
+    (at a = inf it is NaN, not (p - q)*inf), the form sums.gather_sums writes a term of
+    both signs in. Real identities: tests/rewrite samples them."""
+    zero, one = "(bigrat (bigint 0) (bigint 1))", "(bigrat (bigint 1) (bigint 1))"
+    return [
+        ("(op_mul (Rat p) a)", "(op_neg (op_mul (Rat (neg p)) a))", f"(< p {zero})", "expand"),
+        ("(op_neg (op_mul (Rat p) a))", "(op_mul (Rat (neg p)) a)", "", "shrink"),
+        ("(op_sub (op_mul (Rat p) a) (op_mul (Rat q) a))", "(op_mul (Rat (- p q)) a)",
+         "(is_finite a)", "shrink"),
+        ("(op_sub (op_mul (Rat p) a) a)", f"(op_mul (Rat (- p {one})) a)", "(is_finite a)",
+         "shrink"),
+        ("(op_sub a (op_mul (Rat q) a))", f"(op_mul (Rat (- {one} q)) a)", "(is_finite a)",
+         "shrink"),
     ]
 
 

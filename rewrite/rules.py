@@ -84,6 +84,9 @@ def _arithmetic(g="arithmetic"):
         _r("add-self", g, "x + x", "2 * x", both_ways=True),
         _r("neg-add", g, "-(a + b)", "-a - b", both_ways=True),
         _r("neg-mul", g, "(-a) * b", "-(a * b)", both_ways=True),
+        _r("neg-mul-neg", g, "(-a) * (-b)", "a * b"),
+        # a sum of extended reals is NaN in any grouping once +inf and -inf both occur
+        _r("sub-add-swap", g, "(a - b) + c", "(a + c) - b", both_ways=True),
         _r("fma-expand", g, "fma(a, b, c)", "a * b + c", both_ways=True),
         _r("mul-zero", g, "x * 0", "0", "finite(x)"),          # inf * 0 = NaN
         _r("sub-self", g, "x - x", "0", "finite(x)"),          # inf - inf = NaN
@@ -94,6 +97,7 @@ def _arithmetic(g="arithmetic"):
         _r("abs-neg", g, "abs(-x)", "abs(x)"),
         _r("abs-abs", g, "abs(abs(x))", "abs(x)"),
         _r("abs-mul", g, "abs(a * b)", "abs(a) * abs(b)", both_ways=True),
+        _r("abs-div", g, "abs(a / b)", "abs(a) / abs(b)", both_ways=True),
         _r("abs-sqr", g, "abs(x * x)", "x * x"),
         _r("abs-exp", g, "abs(exp(x))", "exp(x)"),
         _r("abs-sqrt", g, "abs(sqrt(x))", "sqrt(x)"),
@@ -143,6 +147,9 @@ def _powers(g="powers"):
         # (0.5 ** inf) ** 0 = 0 ** 0 = 1 but 0.5 ** NaN = NaN
         _r("pow-pow", g, "(x ** a) ** b", "x ** (a * b)", "positive(x)", "finite(x)",
            "finite(a)"),
+        # no signed zero: 1 / (-inf) ** -1 = 1/0 = +inf, but (-inf) ** 1 = -inf
+        _r("recip-pow", g, "1 / x ** a", "x ** -a", "nonneg(x)", both_ways=True),
+        _r("recip-pow-finite", g, "1 / x ** a", "x ** -a", "finite(x)", both_ways=True),
         _r("cbrt-cube", g, "cbrt(x) ** 3", "x"),
         _r("cbrt-of-cube", g, "cbrt(x * x * x)", "x"),
     ]
@@ -158,6 +165,9 @@ def _explog(g="explog"):
         _r("exp-neg", g, "exp(-a)", "1 / exp(a)", both_ways=True),
         # log(-1 * 0) = -inf but log(-1) + log(0) = NaN
         _r("log-mul", g, "log(a * b)", "log(a) + log(b)", "nonneg(a)", "nonneg(b)",
+           both_ways=True),
+        # a > 0 alone suffices: b < 0 gives NaN on both sides, b = 0 gives -inf
+        _r("log-mul-positive", g, "log(a * b)", "log(a) + log(b)", "positive(a)",
            both_ways=True),
         _r("log-div", g, "log(a / b)", "log(a) - log(b)", "nonneg(a)", "nonneg(b)",
            both_ways=True),

@@ -17,8 +17,10 @@ from exprforge.engine.parse import parse
 from . import rules as rules_mod
 from .cost import cost as cost_of
 from .egraph import (FACTS, Bridge, Program, analysis_text, drop_session, folding_text,
-                     language_text, literal_pruning_text, power_text, quote, session)
+                     language_text, literal_pruning_text, power_text, quote, session,
+                     coefficient_text)
 from .schedule import run_phased
+from .sums import gather_sums
 
 # Expansion rounds without a cheaper extraction before stopping; None runs to a limit.
 # Rounds come after the shrinking rules have saturated (rewrite/schedule.py).
@@ -112,6 +114,8 @@ def _program(cost_model: str, groups: tuple | None) -> Program:
                 ruleset)
     for lhs, rhs, conds in folding_text():
         add("constant-fold", lhs, rhs, conds, "shrink")
+    for lhs, rhs, conds, ruleset in coefficient_text():
+        add("coefficient", lhs, rhs, conds, ruleset)
     add("pow-int", *power_text(), "shrink")   # bounded: the exponent only decreases
     lines += analysis_text() + literal_pruning_text(sorted(used))
     return Program("\n".join(lines), labels)
@@ -123,15 +127,21 @@ def _session(cost_model: str, groups: tuple | None):
 
 
 def _load(sess, bridge, exprs, facts, assume_finite) -> list[str]:
-    """Add `exprs` and the stated facts to the session; a reference to each expr."""
-    commands, refs = bridge.terms(exprs)
+    """Add `exprs`, each with its like terms gathered (sums.gather_sums) as an equal
+    form, and the stated facts to the session; a reference to each expr."""
+    gathered = [gather_sums(e) for e in exprs]
+    extra = [g for e, g in zip(exprs, gathered) if g is not e]
+    commands, refs = bridge.terms(list(exprs) + extra)
+    alias = iter(refs[len(exprs):])
+    commands += [f"(union {ref} {next(alias)})"
+                 for e, g, ref in zip(exprs, gathered, refs) if g is not e]
     names = {n for e in exprs for n in e.var_names()}
     stated = set(facts) | ({("finite", n) for n in names} if assume_finite else set())
     if stated:
         commands.append(" ".join(f"(is_{fact} (Var {quote(name)}))"
                                  for fact, name in sorted(stated)))
     sess.add(commands)
-    return refs
+    return refs[:len(exprs)]
 
 
 def simplify_full(expr, cost: str = "cycles", rules=None, assume=(), assume_finite: bool = False,

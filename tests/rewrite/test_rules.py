@@ -212,6 +212,17 @@ def test_integer_power_expansion_is_sound(n):
     assert failure is None, failure
 
 
+@pytest.mark.parametrize("lhs, rhs, assume", [
+    # the e-graph's coefficient family (rewrite/egraph.py), at a few literals
+    ("-2.5 * x", "-(2.5 * x)", ()), ("-0.1 * x", "-(0.1 * x)", ()), ("-3 * x", "-(3 * x)", ()),
+    ("2.5 * x - 0.5 * x", "2 * x", ("finite(x)",)), ("3 * x - 3 * x", "0 * x", ("finite(x)",)),
+    ("0.5 * x - x", "-0.5 * x", ("finite(x)",)), ("x - 4 * x", "-3 * x", ("finite(x)",)),
+])
+def test_coefficient_rules_are_sound(lhs, rhs, assume):
+    failure = check_rule(Rule("coefficient", "arithmetic", lhs, rhs, assume))
+    assert failure is None, failure
+
+
 # --- the checker itself finds unsound rules ---------------------------------------------------
 
 @pytest.mark.parametrize("lhs, rhs, assume, witness", [
@@ -219,6 +230,8 @@ def test_integer_power_expansion_is_sound(n):
     ("x / x", "1", (), ""),                                # 0, inf and NaN
     ("x / x", "1", ("nonzero(x)",), "inf"),                # still wrong at inf
     ("x - x", "0", (), ""),
+    ("2 * x - x", "x", (), "inf"),                         # coefficients need finite(x)
+    ("1 / x ** a", "x ** -a", (), "inf"),                  # no signed zero at x = -inf
     ("exp(log(x))", "x", (), "x=-"),
     ("a * (b + c)", "a * b + a * c", (), "inf"),           # distributivity at a = inf
     ("where(a < b, a, b)", "min(a, b)", (), "nan"),        # fmin ignores NaN
