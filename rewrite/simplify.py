@@ -114,8 +114,8 @@ def _program(cost_model: str, groups: tuple | None) -> Program:
                 ruleset)
     for lhs, rhs, conds in folding_text():
         add("constant-fold", lhs, rhs, conds, "shrink")
-    for lhs, rhs, conds, ruleset in coefficient_text():
-        add("coefficient", lhs, rhs, conds, ruleset)
+    for lhs, rhs, conds in coefficient_text():
+        add("coefficient", lhs, rhs, conds, "shrink")
     add("pow-int", *power_text(), "shrink")   # bounded: the exponent only decreases
     lines += analysis_text() + literal_pruning_text(sorted(used))
     return Program("\n".join(lines), labels)

@@ -214,7 +214,8 @@ def test_integer_power_expansion_is_sound(n):
 
 @pytest.mark.parametrize("lhs, rhs, assume", [
     # the e-graph's coefficient family (rewrite/egraph.py), at a few literals
-    ("-2.5 * x", "-(2.5 * x)", ()), ("-0.1 * x", "-(0.1 * x)", ()), ("-3 * x", "-(3 * x)", ()),
+    ("-(2.5 * x)", "-2.5 * x", ()), ("-(0.1 * x)", "-0.1 * x", ()), ("-(-3 * x)", "3 * x", ()),
+    ("2.5 * x * -y", "-2.5 * x * y", ()), ("-0.1 * x * -y", "0.1 * x * y", ()),
     ("2.5 * x - 0.5 * x", "2 * x", ("finite(x)",)), ("3 * x - 3 * x", "0 * x", ("finite(x)",)),
     ("0.5 * x - x", "-0.5 * x", ("finite(x)",)), ("x - 4 * x", "-3 * x", ("finite(x)",)),
 ])

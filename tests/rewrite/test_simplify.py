@@ -133,8 +133,8 @@ def test_pathological_input_returns_within_its_timeout():
 def test_deep_shared_dags_stay_bounded():
     """d = d * d thirty times is 31 nodes as a DAG and 2^31 as a tree: egglog wrote the
     extracted term out as a tree (64 GB, the process killed). Trees over TREE_LIMIT are
-    returned as given; a 13-level chain (16,000 tree nodes) stops before a round that
-    would pass its node limit (one that grew 45x once took it to 184,000 nodes, seconds
+    returned as given; a 13-level chain (16,000 tree nodes) stalls or stops before a round
+    that would pass its node limit (one that grew 45x once took it to 184,000 nodes, seconds
     past the timeout)."""
     from exprforge.engine.expr import var
     d = var("x", "float64") + const(1.0)
@@ -142,7 +142,7 @@ def test_deep_shared_dags_stay_bounded():
         d = d * d
         if depth == 13:
             r = simplify_full(d, timeout=1.0, node_limit=50_000)
-            assert r.stop_reason == "node_limit" and r.nodes <= 50_000, r
+            assert r.stop_reason in ("node_limit", "stalled") and r.nodes <= 50_000, r
             assert r.cost_after <= r.cost_before
     r = simplify_full(d, timeout=1.0)
     assert r.stop_reason == "tree_limit" and r.expr is d and r.iterations == 0

@@ -8,7 +8,9 @@ from exprforge.rewrite.simplify import simplify_full
 from exprforge.rewrite.sums import gather_sums
 from tests.strategies import float_exprs
 
-SPECIAL = [0.0, -0.0, np.inf, -np.inf, np.nan, 1e300, -1e-300, 2.0, -3.5]
+# no huge finite values: the oracle's precision would decide, not the rewrite
+# (-1e300 + 1 + 1e300 is 0 at 200 bits)
+SPECIAL = [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-300, 2.0, -3.5]
 
 
 def _agree(a, b, names):
