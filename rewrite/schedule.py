@@ -28,16 +28,20 @@ class RunResult:
     iterations: int
     nodes: int
     fired: list = field(default_factory=list)   # (iteration, rule name, matches)
-    extracted: tuple | None = None   # session.extract(root) after the last change, if taken
+    best: tuple | None = None   # judge's (cost, program) of the cheapest extraction seen
 
 
 def run_phased(session, *, timeout: float, node_limit: int, iter_limit: int, start: float,
-               root: str | None = None, until=None, patience: int | None = None) -> RunResult:
+               root: str | None = None, judge=None, until=None,
+               patience: int | None = None) -> RunResult:
     """Run the shrinking phase, then expansion rounds, until saturation, a limit, until()
-    holding, or (with `patience` and a root to extract) no cheaper extraction for
-    `patience` rounds."""
+    holding, or (with `patience`) no cheaper extraction for `patience` rounds.
+
+    With a root, its cheapest term is extracted after every round and judge(extraction)
+    gives its (cost, program); the best is kept. egglog extracts by tree cost, so a
+    later round's extraction can cost more by the judge's DAG cost than an earlier one."""
     fired, it = [], 0
-    best, stale, extracted = None, 0, None
+    best, stale, fresh = None, 0, True
     size, last, growth = session.size(), 0.0, GROWTH
     reason = "iteration_limit"
     while it < iter_limit:
@@ -53,7 +57,7 @@ def run_phased(session, *, timeout: float, node_limit: int, iter_limit: int, sta
             break
         changed, matches = session.run(SHRINK if it == 0 else EXPAND)
         it += 1
-        extracted = extracted if not changed else None
+        fresh = fresh and not changed
         last = time.perf_counter() - now
         fired.extend((it, name, n) for name, n in sorted(matches.items()))
         # the next round may grow as fast as the last did (squaring chains: 5x, 6x,
@@ -66,14 +70,17 @@ def run_phased(session, *, timeout: float, node_limit: int, iter_limit: int, sta
         if not changed and it > 1:
             reason = "saturated"
             break
-        if patience is not None and root is not None:
-            extracted = session.extract(root)
-            cost = extracted[0]
-            best, stale = (cost, 0) if best is None or cost < best else (best, stale + 1)
-            if stale >= patience:
+        if root is not None:
+            candidate, fresh = judge(session.extract(root)), True
+            better = best is None or candidate[0] < best[0]
+            best, stale = (candidate, 0) if better else (best, stale + 1)
+            if patience is not None and stale >= patience:
                 reason = "stalled"
                 break
     else:
         if until is not None and until():
             reason = "goal"
-    return RunResult(reason, it, size, fired, extracted)
+    if root is not None and (best is None or not fresh):
+        candidate = judge(session.extract(root))
+        best = candidate if best is None or candidate[0] < best[0] else best
+    return RunResult(reason, it, size, fired, best)

@@ -165,22 +165,29 @@ def simplify_full(expr, cost: str = "cycles", rules=None, assume=(), assume_fini
     key, sess = _session(cost, tuple(rules) if rules is not None else None)
     start = time.perf_counter()
     bridge = Bridge()
+    before = cost_of(original, cost)
+
+    def judge(extraction):
+        """(DAG cost, program) of an extracted term; the input where that is no cheaper
+        or the dtype came back different."""
+        _, dag, term = extraction
+        program = bridge.from_term(dag, term)
+        if program.is_weak and not original.is_weak:
+            program = concretize(program, original.dtype)
+        c = cost_of(program, cost)
+        return (before, original) if c > before or program.dtype != original.dtype \
+            else (c, program)
+
     try:
         with sess.scope():
             (ref,) = _load(sess, bridge, [original], facts, assume_finite)
             result = run_phased(sess, timeout=timeout, node_limit=node_limit,
-                                iter_limit=iter_limit, start=start, root=ref,
+                                iter_limit=iter_limit, start=start, root=ref, judge=judge,
                                 patience=patience)
-            _, dag, term = result.extracted or sess.extract(ref)
-            extracted = bridge.from_term(dag, term)
     except BaseException:  # egglog panics may leave the e-graph unusable
         drop_session(key)
         raise
-    if extracted.is_weak and not original.is_weak:
-        extracted = concretize(extracted, original.dtype)
-    before, after = cost_of(original, cost), cost_of(extracted, cost)
-    if after > before or extracted.dtype != original.dtype:
-        extracted, after = original, before
+    after, extracted = result.best
     return Simplified(extracted, original, cost, before, after, time.perf_counter() - began,
                       result.stop_reason, result.iterations, result.nodes, result.fired)
 
