@@ -84,7 +84,9 @@ class _Gathering:
     def sum(self, head: Expr) -> Expr | None:
         """The sum rooted at head with its terms (gathered inside) side by side and its
         literal last; None when that is the sum as it stands."""
-        parts: dict[tuple, list[Fraction]] = {}   # factors -> [positive, negative] coefficients
+        # (factors, zero) -> [positive, negative] coefficients. A term with coefficient 0
+        # stays apart: 0*t is NaN at t = inf, which no sum with t's other copies shows
+        parts: dict[tuple, list[Fraction]] = {}
         constant, terms, literals, last = Fraction(0), 0, 0, None
         stack = [(head, Fraction(1))]
         while stack:
@@ -109,12 +111,12 @@ class _Gathering:
                 constant += coef
                 literals += 1
                 continue
-            pos_neg = parts.setdefault(factors, [Fraction(0), Fraction(0)])
+            pos_neg = parts.setdefault((factors, coef == 0), [Fraction(0), Fraction(0)])
             pos_neg[0 if coef >= 0 else 1] += abs(coef)
         if terms == len(parts) and (literals == 0 or literals == 1 and _is_rational(last)):
             return None
         out = None
-        for factors, (pos, neg) in parts.items():
+        for (factors, _), (pos, neg) in parts.items():
             term = _chain(factors)
             if pos and neg:
                 piece, negative = make("sub", (_times(pos, term), _times(neg, term))), False
