@@ -8,9 +8,9 @@ from exprforge.rewrite.simplify import simplify_full
 from exprforge.rewrite.sums import gather_sums
 from tests.strategies import float_exprs
 
-# no huge finite values: the oracle's precision would decide, not the rewrite
-# (-1e300 + 1 + 1e300 is 0 at 200 bits)
-SPECIAL = [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-300, 2.0, -3.5]
+# no huge or tiny finite values: the oracle's precision would decide, not the rewrite
+# (-1e300 + 1 + 1e300 and 1e-300 - 1 + 1 are 0 at 200 bits)
+SPECIAL = [0.0, -0.0, np.inf, -np.inf, np.nan, 0.5, 2.0, -3.5]
 
 
 def _agree(a, b, names):
@@ -39,7 +39,8 @@ def test_like_terms_side_by_side():
 
 
 @settings(max_examples=400, deadline=None)
-@given(float_exprs("float64", max_depth=5, ops=["add", "sub", "neg", "mul", "exp", "sqrt"]))
+# no exp: exp(exp(exp(...))) of a few units has more digits than the oracle can hold
+@given(float_exprs("float64", max_depth=5, ops=["add", "sub", "neg", "mul", "sqrt", "abs"]))
 def test_gathering_is_exact_everywhere(e):
     _agree(e, gather_sums(e), e.var_names())
 
