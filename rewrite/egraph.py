@@ -277,10 +277,10 @@ def folding_text() -> list[tuple[str, str, str]]:
 
 
 def coefficient_text() -> list[tuple[str, str, str]]:
-    """(lhs, rhs, conditions) of shrinking rules for literal factors: a negation taken into one,
-    -(c * a) = (-c) * a and (c * a) * -b = (-c * a) * b; and p*a - q*a = (p - q)*a for
-    finite a (at a = inf it is NaN, not (p - q)*inf), the form sums.gather_sums writes a
-    term of both signs in. Real identities: tests/rewrite samples them."""
+    """(lhs, rhs, conditions) of shrinking rules for literal factors: a negation taken
+    into one, -(c * a) = (-c) * a; and p*a - q*a = (p - q)*a for finite a (at a = inf it
+    is NaN, not (p - q)*inf), the form sums.gather_sums writes a term of both signs in.
+    Real identities: tests/rewrite samples them."""
     one = "(bigrat (bigint 1) (bigint 1))"
     return [
         ("(op_neg (op_mul (Rat p) a))", "(op_mul (Rat (neg p)) a)", ""),

@@ -37,9 +37,11 @@ def run_phased(session, *, timeout: float, node_limit: int, iter_limit: int, sta
     """Run the shrinking phase, then expansion rounds, until saturation, a limit, until()
     holding, or (with `patience`) no cheaper extraction for `patience` rounds.
 
-    With a root, its cheapest term is extracted after every round and judge(extraction)
-    gives its (cost, program); the best is kept. egglog extracts by tree cost, so a
-    later round's extraction can cost more by the judge's DAG cost than an earlier one."""
+    With a root, its cheapest term is extracted after every round (patience or not) and
+    judge(extraction) gives its (cost, program), by default egglog's own cost and the
+    extraction; the best is kept. egglog extracts by tree cost, so a later round's
+    extraction can cost more by a DAG cost than an earlier one."""
+    judge = judge or (lambda extraction: (extraction[0], extraction))
     fired, it = [], 0
     best, stale, fresh = None, 0, True
     size, last, growth = session.size(), 0.0, GROWTH

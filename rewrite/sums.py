@@ -16,12 +16,14 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from exprforge.engine.expr import Expr, make
+from exprforge.engine.expr import Expr, concretize, make
 
 from .egraph import rational
 
 _SUM = ("add", "sub", "neg")
 _PRODUCT = ("mul", "neg")
+_MAX_BITS = 4000   # a larger coefficient is not gathered (egglog reads literals as text)
+SPLICE = 8
 
 
 def _is_rational(node: Expr) -> bool:
@@ -29,8 +31,12 @@ def _is_rational(node: Expr) -> bool:
         and not isinstance(node.value, bool)
 
 
-def _in(node: Expr, ops, dtype="float64") -> bool:
-    return node.op in ops and node.dtype == dtype
+def _in(node: Expr, ops) -> bool:
+    return node.op in ops and node.dtype == "float64"
+
+
+def _huge(q: Fraction) -> bool:
+    return max(q.numerator.bit_length(), q.denominator.bit_length()) > _MAX_BITS
 
 
 def gather_sums(root: Expr) -> Expr:
@@ -39,47 +45,78 @@ def gather_sums(root: Expr) -> Expr:
 
 
 class _Gathering:
+    """One pass over the DAG. Each sum (product) is walked once from its head, through
+    the nodes of its kind that have no other user; a shared node is a term (factor) of
+    every sum (product) that uses it and is gathered on its own, so the work stays linear
+    in the DAG, not in its tree."""
+
     def __init__(self, root: Expr):
         nodes = root.toposort()
         users: dict[Expr, list[Expr]] = {}
         for node in nodes:
             for a in node.args:
                 users.setdefault(a, []).append(node)
-
-        def inner(node, ops):   # used only inside chains of its kind: gathered with them
-            return node is not root and all(_in(u, ops) for u in users[node])
-
-        self.rank = {node: i for i, node in enumerate(nodes)}   # the order of factors
+        # which walk passes through a node: "sum", "product", or none (a head or a leaf)
+        self.region: dict[Expr, str | None] = {}
+        for node in reversed(nodes):
+            (u, *more) = users.get(node, [None])
+            kind = None
+            if u is not None and not more and node is not root:
+                if _in(node, _SUM) and _in(u, _SUM) and self.region[u] != "product":
+                    kind = "sum"
+                elif _in(node, _PRODUCT) and (_in(u, ("mul",)) or _in(u, ("neg",))
+                                               and self.region[u] == "product"):
+                    kind = "product"
+            self.region[node] = kind
+        self.index = {node: i for i, node in enumerate(nodes)}   # the order of factors
+        self.products: dict[Expr, tuple | None] = {}
+        self.factors: dict[Expr, list] = {}   # a product's factors as input nodes
         self.memo: dict[Expr, Expr] = {}
         for node in nodes:
             args = tuple(self.memo[a] for a in node.args)
             gathered = None
-            if _in(node, _SUM) and not inner(node, _SUM):
-                gathered = self.sum(node)
-            elif _in(node, ("mul",)) and not inner(node, ("mul",)):
-                coef, factors, folded = self.product(node)
-                gathered = _times(coef, _chain(factors)) if folded else None
+            if self.region[node] is None:
+                if _in(node, _SUM):
+                    gathered = self.sum(node)
+                elif _in(node, ("mul",)) and self.product(node):
+                    coef, factors, folded = self.product(node)
+                    gathered = _times(coef, _chain(factors)) if folded else None
+            if gathered is not None and gathered.dtype != node.dtype:
+                gathered = concretize(gathered, node.dtype)   # all literals: keep float64
             self.memo[node] = gathered if gathered is not None else (
                 node if args == node.args else make(node.op, args, node.attr))
         self.result = self.memo[root]
 
-    def product(self, head: Expr) -> tuple[Fraction, tuple, bool]:
-        """(rational coefficient, the other factors in a fixed order, whether a sign or
-        literal was folded) of the product rooted at head."""
-        coef, factors, folds = Fraction(1), [], 0
-        stack = [head]
-        while stack:
-            node = stack.pop()
-            if _in(node, _PRODUCT):
-                if node.op == "neg":
-                    coef, folds = -coef, folds + 1
-                stack.extend(reversed(node.args))
-            elif _is_rational(node):
-                coef, folds = coef * Fraction(node.value), folds + 1
-            else:
-                factors.append(node)
-        factors.sort(key=self.rank.__getitem__)
-        return coef, tuple(self.memo[f] for f in factors), folds >= 2 or folds and not factors
+    def product(self, head: Expr) -> tuple[Fraction, tuple, bool] | None:
+        """(rational coefficient, the other factors in a fixed order, whether signs or
+        literals were folded) of the product rooted at head; None when the coefficient
+        would be huge. A shared product of at most SPLICE factors is taken apart too
+        (x*y and 3*(x*y) are like terms); a larger one stays whole, which bounds the work
+        on DAGs such as d = d*d."""
+        if head not in self.products:
+            coef, factors, folds = Fraction(1), [], 0
+            stack = [head]
+            while stack:
+                node = stack.pop()
+                if node is head or self.region[node] == "product":
+                    if node.op == "neg":
+                        coef, folds = -coef, folds + 1
+                    stack.extend(reversed(node.args))
+                    continue
+                if _is_rational(node):
+                    coef, folds = coef * Fraction(node.value), folds + 1
+                    continue
+                inner = _in(node, ("mul",)) and self.product(node)
+                if inner and len(inner[1]) <= SPLICE:
+                    coef, folds = coef * inner[0], folds + (inner[0] != 1)
+                    factors.extend(self.factors[node])
+                else:
+                    factors.append(node)
+            factors.sort(key=self.index.__getitem__)
+            self.factors[head] = factors
+            self.products[head] = None if _huge(coef) else (
+                coef, tuple(self.memo[f] for f in factors), folds >= 2 or folds and not factors)
+        return self.products[head]
 
     def sum(self, head: Expr) -> Expr | None:
         """The sum rooted at head with its terms (gathered inside) side by side and its
@@ -91,7 +128,7 @@ class _Gathering:
         stack = [(head, Fraction(1))]
         while stack:
             node, sign = stack.pop()
-            if _in(node, _SUM):
+            if node is head or self.region[node] == "sum":
                 if node.op == "neg":
                     stack.append((node.args[0], -sign))
                 else:  # the right operand pushed first: terms come out left to right
@@ -104,8 +141,8 @@ class _Gathering:
                 literals += 1
                 continue
             terms += 1
-            coef, factors = (self.product(node)[:2] if _in(node, ("mul",))
-                             else (Fraction(1), (self.memo[node],)))
+            split = _in(node, ("mul",)) and self.product(node)
+            coef, factors = split[:2] if split else (Fraction(1), (self.memo[node],))
             coef *= sign
             if not factors:
                 constant += coef
@@ -114,6 +151,8 @@ class _Gathering:
             pos_neg = parts.setdefault((factors, coef == 0), [Fraction(0), Fraction(0)])
             pos_neg[0 if coef >= 0 else 1] += abs(coef)
         if terms == len(parts) and (literals == 0 or literals == 1 and _is_rational(last)):
+            return None
+        if _huge(constant) or any(_huge(q) for pair in parts.values() for q in pair):
             return None
         out = None
         for (factors, _), (pos, neg) in parts.items():

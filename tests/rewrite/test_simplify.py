@@ -43,6 +43,21 @@ def test_assumptions_enable_conditional_rules():
     assert simplify("sqrt(x)**2", assume=("nonneg:x",)) is parse("x")
 
 
+def test_facts_derived_through_division_sqrt_and_log():
+    # each cancellation needs its term known finite: x/y (finite x, y nonzero and
+    # finite), sqrt(x) (nonneg, finite x), log(x) (positive, finite x)
+    finite_y = ("finite:x", "finite:y", "nonzero:y")
+    assert simplify("x / y - x / y", assume=finite_y) is const(0, "float64")
+    assert simplify("x / y - x / y", assume=("finite:x", "finite:y")) is parse("x / y - x / y")
+    assert simplify("sqrt(x) - sqrt(x)", assume=("nonneg:x", "finite:x")) is const(0, "float64")
+    assert simplify("log(x) - log(x)", assume=("positive:x", "finite:x")) is const(0, "float64")
+    assert simplify("log(x) - log(x)", assume=("nonneg:x", "finite:x")) is \
+        parse("log(x) - log(x)")                              # log(0) = -inf
+    # x/y nonzero for nonzero x and finite y: (x/y) / (x/y) = 1 needs it
+    assert simplify("x / y / (x / y)", assume=("nonzero:x", "finite:x", "nonzero:y",
+                                               "finite:y")) is const(1, "float64")
+
+
 def test_simplifies_and_reports():
     r = simplify_full("(x + 2*3) * 1 + 0")
     assert r.expr is parse("x + 6")

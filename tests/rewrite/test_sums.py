@@ -3,8 +3,9 @@ import numpy as np
 from hypothesis import given, settings
 
 from exprforge.engine.evaluate import exact
+from exprforge.engine.expr import const, var
 from exprforge.engine.parse import parse
-from exprforge.rewrite.simplify import simplify_full
+from exprforge.rewrite.simplify import prove, simplify_full
 from exprforge.rewrite.sums import gather_sums
 from tests.strategies import float_exprs
 
@@ -51,3 +52,32 @@ def test_simplify_cancels_gathered_terms_only_when_finite():
     r = simplify_full(text)   # at x0 = inf the input is NaN, so x0 must not cancel
     _agree(parse(text), r.expr, ["x0", "x1", "x2"])
     assert simplify_full("3*x + 2*x - x*4", assume_finite=True).expr is parse("x")
+
+
+def test_literal_sums_keep_their_dtype():
+    # a float64 sum of literals folds to a float64 literal, not a weak one that a cast
+    # above would take as its own (bitcast would read 3, not the bits of 3.0)
+    assert gather_sums(parse("float64(1) + float64(2)")) is const(3, "float64")
+    e = parse("bitcast(float64(1) + float64(2), int64) + i", vars={"i": "int64"})
+    assert exact(gather_sums(e), {"i": np.array([0])})[0] == exact(e, {"i": np.array([0])})[0]
+    assert not prove("bitcast(float64(1) + float64(2), int64)", "int64(3)")
+    t = "bool(float64(0.25) + float64(0.25))"
+    assert prove(t, t)
+
+
+def test_shared_subterms_are_walked_once():
+    # d = -(d*d) k times is 2k + 3 nodes; walking it as a tree would be 2^k
+    d = var("x", "float64") + const(1.0)
+    for _ in range(40):
+        d = -(d * d)
+    assert gather_sums(d).node_count() <= d.node_count()
+    d = var("x", "float64")
+    for _ in range(40):
+        d = d + d
+    assert gather_sums(d).node_count() <= d.node_count() + 1
+
+
+def test_huge_coefficients_are_not_gathered():
+    t = "x" + " * 1e300" * 15      # 10**4500: more digits than egglog's text can carry
+    assert gather_sums(parse(t)) is parse(t)
+    assert prove(t, t)
