@@ -1,6 +1,6 @@
 """LLVM renderer: each Program becomes a loop function built with llvmlite's IR builder.
 
-    void NAME(i64 n, ptr a0, i64 s0, ..., ptr out)   out[i] = f(a0[i*s0], ...), i < n
+    void NAME(i64 n, ptr a0, i64 s0, ..., ptr out0, ...)   outk[i] = fk(a0[i*s0], ...), i < n
 
 A stride s is 1 for a contiguous input and 0 for one broadcast from a single element;
 LLVM versions the loop on s == 1 and vectorizes it. Float instructions carry no
@@ -177,8 +177,9 @@ def render_program(module: ir.Module, p: Program, flags: tuple) -> ir.Function:
     args = [I64]
     for _ in p.params:
         args += [PTR, I64]
-    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), args + [PTR]), p.name)
-    n, out = fn.args[0], fn.args[-1]
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), args + [PTR] * len(p.outputs)),
+                     p.name)
+    n, outs = fn.args[0], fn.args[1 + 2 * len(p.params):]
     entry, loop, body, done = (fn.append_basic_block(s) for s in ("entry", "loop", "body", "done"))
     b = ir.IRBuilder(entry)
     b.branch(loop)
@@ -194,10 +195,11 @@ def render_program(module: ir.Module, p: Program, flags: tuple) -> ir.Function:
         values[name] = b.trunc(raw, TYPES["bool"]) if dtype == "bool" else raw
         types[name] = dtype
     _emit_items(_Emitter(module, b, flags), fn, p.body, values, types)
-    result = values[p.result]
-    if p.dtype == "bool":
-        result = b.zext(result, MEMORY["bool"])
-    b.store(result, b.gep(out, [i], source_etype=MEMORY[p.dtype]))
+    for out, (name, dtype) in zip(outs, p.outputs):
+        result = values[name]
+        if dtype == "bool":
+            result = b.zext(result, MEMORY["bool"])
+        b.store(result, b.gep(out, [i], source_etype=MEMORY[dtype]))
     i.add_incoming(b.add(i, ir.Constant(I64, 1)), b.block)  # branches may have moved it
     b.branch(loop)
     b.position_at_end(done)

@@ -4,11 +4,13 @@ The pipeline, one stage per line (see `lower`):
   prepare      retype to the kernel dtype, give a literal-only root its dtype
   decompose    rewrite the ops a target lacks into ops it has (the one place this happens)
   strength     x**2, x**3, x**4 and x**-1 as multiplications or a division
-  split        cut the DAG at reductions: elementwise programs and reduction steps
+  split        cut the DAG at reductions: elementwise programs and reduction steps; the
+               elementwise parts that read the same inputs share one program (one loop)
   linearize    each elementwise part to SSA, every shared node computed once; a `where`
                whose sides carry real work becomes a `Branch` that runs only its taken side
 
-A renderer sees only `Program`s: parameters, a list of `Instr` and `Branch`, one result.
+A renderer sees only `Program`s: parameters, a list of `Instr` and `Branch`, and the
+outputs it stores (one, unless several expressions were compiled together).
 Reductions stay outside the generated loops as `Reduce` steps (run by the target), so
 every renderer only has to spell elementwise ops. A renderer that cannot branch per
 element (Triton) reads `Program.flat()`, the same program with every Branch a `where`.
@@ -59,17 +61,33 @@ def _flat(body) -> list:
 
 @dataclass(frozen=True)
 class Program:
-    """One elementwise loop body: out = f(params...)."""
+    """One elementwise loop body: out_k = f_k(params...) for each output k. Several
+    outputs share one loop (and each value they share) when they read the same inputs."""
     name: str
     params: tuple            # ((name, dtype), ...) in call order
     body: tuple              # Instr | Branch, ...
-    result: str
-    dtype: str
-    node: Expr               # the subexpression computed
+    outputs: tuple           # ((SSA name, dtype), ...): one array written per output
+    nodes: tuple             # the subexpression each output computes
 
     @property
     def constant(self) -> bool:
         return not self.params
+
+    @property
+    def result(self) -> str:
+        """The SSA name of a one-output program's value."""
+        (name, _), = self.outputs
+        return name
+
+    @property
+    def dtype(self) -> str:
+        (_, dtype), = self.outputs
+        return dtype
+
+    @property
+    def node(self) -> Expr:
+        (node,) = self.nodes
+        return node
 
     def flat(self) -> tuple:
         """The body with every Branch replaced by both sides and a `where`."""
@@ -86,14 +104,21 @@ class Reduce:
 
 @dataclass(frozen=True)
 class Plan:
-    expr: Expr               # the expression compiled (retyped to the kernel's dtype)
-    lowered: Expr            # the same after decomposition: what the steps compute
+    expr: Expr | tuple       # the expression(s) compiled (retyped to the kernel's dtype)
+    lowered: Expr | tuple    # the same after decomposition: what the steps compute
     params: tuple            # ((variable name, dtype), ...) in kernel call order
-    steps: tuple             # Program | Reduce, in order; the last one's name is the result
+    steps: tuple             # Program | Reduce, in order
+    results: tuple           # the step outputs holding each expression's value, in order
+    full: str | None = None  # a variable every other input broadcasts to (see lower)
 
     @property
     def programs(self):
         return [s for s in self.steps if isinstance(s, Program)]
+
+    @property
+    def many(self) -> bool:
+        """Compiled from a tuple of expressions: the kernel returns a tuple of arrays."""
+        return isinstance(self.expr, tuple)
 
     @property
     def elementwise(self) -> bool:
@@ -149,33 +174,71 @@ def _is_leaf(node: Expr) -> bool:
 
 # --- splitting at reductions and linearizing -----------------------------------------------
 
-def lower(expr: Expr, dtype: str | None = None, args=None, has=lambda op: True) -> Plan:
+def lower(expr, dtype: str | None = None, args=None, has=lambda op: True,
+          full: str | None = None) -> Plan:
     """The plan a target compiles: elementwise Programs and Reduce steps.
 
+    `expr` is an Expr or a tuple of them (a kernel with one result per expression; the
+    values they share are computed once). Elementwise steps that read the same inputs
+    share one loop. `full` names a variable every other input broadcasts to (the kernel
+    checks it): then every step reading it has its shape, and they share a loop too.
     `args` fixes the kernel's parameter order (default: the variable names sorted);
     names not in the expression are allowed (the kernel ignores their values)."""
-    prepared = prepare(expr, dtype)
-    expr = decompose(strength(prepared), has)
-    params = _params(expr, args)
-    materialized = _materialized(expr)
-    names = {v: "v_" + v.name for v in expr.variables()}
-    names.update({n: f"s{i}" for i, n in enumerate(n for n in expr.toposort()
-                                                   if n in materialized)})
-    steps = []
-    for node in expr.toposort():
+    many = isinstance(expr, (tuple, list))
+    roots = tuple(expr) if many else (expr,)
+    if not roots:
+        raise ValueError("nothing to compile: the tuple of expressions is empty")
+    prepared = tuple(prepare(e, dtype) for e in roots)
+    lowered = tuple(decompose(strength(e), has) for e in prepared)
+    order = list(dict.fromkeys(n for e in lowered for n in e.toposort()))
+    params = _params(lowered, args)
+    if full is not None and full not in dict(params):
+        raise ValueError(f"full={full!r} is not one of the kernel's arguments")
+    materialized = _materialized(lowered, order)
+    names = {n: f"s{i}" for i, n in enumerate(n for n in order if n in materialized)}
+    values = {n: "v_" + n.name if n.op == "var" else names.get(n) for n in order}
+    # Steps in order; an elementwise node joins an earlier loop of the same shape when
+    # everything it reads is computed before that loop.
+    slots, step_of, loops = [], {}, {}
+    for node in order:
         if node not in materialized:
             continue
         if node.spec.group == "reduce":
-            steps.append(Reduce(names[node], node, names[node.args[0]]))
-        else:
-            steps.append(linearize(node, names[node], names, stop=materialized))
-    return Plan(prepared, expr, params, tuple(steps))
+            step_of[node] = len(slots)
+            slots.append(Reduce(names[node], node, values[node.args[0]]))
+            continue
+        inputs = _inputs(node, materialized)
+        ready = max((step_of[n] for n in inputs if n.op != "var"), default=-1)
+        shape = "full" if any(n.op == "var" and n.name == full for n in inputs) else \
+            inputs or node   # a constant (no inputs) is a step of its own
+        slot = next((k for k in loops.get(shape, ()) if k > ready), None)
+        if slot is None:
+            slot = len(slots)
+            loops.setdefault(shape, []).append(slot)
+            slots.append([])
+        slots[slot].append(node)
+        step_of[node] = slot
+    steps = tuple(s if isinstance(s, Reduce) else linearize(s, names, values, stop=materialized)
+                  for s in slots)
+    results = tuple(names[e] for e in lowered)
+    if many:
+        return Plan(prepared, lowered, params, steps, results, full)
+    return Plan(prepared[0], lowered[0], params, steps, results, full)
 
 
-def _params(expr: Expr, args):
+def _inputs(node: Expr, stop) -> frozenset:
+    """What an elementwise step reads: variables and other materialized nodes (a
+    variable that is a result reads itself)."""
+    if node.op == "var":
+        return frozenset((node,))
+    return frozenset(n for n in _postorder([node], stop)
+                     if n is not node and (n.op == "var" or n in stop))
+
+
+def _params(roots: tuple, args):
     """((name, dtype), ...): `args` entries are names or (name, dtype) pairs; a name the
-    expression does not use takes its given dtype, else the expression's float dtype."""
-    dtypes = {v.name: v.dtype for v in expr.variables()}
+    expressions do not use takes its given dtype, else the first expression's float dtype."""
+    dtypes = {v.name: v.dtype for e in roots for v in e.variables()}
     if args is None:
         return tuple((n, dtypes[n]) for n in sorted(dtypes))
     pairs = [(a, None) if isinstance(a, str) else tuple(a) for a in args]
@@ -185,17 +248,17 @@ def _params(expr: Expr, args):
     missing = sorted(set(dtypes) - set(names))
     if missing:
         raise ValueError(f"args {names} leaves out variable(s) {', '.join(missing)}")
-    fallback = expr.dtype if dt.is_float(expr.dtype) else "float64"
+    fallback = roots[0].dtype if dt.is_float(roots[0].dtype) else "float64"
     return tuple((n, dtypes.get(n) or d or fallback) for n, d in pairs)
 
 
-def _materialized(expr: Expr) -> set:
-    """Nodes whose whole array is needed: the root, each reduction and its argument."""
-    out = {expr}
-    for n in expr.toposort():
+def _materialized(roots: tuple, order: list) -> set:
+    """Nodes whose whole array is needed: the roots, each reduction and its argument."""
+    out = set(roots)
+    for n in order:
         if n.spec.group == "reduce":
             out |= {n, n.args[0]}
-    return {n for n in out if n.op != "var" or n is expr}
+    return {n for n in out if n.op != "var" or n in roots}
 
 
 # A `where` runs only its taken side when a side has at least this much work of its own
@@ -208,24 +271,25 @@ def _materialized(expr: Expr) -> set:
 LAZY_CYCLES = 128
 
 
-def linearize(root: Expr, name: str, names: dict, stop=frozenset()) -> Program:
-    """SSA for the elementwise DAG under `root`; nodes in `stop` (other than root) and
-    variables are parameters, named by `names`."""
-    order = _postorder(root, stop)
-    inputs = [n for n in order if n is not root and (n.op == "var" or n in stop)]
-    ssa = {n: names[n] for n in inputs}
-    params = sorted({(names[n], n.dtype) for n in inputs})
-    if root.op == "var":  # the whole program is one variable: copy it
-        param = "v_" + root.name
-        body, params = [Instr(name, "cast", (param,), root.dtype, root.dtype)], [(param, root.dtype)]
-        return Program(name, tuple(params), tuple(body), name, root.dtype, root)
+def linearize(roots, names: dict, values: dict, stop=frozenset()) -> Program:
+    """SSA for the elementwise DAG under `roots`, one output each, named by `names`;
+    variables and the nodes in `stop` (other than the roots) are parameters, named by
+    `values`."""
+    roots, is_root = list(roots), set(roots)
+    order = _postorder(roots, stop)
+    inputs = [n for n in order if n.op == "var" or (n in stop and n not in is_root)]
+    ssa = {n: values[n] for n in inputs}
+    params = sorted({(values[n], n.dtype) for n in inputs})
+    outputs = tuple((names[r], r.dtype) for r in roots)
     rank = {n: i for i, n in enumerate(order)}
-    lazy = _lazy_wheres(root, order, set(inputs))
+    lazy = _lazy_wheres(order, set(inputs))
     counter = itertools.count()
 
     def instr(node, scope):
-        out = name if node is root else f"t{next(counter)}"
-        if node.op == "const":
+        out = names[node] if node in is_root else f"t{next(counter)}"
+        if node.op == "var":  # an output that is an input: copied
+            item = Instr(out, "cast", (ssa[node],), node.dtype, node.dtype)
+        elif node.op == "const":
             item = Instr(out, "const", (), node.dtype, literal_value(node.attr, node.dtype))
         elif node.spec.group == "const":
             item = Instr(out, "const", (), node.dtype, named_value(node.op, node.dtype))
@@ -252,8 +316,8 @@ def linearize(root: Expr, name: str, names: dict, stop=frozenset()) -> Program:
         scope = done | own
         return [instr(n, scope) for n in sorted(own, key=rank.__getitem__)]
 
-    body = block([root], set(inputs))
-    return Program(name, tuple(params), tuple(body), name, root.dtype, root)
+    body = block(roots, set(inputs) - is_root)
+    return Program(names[roots[0]], tuple(params), tuple(body), outputs, tuple(roots))
 
 
 def _reach(roots, done, lazy) -> set:
@@ -269,7 +333,7 @@ def _reach(roots, done, lazy) -> set:
     return seen
 
 
-def _lazy_wheres(root: Expr, order: list, inputs: set) -> set:
+def _lazy_wheres(order: list, inputs: set) -> set:
     """The wheres worth a branch: a side whose exclusive work (nodes nothing else in the
     program needs) reaches LAZY_CYCLES."""
     wheres = [n for n in order if n.op == "where" and n not in inputs]
@@ -295,8 +359,11 @@ def _exclusive_cost(side: Expr, uses: Counter, inputs: set) -> float:
     return total
 
 
-def _postorder(root: Expr, stop) -> list:
-    order, seen, stack = [], set(), [(root, False)]
+def _postorder(roots, stop) -> list:
+    """The nodes under `roots`, each after its arguments; a node in `stop` that is not a
+    root is a leaf."""
+    order, seen, is_root = [], set(), set(roots)
+    stack = [(r, False) for r in reversed(roots)]
     while stack:
         node, expanded = stack.pop()
         if expanded:
@@ -306,6 +373,6 @@ def _postorder(root: Expr, stop) -> list:
             continue
         seen.add(node)
         stack.append((node, True))
-        if node is root or node not in stop:
+        if node in is_root or node not in stop:
             stack.extend((a, False) for a in reversed(node.args) if a not in seen)
     return order

@@ -110,7 +110,7 @@ def render_program(p: Program, constants: dict, cache: bool, fastmath) -> list[s
                 lines.append(f"{pad}{ins.out} = {CTOR[ins.dtype]}"
                              f"({_expression(ins, types, constant)})")
     emit(p.body, 4)
-    lines.append(f"    return {p.result}")
+    lines.append(f"    return {', '.join(name for name, _ in p.outputs)}")
     return lines
 
 
@@ -120,7 +120,8 @@ def _array_type(dtype: str) -> str:
 
 def loop_signature(p: Program) -> str:
     arrays = ", ".join(f"{_array_type(d)}, int64" for _, d in p.params)
-    return f"void(int64, {arrays}, {_array_type(p.dtype)})"
+    outs = ", ".join(_array_type(d) for _, d in p.outputs)
+    return f"void(int64, {arrays}, {outs})"
 
 
 def _loop(p: Program, name: str, options: str, loop: str) -> list[str]:
@@ -128,12 +129,19 @@ def _loop(p: Program, name: str, options: str, loop: str) -> list[str]:
     params = [n for n, _ in p.params]
     header = ", ".join(f"{n}, s_{n}" for n in params)
     args = ", ".join(f"{n}[j * u_{n}]" for n in params)
+    outs = [f"out{k}" for k in range(len(p.outputs))]
+    if len(outs) == 1:
+        store = [f"        out0[j] = core_{p.name}({args})"]
+    else:   # one call, then a store per output
+        values = [f"r{k}" for k in range(len(outs))]
+        store = [f"        {', '.join(values)} = core_{p.name}({args})",
+                 *[f"        {o}[j] = {v}" for o, v in zip(outs, values)]]
     return [f"@njit([{loop_signature(p)!r}], {options})",
-            f"def {name}(n, {header}, out):",
+            f"def {name}(n, {header}, {', '.join(outs)}):",
             *[f"    u_{n} = uint64(s_{n})" for n in params],
             f"    for i in {loop}(n):",
             "        j = uint64(i)",
-            f"        out[j] = core_{p.name}({args})"]
+            *store]
 
 
 def _matmul(plan: Plan, options: str, parallel: bool) -> list[str]:

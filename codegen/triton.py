@@ -104,9 +104,10 @@ def render_program(p: Program, contract: bool) -> list[str]:
     """Lines of `kernel_NAME` and `launch_NAME` for one Program."""
     names = [name for name, _ in p.params]
     types = dict(p.params)
-    pointers = ", ".join(f"{name}_ptr" for name in names)
+    outs = [f"out{k}" for k in range(len(p.outputs))]
+    pointers = ", ".join([f"{name}_ptr" for name in names] + [f"{o}_ptr" for o in outs])
     lines = ['@triton.autotune(configs=CONFIGS, key=["n"])', "@triton.jit",
-             f"def kernel_{p.name}({pointers}, out_ptr, n, BLOCK: tl.constexpr):",
+             f"def kernel_{p.name}({pointers}, n, BLOCK: tl.constexpr):",
              # 64-bit offsets: a tensor may hold more than 2**31 elements
              "    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)",
              "    mask = offs < n"]
@@ -118,12 +119,13 @@ def render_program(p: Program, contract: bool) -> list[str]:
             lines.append(f"    {ins.out} = {literal(ins.attr, ins.dtype)}  # {value!r}")
         else:
             lines.append(f"    {ins.out} = {_expression(ins, types)}")
-    lines.append(f"    tl.store(out_ptr + offs, {p.result}, mask=mask)")
-    params = ", ".join(names)
+    lines += [f"    tl.store({o}_ptr + offs, {name}, mask=mask)"
+              for o, (name, _) in zip(outs, p.outputs)]
+    params = ", ".join(names + outs)
     lines += ["", "",
-              f"def launch_{p.name}({params}, out, n):",
+              f"def launch_{p.name}({params}, n):",
               f"    kernel_{p.name}[lambda meta: (triton.cdiv(n, meta['BLOCK']),)](",
-              f"        {params}, out, n, enable_fp_fusion={contract}, enable_reflect_ftz=False)"]
+              f"        {params}, n, enable_fp_fusion={contract}, enable_reflect_ftz=False)"]
     return lines
 
 

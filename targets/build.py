@@ -28,30 +28,53 @@ def target_module(target: str):
     return importlib.import_module(TARGETS[target])
 
 
-def declarations(expr: Expr) -> dict:
+def declarations(expr) -> dict:
     """Variable name -> [dtype, axes]: what parse needs to read to_text back."""
     return {v.name: [v.dtype, list(v.axes) if v.axes is not None else None]
-            for v in expr.variables()}
+            for e in _roots(expr) for v in e.variables()}
 
 
-def spec_of(expr: Expr, target: str, dtype, args, options: dict) -> dict:
-    return {"text": to_text(expr), "vars": declarations(expr), "target": target,
+def _roots(expr) -> tuple:
+    return tuple(expr) if isinstance(expr, tuple) else (expr,)
+
+
+def spec_of(expr, target: str, dtype, args, options: dict, full=None) -> dict:
+    text = [to_text(e) for e in expr] if isinstance(expr, tuple) else to_text(expr)
+    spec = {"text": text, "vars": declarations(expr), "target": target,
             "dtype": dtype, "args": list(args) if args is not None else None,
             "options": options}
+    if full is not None:   # only when set: other kernels keep their store keys
+        spec["full"] = full
+    return spec
 
 
-def expr_of(spec: dict) -> Expr:
+def expr_of(spec: dict):
+    """The Expr of a spec (a tuple of them for a kernel of several results)."""
     vars = {n: (d, tuple(a) if a is not None else None) for n, (d, a) in spec["vars"].items()}
+    if isinstance(spec["text"], list):
+        return tuple(parse(text, vars=vars) for text in spec["text"])
     return parse(spec["text"], vars=vars)
 
 
-def compile_kernel(expr, target: str = "numba", dtype: str | None = None, args=None,
-                   **options):
-    """A Kernel for `expr` (an Expr or text) on `target`; see exprforge.compile."""
+def _as_expr(expr, dtype):
     if isinstance(expr, str):  # undeclared variables: float32, as `exprforge compile` has it
         expr = parse(expr, dtype=dtype or "float32")
     if not isinstance(expr, Expr):
-        raise TypeError(f"compile takes an Expr or expression text, not {type(expr).__name__}")
+        raise TypeError(f"compile takes an Expr or expression text (or a tuple of them), "
+                        f"not {type(expr).__name__}")
+    return expr
+
+
+def compile_kernel(expr, target: str = "numba", dtype: str | None = None, args=None,
+                   full: str | None = None, **options):
+    """A Kernel for `expr` (an Expr or text, or a tuple of them: one kernel returning a
+    tuple of arrays) on `target`; see exprforge.compile. `full`: see lower()."""
+    if isinstance(expr, (tuple, list)):
+        expr = tuple(_as_expr(e, dtype) for e in expr)
+        if not expr:
+            raise ValueError("compile takes at least one expression")
+    else:
+        expr = _as_expr(expr, dtype)
     module = target_module(target)
     approx = bool(options.pop("approx", False))
     unknown = sorted(set(options) - set(module.OPTIONS))
@@ -63,9 +86,11 @@ def compile_kernel(expr, target: str = "numba", dtype: str | None = None, args=N
     if approx:   # in the options only when set: other kernels keep their store keys
         from exprforge.evolve.library import with_library_functions
         # after the retyping to `dtype`: what is float32 then gets the programs
-        options["approx"], program = True, with_library_functions(prepare(expr, dtype))
-    plan = lower(program, dtype, args, has=module.has)
-    spec = spec_of(expr, target, dtype, args, options)
+        options["approx"] = True
+        program = tuple(with_library_functions(prepare(e, dtype)) for e in _roots(expr))
+        program = program if isinstance(expr, tuple) else program[0]
+    plan = lower(program, dtype, args, has=module.has, full=full)
+    spec = spec_of(expr, target, dtype, args, options, full)
     source = module.source_of(plan, options)  # in the key: a new renderer means a new entry
     key = store.content_key({**spec, "platform": module.platform_key(), "source": source})
     return _materialize(module, plan, spec, key, source)
@@ -87,7 +112,8 @@ def _materialize(module, plan, spec, key, source):
     hit = existed and not compiled
     store.record("hit" if hit else "miss", key, target=spec["target"], compiled=compiled,
                  seconds=round(seconds, 4))
-    return module.KERNEL(plan, spec["target"], plan.expr.dtype, source, spec["options"], runners,
+    dtype = _roots(plan.expr)[0].dtype
+    return module.KERNEL(plan, spec["target"], dtype, source, spec["options"], runners,
                         key, {"hit": hit, "compiled": compiled, "seconds": seconds,
                               "spec": spec})
 
@@ -109,4 +135,4 @@ def load(name: str):
     entry = store.read_entry(name)
     expr = expr_of(entry)
     return compile_kernel(expr, entry["target"], entry["dtype"], entry["args"],
-                          **entry["options"])
+                          full=entry.get("full"), **entry["options"])

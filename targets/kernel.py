@@ -49,7 +49,10 @@ class Kernel(ABC):
         from exprforge.engine.evaluate import prepare
 
         from .build import expr_of
-        return prepare(expr_of(spec), spec["dtype"])
+        expr = expr_of(spec)
+        if isinstance(expr, tuple):
+            return tuple(prepare(e, spec["dtype"]) for e in expr)
+        return prepare(expr, spec["dtype"])
 
     @property
     def args(self) -> tuple:
@@ -57,26 +60,45 @@ class Kernel(ABC):
 
     def __repr__(self):
         sig = ", ".join(f"{n}: {d}" for n, d in self.plan.params)
+        if self.plan.many:
+            results = ", ".join(f"{e.dtype}: {e}" for e in self.expr)
+            return f"<exprforge.Kernel {self.target} ({sig}) -> ({results})>"
         return f"<exprforge.Kernel {self.target} ({sig}) -> {self.expr.dtype}: {self.expr}>"
 
     def __call__(self, *arrays, out=None):
         if len(arrays) != len(self.plan.params):
             raise TypeError(f"kernel takes {len(self.plan.params)} argument(s) "
                             f"({', '.join(self.args)}), got {len(arrays)}")
+        results = self.plan.results
+        if out is not None and self.plan.many:
+            raise TypeError("out= takes one array; this kernel returns a tuple of them")
         env = {"v_" + name: self.convert(a, want, name)
                for (name, want), a in zip(self.plan.params, arrays)}
-        steps = self.plan.steps
-        for i, step in enumerate(steps):
-            last_out = out if i == len(steps) - 1 else None
+        if self.plan.full is not None:
+            self.check_full([env[n] for n in env], env["v_" + self.plan.full])
+        outs = {results[0]: out} if out is not None else {}
+        for step in self.plan.steps:
             if isinstance(step, Reduce):
-                value = self.reduce(step, env[step.arg])
-                env[step.name] = self.deliver(value, last_out)
+                env[step.name] = self.deliver(self.reduce(step, env[step.arg]),
+                                              outs.get(step.name))
             elif step.constant:
-                env[step.name] = self.deliver(self.constant(step), last_out)
+                env[step.name] = self.deliver(self.constant(step), outs.get(step.name))
             else:
-                env[step.name] = self.run_program(step, [env[p] for p, _ in step.params],
-                                                  last_out)
-        return self.finish(env[steps[-1].name], out)
+                names = [name for name, _ in step.outputs]
+                values = self.run_program(step, [env[p] for p, _ in step.params],
+                                          [outs.get(name) for name in names])
+                env.update(zip(names, values))
+        if self.plan.many:
+            return tuple(self.finish(env[name], None) for name in results)
+        return self.finish(env[results[0]], out)
+
+    def check_full(self, arrays, full):
+        """The plan's `full` argument has the shape all arguments broadcast to."""
+        shape = tuple(full.shape)
+        if tuple(np.broadcast_shapes(*(tuple(a.shape) for a in arrays))) != shape:
+            raise ValueError(f"argument {self.plan.full} must have the shape every argument "
+                             f"broadcasts to; got shapes "
+                             f"{[tuple(a.shape) for a in arrays]}")
 
     # --- hooks a target may override ---------------------------------------------------
     def convert(self, a, want: str, name: str):
@@ -89,8 +111,9 @@ class Kernel(ABC):
         return a
 
     @abstractmethod
-    def run_program(self, program: Program, arrays, out):
-        """Run one elementwise Program on converted arrays (into `out` when given)."""
+    def run_program(self, program: Program, arrays, outs: list) -> list:
+        """Run one elementwise Program on converted arrays: its outputs, in order (each
+        into its entry of `outs` when that is not None)."""
 
     def reduce(self, step: Reduce, array):
         return apply_node(step.node, [array])
@@ -116,7 +139,7 @@ class Kernel(ABC):
 
 class LoopKernel(Kernel):
     """A target whose Programs are loops over 1-D contiguous memory,
-    loop(n, a0, s0, a1, s1, ..., out), with stride s = 1 or 0 (a single element): NumPy's
+    loop(n, a0, s0, a1, s1, ..., out0, ...), with stride s = 1 or 0 (a single element): NumPy's
     broadcasting and out= are done here. An input that is neither contiguous in the
     result's shape nor a single element is copied first."""
 
@@ -128,19 +151,23 @@ class LoopKernel(Kernel):
         cycles = sum(OPS[i.op].cost for i in program.flat() if i.op != "const")
         return n * max(cycles, 1.0) >= self.PARALLEL_WORK
 
-    def run_program(self, program: Program, arrays, out):
+    def run_program(self, program: Program, arrays, outs):
         shape = arrays[0].shape if all(a.shape == arrays[0].shape for a in arrays) else \
             np.broadcast_shapes(*(a.shape for a in arrays))
-        if out is not None:
-            if out.dtype != np.dtype(program.dtype):
-                raise TypeError(f"out has dtype {out.dtype}; the kernel returns {program.dtype}")
+        for out, (_, dtype) in zip(outs, program.outputs):
+            if out is None:
+                continue
+            if out.dtype != np.dtype(dtype):
+                raise TypeError(f"out has dtype {out.dtype}; the kernel returns {dtype}")
             if np.broadcast_shapes(shape, out.shape) != out.shape:
                 raise ValueError(f"out has shape {out.shape}; the result has shape {shape}")
             shape = out.shape
-        direct = out is not None and out.flags.c_contiguous and \
-            not any(np.may_share_memory(out, a) for a in arrays)  # overlap: compute aside
-        result = out if direct else np.empty(shape, program.dtype)
-        n = result.size
+        # an out= overlapping an input, or not contiguous, is computed aside and copied
+        direct = [out is not None and out.flags.c_contiguous and out.shape == shape and
+                  not any(np.may_share_memory(out, a) for a in arrays) for out in outs]
+        results = [out if ok else np.empty(shape, dtype)
+                   for out, ok, (_, dtype) in zip(outs, direct, program.outputs)]
+        n = results[0].size
         if n:
             operands = []
             for a in arrays:
@@ -151,12 +178,15 @@ class LoopKernel(Kernel):
                     a = np.ascontiguousarray(np.broadcast_to(a, shape))
                 operands.append((a.reshape(-1), 1))
             parallel = self.options.get("parallel") and self.parallel_worth(program, n)
-            self.launch(self.runners[program.name], n, operands, result.reshape(-1), parallel)
-        if out is not None and not direct:
-            np.copyto(out, result)
-            return out
-        return result
+            self.launch(self.runners[program.name], n, operands,
+                        [r.reshape(-1) for r in results], parallel)
+        for k, (out, ok) in enumerate(zip(outs, direct)):
+            if out is not None and not ok:
+                np.copyto(out, results[k])
+                results[k] = out
+        return results
 
     @abstractmethod
-    def launch(self, runner, n: int, operands, result, parallel: bool):
-        """Run the loop over all n elements: operands are (1-D array, stride) pairs."""
+    def launch(self, runner, n: int, operands, results, parallel: bool):
+        """Run the loop over all n elements: operands are (1-D array, stride) pairs,
+        results the 1-D arrays it writes, one per output."""

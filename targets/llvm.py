@@ -117,7 +117,7 @@ def _link(obj: bytes, plan: Plan) -> dict:
             raise CorruptEntry(f"object code has no function {p.name}")
         proto = ctypes.CFUNCTYPE(None, ctypes.c_int64,
                                  *[ctypes.c_void_p, ctypes.c_int64] * len(p.params),
-                                 ctypes.c_void_p)
+                                 *[ctypes.c_void_p] * len(p.outputs))
         runners[p.name] = proto(address)
     # the code lives as long as its engine; LLVM may still point into the object's bytes
     runners["_keep"] = (engine, object_file, obj)
@@ -138,12 +138,12 @@ class LLVMKernel(LoopKernel):
     """The loops are C functions taking pointers; ctypes releases the GIL while they run,
     so parallel=True splits the range over threads."""
 
-    def launch(self, fn, n, operands, result, parallel):
+    def launch(self, fn, n, operands, results, parallel):
         def call(start, stop):
             args = [stop - start]
             for a, stride in operands:
                 args += [a.ctypes.data + start * stride * a.itemsize, stride]
-            fn(*args, result.ctypes.data + start * result.itemsize)
+            fn(*args, *[r.ctypes.data + start * r.itemsize for r in results])
         workers = _workers()
         if not parallel or workers == 1:
             call(0, n)

@@ -41,11 +41,11 @@ class NumbaKernel(LoopKernel):
     """The loops are Numba functions over arrays; with parallel=True, large ones run the
     prange twin on Numba's threads."""
 
-    def launch(self, loops, n, operands, result, parallel):
+    def launch(self, loops, n, operands, results, parallel):
         loop = loops[1] if parallel and loops[1] is not None else loops[0]
         # the loops are compiled for writable arrays; Numba types a read-only one apart
         operands = [(a if a.flags.writeable else a.copy(), s) for a, s in operands]
-        loop(n, *[x for pair in operands for x in pair], result)
+        loop(n, *[x for pair in operands for x in pair], *results)
 
     def matmul(self, a, b):
         """sum over k of f(a[..., i, k], b[..., k, j]) for the kernel's program f(a, b),

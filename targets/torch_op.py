@@ -1,15 +1,18 @@
 """torch target: a compiled kernel as a torch custom op (torch.library), with autograd.
 
 The forward op runs the CPU kernel (LLVM by default, or Numba) on CPU tensors and the
-Triton kernel on CUDA tensors. Its backward is made of more custom ops: for each float
-argument x_i, the Expr  g * d(expr)/d(x_i)  (derivative from engine/derive.py, g the
-incoming gradient) compiled to its own kernel, then summed over broadcast dimensions.
-register_fake gives shapes and dtypes for tracing (torch.compile, opcheck).
+Triton kernel on CUDA tensors. Its backward is one more custom op: a kernel of several
+results, for each float argument x_i that needs a gradient the Expr g * d(expr)/d(x_i)
+(derivative from engine/derive.py, g the incoming gradient), then each summed over the
+dimensions its argument was broadcast on. The gradients share one loop, so the forward
+values they all need (an exp, a quotient) are computed once. register_fake gives shapes
+and dtypes for tracing (torch.compile, opcheck). The backward op itself has no autograd:
+no second derivatives.
 
 A program with reductions (sum, mean, var, max over axes) gets its backward from
 engine.derive.vjp instead: reverse mode cut at the reductions, each elementwise piece
 differentiated by `derive`, each reduction's cotangent summed over its axes. The backward
-kernels recompute the forward's reductions (nothing is saved but the inputs).
+kernel recomputes the forward's reductions, once (nothing is saved but the inputs).
 """
 from __future__ import annotations
 
@@ -59,8 +62,8 @@ def materialize(plan: Plan, directory, options: dict, key: str, source: str):
                                             source)
 
 
-def result_shape(plan: Plan, shapes: dict) -> tuple:
-    """The shape a plan's result has for inputs of the given shapes (no computing)."""
+def result_shapes(plan: Plan, shapes: dict) -> list:
+    """The shape of each of a plan's results for inputs of the given shapes (no computing)."""
     known = {"v_" + n: tuple(s) for n, s in shapes.items()}
     for step in plan.steps:
         if isinstance(step, Reduce):
@@ -71,9 +74,10 @@ def result_shape(plan: Plan, shapes: dict) -> tuple:
                 shape[axis] = 1
             known[step.name] = tuple(shape)
         else:
-            known[step.name] = tuple(np.broadcast_shapes(*(known[p] for p, _ in step.params))) \
+            shape = tuple(np.broadcast_shapes(*(known[p] for p, _ in step.params))) \
                 if step.params else ()
-    return known[plan.steps[-1].name]
+            known.update((name, shape) for name, _ in step.outputs)
+    return [known[name] for name in plan.results]
 
 
 def torch_dtype(name: str):
@@ -109,37 +113,44 @@ class TorchKernel(Kernel):
                                     f"{str(t.dtype).removeprefix('torch.')} data")
                 t = t.to(torch_dtype(want))
             args.append(t)
-        return self.op(*args)
+        result = self.op(*args)
+        return tuple(result) if self.plan.many else result
 
-    def run_program(self, program, arrays, out):  # NumPy arrays: the CPU kernel's work
-        return self.cpu.run_program(program, arrays, out)
+    def run_program(self, program, arrays, outs):  # NumPy arrays: the CPU kernel's work
+        return self.cpu.run_program(program, arrays, outs)
 
     def forward_numpy(self, *tensors):
         arrays = [t.detach().cpu().numpy() for t in tensors]
-        return np.asarray(self.cpu(*arrays))
+        result = self.cpu(*arrays)
+        return [np.asarray(r) for r in result] if self.plan.many else np.asarray(result)
 
     @property
     def differentiable(self):
         return [i for i, (_, d) in enumerate(self.plan.params) if dt.is_float(d)]
 
-    @cache  # noqa: B019 (one per kernel and argument; kernels live as long as their op)
-    def backward_kernel(self, index: int):
-        """Kernel of the gradient for argument `index` (grad_out * d(expr)/d(arg) when
-        elementwise), on (grad_out, *args)."""
+    @cache  # noqa: B019 (one per kernel and set of arguments; kernels live as long as their op)
+    def backward_kernel(self, indices: tuple, full: bool = False):
+        """One kernel computing the gradient for each argument in `indices` (grad_out *
+        d(expr)/d(arg) when elementwise), on (grad_out, *args): what the gradients share
+        (the forward's values, its reductions) is computed once. full: every argument
+        broadcasts to grad_out's shape (the result's), so all the gradients' elementwise
+        work shares one loop."""
         from .build import compile_kernel
-        name, dtype = self.plan.params[index]
+        if self.plan.many:
+            raise TypeError("a kernel of several results has no backward here")
         if any(n == GRAD for n, _ in self.plan.params):
             raise ValueError(f"a variable named {GRAD} clashes with the backward's gradient")
         expr = self.source_expr
         g = var(GRAD, expr.dtype)
+        names = [self.plan.params[i][0] for i in indices]
         if not any(isinstance(s, Reduce) for s in self.plan.steps):
-            gradient = g * derive(expr, name)
+            gradients = [g * derive(expr, name) for name in names]
         else:
-            gradient = self._vjp(g).get(name)
-            if gradient is None:
-                gradient = g * 0
+            found = self._vjp(g)
+            gradients = [found.get(name, g * 0) for name in names]
         args = ((GRAD, expr.dtype),) + self.plan.params
-        return compile_kernel(gradient, "torch", None, args, **self.options)
+        return compile_kernel(tuple(gradients), "torch", None, args,
+                              full=GRAD if full else None, **self.options)
 
     @cache  # noqa: B019
     def _vjp(self, g):
@@ -156,51 +167,65 @@ def _op_for(key: str, kernel: TorchKernel):
     if key in _OPS:
         return _OPS[key]
     names = [f"a{i}" for i in range(len(kernel.plan.params))]
-    schema = f"({', '.join('Tensor ' + n for n in names)}) -> Tensor"
+    many = kernel.plan.many
+    schema = f"({', '.join('Tensor ' + n for n in names)}) -> {'Tensor[]' if many else 'Tensor'}"
     qualname = f"exprforge::k_{key[:20]}"
-    out_dtype = torch_dtype(kernel.plan.expr.dtype)
+    exprs = kernel.plan.expr if many else (kernel.plan.expr,)
+    out_dtypes = [torch_dtype(e.dtype) for e in exprs]
 
     def forward(*tensors):
         if tensors and tensors[0].is_cuda:
-            return _cuda_forward(kernel, tensors)
-        result = kernel.forward_numpy(*tensors)
-        if not (result.flags.c_contiguous and result.flags.writeable):
-            result = result.copy()
-        return torch.from_numpy(result)
+            result = _cuda_forward(kernel, tensors)
+            return list(result) if many else result
+        results = kernel.forward_numpy(*tensors)
+        results = [torch.from_numpy(r if r.flags.c_contiguous and r.flags.writeable
+                                    else r.copy()) for r in (results if many else [results])]
+        return results if many else results[0]
 
     op = torch.library.custom_op(qualname, forward, mutates_args=(), schema=schema)
 
     @op.register_fake
     def _(*tensors):
-        shape = result_shape(kernel.plan, {n: t.shape for (n, _), t in
-                                           zip(kernel.plan.params, tensors)})
-        return tensors[0].new_empty(shape, dtype=out_dtype) if tensors else \
-            torch.empty(shape, dtype=out_dtype)
+        shapes = result_shapes(kernel.plan, {n: t.shape for (n, _), t in
+                                             zip(kernel.plan.params, tensors)})
+        results = [tensors[0].new_empty(shape, dtype=d) if tensors else
+                   torch.empty(shape, dtype=d) for shape, d in zip(shapes, out_dtypes)]
+        return results if many else results[0]
+
+    _OPS[key] = op
+    if many:   # a backward's kernel: torch never differentiates it again here
+        return op
 
     def setup_context(ctx, inputs, output):
         ctx.save_for_backward(*inputs)
 
     def backward(ctx, grad):
         inputs = ctx.saved_tensors
-        grads = []
-        for i, t in enumerate(inputs):
-            if i not in kernel.differentiable or not ctx.needs_input_grad[i]:
-                grads.append(None)
-                continue
-            g = kernel.backward_kernel(i)(grad, *inputs)
-            if g.shape != t.shape:  # broadcast: sum over the dimensions t was stretched on
-                g = g.expand(torch.broadcast_shapes(g.shape, t.shape)).sum_to_size(t.shape)
-            grads.append(g)
+        wanted = tuple(i for i in kernel.differentiable if ctx.needs_input_grad[i])
+        grads = [None] * len(inputs)
+        if wanted:
+            full = all(_broadcasts_to(t.shape, grad.shape) for t in inputs)
+            for i, g in zip(wanted, kernel.backward_kernel(wanted, full)(grad, *inputs)):
+                t = inputs[i]
+                if g.shape != t.shape:  # broadcast: sum over the dimensions t was stretched on
+                    g = g.expand(torch.broadcast_shapes(g.shape, t.shape)).sum_to_size(t.shape)
+                grads[i] = g
         return tuple(grads)
 
     op.register_autograd(backward, setup_context=setup_context)
-    _OPS[key] = op
     return op
+
+
+def _broadcasts_to(shape, full) -> bool:
+    """Whether an array of `shape` broadcasts to `full` without changing it."""
+    return len(shape) <= len(full) and all(
+        d in (1, f) for d, f in zip(reversed(shape), reversed(full)))
 
 
 def _cuda_forward(kernel: TorchKernel, tensors):
     from .build import compile_kernel
-    triton_kernel = compile_kernel(kernel.plan.expr, "triton", None, kernel.plan.params)
+    triton_kernel = compile_kernel(kernel.plan.expr, "triton", None, kernel.plan.params,
+                                   full=kernel.plan.full)
     return triton_kernel(*tensors)
 
 

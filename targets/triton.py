@@ -147,20 +147,24 @@ class TritonKernel(Kernel):
             a = a.to(torch_dtype(want))
         return a.to(device())
 
-    def run_program(self, program: Program, arrays, out):
+    def run_program(self, program: Program, arrays, outs):
         shape = torch.broadcast_shapes(*(a.shape for a in arrays))
-        if out is not None:
-            shape = torch.broadcast_shapes(shape, tuple(out.shape))
+        for out in outs:
+            if out is not None:
+                shape = torch.broadcast_shapes(shape, tuple(out.shape))
         inputs = [a.expand(shape).contiguous() for a in arrays]  # one element per output
-        direct = (isinstance(out, torch.Tensor) and out.dtype == torch_dtype(program.dtype)
+        results, direct = [], []
+        for out, (_, dtype) in zip(outs, program.outputs):
+            ok = (isinstance(out, torch.Tensor) and out.dtype == torch_dtype(dtype)
                   and tuple(out.shape) == tuple(shape) and out.is_contiguous()
                   and out.device == inputs[0].device)
-        result = out if direct else torch.empty(shape, dtype=torch_dtype(program.dtype),
-                                                device=inputs[0].device)
-        if result.numel():  # an empty grid is not a launch Triton accepts
+            results.append(out if ok else torch.empty(shape, dtype=torch_dtype(dtype),
+                                                      device=inputs[0].device))
+            direct.append(ok)
+        if results[0].numel():  # an empty grid is not a launch Triton accepts
             with np.errstate(all="ignore"):  # the interpreter's NumPy warns where a GPU is silent
-                self.runners[program.name](*inputs, result, result.numel())
-        return result if direct else self.deliver(result, out)
+                self.runners[program.name](*inputs, *results, results[0].numel())
+        return [r if ok else self.deliver(r, out) for r, ok, out in zip(results, direct, outs)]
 
     def reduce(self, step: Reduce, array):
         return REDUCTIONS[step.node.op](array, tuple(step.node.attr)).to(torch_dtype(step.node.dtype))

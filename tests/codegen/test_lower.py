@@ -193,3 +193,33 @@ def test_branches_compute_what_the_evaluator_does(target, monkeypatch, tmp_path)
     got = compile_kernel(e, target, None, ("x", "y"))(env["x"], env["y"])
     got = got.cpu().numpy() if hasattr(got, "cpu") else got
     np.testing.assert_array_equal(got, evaluate(e, env))
+
+
+def test_expressions_reading_the_same_inputs_share_one_program():
+    """A tuple of expressions: shared values computed once, one loop for the results that
+    read the same inputs, one step per reduction; results named in order."""
+    v = {"x": "float64", "y": "float64"}
+    a, b = parse("exp(x) * y", vars=v), parse("exp(x) + y", vars=v)
+    c = parse("sum(exp(x), axis=-1) * y", vars=v)
+    plan = lower((a, b, c))
+    assert plan.many and len(plan.results) == 3
+    exp_x, both, reduce_, last = plan.steps   # exp(x) is materialized for the sum: read
+    assert [i.op for i in exp_x.body] == ["exp"] and reduce_.arg == exp_x.name
+    assert [n for n, _ in both.outputs] == list(plan.results[:2])
+    assert {p for p, _ in both.params} == {exp_x.name, "v_y"}
+    assert not any(i.op == "exp" for i in both.flat())             # exp(x) once for all
+    assert [n for n, _ in last.outputs] == [plan.results[2]]
+    # an expression that is a variable is copied; two equal ones are one result
+    d = parse("exp(x) * 2", vars=v)
+    plan = lower((parse("x", vars=v), d, d))
+    (program,) = plan.steps
+    assert plan.results[1] == plan.results[2] and len(program.outputs) == 2
+    assert any(i.op == "cast" and i.args == ("v_x",) for i in program.body)
+
+
+def test_one_expression_with_reductions_reads_its_input_once():
+    """Two reductions of the same input: their arguments come from one loop."""
+    e = parse("sum(x * x, axis=-1) + sum(exp(x), axis=-1)", vars={"x": "float32"})
+    kinds = [type(s) for s in lower(e).steps]
+    assert kinds == [Program, Reduce, Reduce, Program]
+    assert len(lower(e).steps[0].outputs) == 2

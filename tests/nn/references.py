@@ -62,15 +62,15 @@ def polynorm_reference(x, w, b, eps=1e-6):
 
 
 def assert_triton_backward_matches(cpu, arrays):
-    """Every gradient program of the torch kernel `cpu` (one per argument), compiled for
-    Triton, gives the CPU backward kernel's values on (grad, *inputs) = arrays."""
+    """The gradient program of the torch kernel `cpu` (one result per argument), compiled
+    for Triton, gives the CPU backward kernel's values on (grad, *inputs) = arrays."""
     from exprforge.targets.build import compile_kernel
-    for i in range(len(cpu.plan.params)):
-        backward = cpu.backward_kernel(i)
-        k = compile_kernel(backward.plan.expr, "triton", None, backward.plan.params)
-        np.testing.assert_allclose(k(*arrays).cpu().numpy(),
-                                   backward.cpu(*(a.numpy() for a in arrays)),
-                                   rtol=1e-12, atol=1e-12)
+    backward = cpu.backward_kernel(tuple(range(len(cpu.plan.params))))
+    k = compile_kernel(backward.plan.expr, "triton", None, backward.plan.params)
+    got, want = k(*arrays), backward.cpu(*(a.numpy() for a in arrays))
+    assert len(got) == len(want) == len(cpu.plan.params)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a.cpu().numpy(), b, rtol=1e-12, atol=1e-12)
 
 
 def assert_gradients_match(layer, reference, inputs, cotangent, rtol, atol):

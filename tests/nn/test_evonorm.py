@@ -152,7 +152,7 @@ def test_gradients_equal_the_references_float32():
 
 def test_backward_is_derived_through_the_reductions():
     """The input gradient of B0 is one generated program reducing over (N, H, W) and (H, W)."""
-    steps = _kernel("b0", "float64", EPS).backward_kernel(0).plan.steps
+    steps = _kernel("b0", "float64", EPS).backward_kernel((0,)).plan.steps
     axes = {s.node.attr for s in steps if isinstance(s, Reduce)}
     assert {(-4, -2, -1), (-2, -1)} <= axes
 

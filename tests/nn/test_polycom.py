@@ -71,7 +71,7 @@ def test_gradients_equal_the_references(cls, reference):
 def test_polynorm_backward_is_a_kernel_with_row_sums():
     """The input gradient is one generated program that reduces over the last axis."""
     k = _kernel("polynorm", "float64", 1e-6)
-    steps = k.backward_kernel(0).plan.steps
+    steps = k.backward_kernel((0,)).plan.steps
     assert {s.node.op for s in steps if isinstance(s, Reduce)} == {"rmean", "rsum"}
 
 

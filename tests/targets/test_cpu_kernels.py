@@ -315,3 +315,34 @@ def test_numba_matmul_errors():
     with pytest.raises(ValueError, match="two arguments"):
         xf.compile(xf.parse("x * y + z", vars={"x": "float64", "y": "float64",
                                                 "z": "float64"}), target="numba", matmul=True)
+
+
+SEVERAL = ["exp(x) * y", "exp(x) + y", "sum(exp(x) * y, axis=-1)", "x", "2.5", "exp(x) * y"]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_a_tuple_of_expressions_is_one_kernel_of_several_results(target):
+    """Each result equals its expression evaluated alone, bit for bit: shared values,
+    broadcast inputs, a reduction, a variable, a constant and a repeated expression."""
+    v = {"x": "float64", "y": "float64"}
+    exprs = tuple(xf.parse(t, vars=v) for t in SEVERAL)
+    k = xf.compile(exprs, target=target)
+    rng = np.random.default_rng(7)
+    x, y = rng.standard_normal((3, 5)), rng.standard_normal(5)
+    got = k(x, y)
+    assert isinstance(got, tuple) and len(got) == len(exprs)
+    for e, value in zip(exprs, got):
+        _same_bits(value, evaluate(e, {"x": x, "y": y}))
+    assert "->" in repr(k) and len(k.expr) == len(exprs)
+    with pytest.raises(TypeError, match="out= takes one array"):
+        k(x, y, out=np.empty((3, 5)))
+
+
+def test_kernel_of_several_results_from_text_and_its_errors():
+    k = xf.compile(("x * 2", "x + 1"), target="llvm")
+    a, b = k(np.float32([1, 2]))
+    assert a.dtype == b.dtype == np.float32 and a.tolist() == [2, 4] and b.tolist() == [2, 3]
+    with pytest.raises(ValueError, match="at least one"):
+        xf.compile((), target="llvm")
+    with pytest.raises(TypeError, match="Expr or expression text"):
+        xf.compile(("x", 3), target="llvm")

@@ -203,3 +203,20 @@ def test_loading_writes_nothing(fresh_store):
         assert k.cache_info["hit"] and k(np.float32(3)) == 2
     after = {p: p.stat().st_mtime_ns for p in fresh_store.rglob("*") if p.is_file()}
     assert after == before
+
+
+def test_a_kernel_of_several_results_is_saved_and_loaded(fresh_store):
+    e = (xf.parse("exp(x) * y", dtype="float32"), xf.parse("sum(x, axis=-1)", dtype="float32"))
+    kernel = xf.compile(e, target="llvm")
+    xf.save(kernel, "pair")
+    result = _python("""
+        import json, numpy as np
+        from exprforge.kernels import pair
+        a, b = pair(np.float32([[1, 2], [3, 4]]), np.float32([1, -1]))
+        print(json.dumps({"hit": pair.cache_info["hit"], "a": a.tolist(), "b": b.tolist()}))
+    """, fresh_store)
+    x, y = np.float32([[1, 2], [3, 4]]), np.float32([1, -1])
+    a, b = kernel(x, y)
+    assert result["hit"] and b.tolist() == [[3], [7]]
+    np.testing.assert_array_equal(np.float32(result["a"]), a)   # libm's exp: the same code
+    np.testing.assert_array_equal(np.float32(result["b"]), b)

@@ -92,3 +92,23 @@ def test_float_data_for_an_int_argument_is_refused():
     k = xf.compile(xf.parse("x * float64(i)", vars={"x": "float64", "i": "int32"}), target="torch")
     with pytest.raises(TypeError, match="argument i is int32"):
         k(torch.tensor([1.0]), torch.tensor([1.7]))
+
+
+def test_the_gradients_come_from_one_kernel_of_several_results():
+    """The backward of f(x, y) is one op: one loop writes both gradients, and opcheck
+    accepts it (its fake gives a list of shapes)."""
+    k = xf.compile(xf.parse("x * y + sin(x)"), target="torch")
+    back = k.backward_kernel((0, 1), full=True)   # y * g reads x, g; x * g reads y, g
+    assert back.plan.many and len(back.plan.programs) == 1
+    assert len(back.plan.programs[0].outputs) == 2
+    g, (x, y) = torch.randn(4, 3, dtype=torch.float64), _inputs()
+    result = torch.library.opcheck(back.op, (g, x, y))
+    assert set(result.values()) == {"SUCCESS"}, result
+    gx, gy = back(g, x, y)
+    torch.testing.assert_close(gx, g * (y + torch.cos(x)), rtol=1e-15, atol=0)
+    torch.testing.assert_close(gy, g * x, rtol=0, atol=0)
+    with pytest.raises(TypeError, match="no backward"):
+        back.backward_kernel((0,))
+    with pytest.raises(ValueError, match="must have the shape every argument"):
+        back(g[:1], x, y)       # grad_out is not the full shape: refused, not wrong
+    assert len(k.backward_kernel((0, 1)).plan.programs) == 2    # without full: a loop each

@@ -315,7 +315,8 @@ def ptx_for_sm90(folder, text, contract=False, **vars):
     path = folder / f"kernel_{len(list(folder.glob('*.py')))}.py"  # triton reads the file
     path.write_text(renderer.render(plan, contract=contract))
     signature = {f"{n}_ptr": POINTER[d] for n, d in program.params}
-    signature.update(out_ptr=POINTER[program.dtype], n="i32", BLOCK="constexpr")
+    signature.update({f"out{k}_ptr": POINTER[d] for k, (_, d) in enumerate(program.outputs)})
+    signature.update(n="i32", BLOCK="constexpr")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TRITON_INTERPRET", "0")  # build JITFunctions and real libdevice calls
         mp.setenv("TRITON_CACHE_DIR", str(folder / "triton-cache"))
@@ -357,3 +358,13 @@ def test_gpu_division_and_sqrt_are_correctly_rounded_and_nothing_is_fused(tmp_pa
     assert not {"div.full.f32", "div.approx.f32", "sqrt.approx.f32", "fma.rn.f32"} & ptx
     fused = ptx_for_sm90(tmp_path, "x * y + x", contract=True, x="float32", y="float32")
     assert "fma.rn.f32" in fused
+
+
+def test_a_kernel_of_several_results_writes_each():
+    k = compile_kernel(tuple(parse(t, vars={"x": "float64", "y": "float64"}) for t in
+                             ("x * y + 1", "exp(x) * y", "sum(x * y, axis=-1)")), "triton")
+    x, y = np.arange(6.0).reshape(2, 3) / 4, np.float64([1, -2, 3])
+    first, second, total = k(x, y)
+    assert_same_bits(first.cpu().numpy(), x * y + 1)
+    assert ulps(second.cpu().numpy(), np.exp(x) * y).max() <= 2
+    assert total.shape == (2, 1) and np.allclose(total.cpu().numpy(), (x * y).sum(-1, keepdims=True))
