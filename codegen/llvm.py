@@ -1,12 +1,17 @@
 """LLVM renderer: each Program becomes a loop function built with llvmlite's IR builder.
 
-    void NAME(i64 n, ptr a0, i64 s0, ..., ptr out0, ...)   outk[i] = fk(a0[i*s0], ...), i < n
+    void NAME(i64 rows, i64 cols, ptr a0, ptr r0, i64 c0, ..., ptr out0, ...)
 
-A stride s is 1 for a contiguous input and 0 for one broadcast from a single element;
-LLVM versions the loop on s == 1 and vectorizes it. Float instructions carry no
-fast-math flags unless asked: `contract` lets LLVM fuse a*b+c into an FMA (which
-changes results), `fastmath` allows every reassociation. Transcendental functions are
-calls to the C library (expf, sin, ...), resolved when the object code is loaded.
+computes outk[i * cols + j] = fk(a0[r0[i] + j * c0], ...) for i < rows, j < cols: r is a
+table of each row's first element, c is 1 for an input that runs along the row or 0 for
+one that is the same all along it (a scalar, or a row's mean broadcast over the row), so
+broadcasting needs no copies. Each row runs in chunks of CHUNK elements; an input that
+is constant along the row is copied into a chunk-long buffer once per row, so that in the
+inner loop every input is read at unit stride and the outputs, marked noalias, overlap
+nothing: LLVM vectorizes it with no runtime checks. Float instructions carry no fast-math
+flags unless asked: `contract` lets LLVM fuse a*b+c into an FMA (which changes results),
+`fastmath` allows every reassociation. Transcendental functions are calls to the C
+library (expf, sin, ...), resolved when the object code is loaded.
 """
 from __future__ import annotations
 
@@ -173,36 +178,81 @@ def _emit_items(emitter: _Emitter, fn, items, values: dict, types: dict):
         types[ins.out] = ins.dtype
 
 
+CHUNK = 256   # elements per inner loop: the buffers are 256 * 8 bytes at most per input
+
+
 def render_program(module: ir.Module, p: Program, flags: tuple) -> ir.Function:
-    args = [I64]
+    args = [I64, I64]
     for _ in p.params:
-        args += [PTR, I64]
+        args += [PTR, PTR, I64]
     fn = ir.Function(module, ir.FunctionType(ir.VoidType(), args + [PTR] * len(p.outputs)),
                      p.name)
-    n, outs = fn.args[0], fn.args[1 + 2 * len(p.params):]
-    entry, loop, body, done = (fn.append_basic_block(s) for s in ("entry", "loop", "body", "done"))
-    b = ir.IRBuilder(entry)
-    b.branch(loop)
-    b.position_at_end(loop)
-    i = b.phi(I64)
-    i.add_incoming(ir.Constant(I64, 0), entry)
-    b.cbranch(b.icmp_signed("<", i, n), body, done)
-    b.position_at_end(body)
+    rows, cols = fn.args[0], fn.args[1]
+    inputs = [fn.args[2 + 3 * k: 5 + 3 * k] for k in range(len(p.params))]
+    outs = fn.args[2 + 3 * len(p.params):]
+    for out in outs:   # the caller never passes an output that overlaps an input
+        out.add_attribute("noalias")
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    zero, one, chunk = ir.Constant(I64, 0), ir.Constant(I64, 1), ir.Constant(I64, CHUNK)
+    buffers = [b.bitcast(b.alloca(MEMORY[dtype], size=ir.Constant(I64, CHUNK)), PTR)
+               for _, dtype in p.params]
+    fill = b.select(b.icmp_signed("<", cols, chunk), cols, chunk)
+
+    def counted(start, stop, name):
+        """Opens a loop over i = start, ... while i < stop, leaving the builder in its
+        body: (i, head block, exit block), which close() takes once the body is built."""
+        head, body, done = (fn.append_basic_block(f"{name}.{s}") for s in ("head", "body", "done"))
+        before = b.block
+        b.branch(head)
+        b.position_at_end(head)
+        i = b.phi(I64)
+        i.add_incoming(start, before)
+        b.cbranch(b.icmp_signed("<", i, stop), body, done)
+        b.position_at_end(body)
+        return i, head, done
+
+    def close(i, step, head, done):
+        i.add_incoming(b.add(i, step), b.block)
+        b.branch(head)
+        b.position_at_end(done)
+
+    r, row_head, row_done = counted(zero, rows, "row")
+    starts, along = [], []
+    for k, ((ptr, table, stride), (_, dtype)) in enumerate(zip(inputs, p.params)):
+        offset = b.load(b.gep(table, [r], source_etype=I64), typ=I64)
+        start = b.gep(ptr, [offset], source_etype=MEMORY[dtype])
+        runs = b.icmp_signed("!=", stride, zero)
+        with b.if_then(b.not_(runs)):   # constant along the row: fill its buffer once
+            value = b.load(start, typ=MEMORY[dtype])
+            t, head, done = counted(zero, fill, f"fill{k}")
+            b.store(value, b.gep(buffers[k], [t], source_etype=MEMORY[dtype]))
+            close(t, one, head, done)
+        starts.append(start)
+        along.append(runs)
+    row_start = b.mul(r, cols)
+    c, chunk_head, chunk_done = counted(zero, cols, "chunk")
+    left = b.sub(cols, c)
+    m = b.select(b.icmp_signed("<", left, chunk), left, chunk)
+    sources = [b.select(runs, b.gep(start, [c], source_etype=MEMORY[dtype]), buffer)
+               for runs, start, buffer, (_, dtype) in zip(along, starts, buffers, p.params)]
+    first = b.add(row_start, c)
+    targets = [b.gep(out, [first], source_etype=MEMORY[dtype])
+               for out, (_, dtype) in zip(outs, p.outputs)]
+    j, inner_head, inner_done = counted(zero, m, "elem")
     values, types = {}, {}
-    for k, (name, dtype) in enumerate(p.params):
-        ptr, stride = fn.args[1 + 2 * k], fn.args[2 + 2 * k]
-        raw = b.load(b.gep(ptr, [b.mul(i, stride)], source_etype=MEMORY[dtype]), typ=MEMORY[dtype])
+    for (name, dtype), source in zip(p.params, sources):
+        raw = b.load(b.gep(source, [j], source_etype=MEMORY[dtype]), typ=MEMORY[dtype])
         values[name] = b.trunc(raw, TYPES["bool"]) if dtype == "bool" else raw
         types[name] = dtype
     _emit_items(_Emitter(module, b, flags), fn, p.body, values, types)
-    for out, (name, dtype) in zip(outs, p.outputs):
+    for target, (name, dtype) in zip(targets, p.outputs):
         result = values[name]
         if dtype == "bool":
             result = b.zext(result, MEMORY["bool"])
-        b.store(result, b.gep(out, [i], source_etype=MEMORY[dtype]))
-    i.add_incoming(b.add(i, ir.Constant(I64, 1)), b.block)  # branches may have moved it
-    b.branch(loop)
-    b.position_at_end(done)
+        b.store(result, b.gep(target, [j], source_etype=MEMORY[dtype]))
+    close(j, one, inner_head, inner_done)      # branches may have moved the block
+    close(c, chunk, chunk_head, chunk_done)
+    close(r, one, row_head, row_done)
     b.ret_void()
     return fn
 

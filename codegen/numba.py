@@ -119,29 +119,42 @@ def _array_type(dtype: str) -> str:
 
 
 def loop_signature(p: Program) -> str:
-    arrays = ", ".join(f"{_array_type(d)}, int64" for _, d in p.params)
+    arrays = ", ".join(f"{_array_type(d)}, int64[::1], int64" for _, d in p.params)
     outs = ", ".join(_array_type(d) for _, d in p.outputs)
-    return f"void(int64, {arrays}, {outs})"
+    return f"void(int64, int64, {arrays}, {outs})"
 
 
 def _loop(p: Program, name: str, options: str, loop: str) -> list[str]:
+    """kernel(rows, cols, a0, r0, c0, ..., out0, ...): out[i * cols + j] = f(a0[r0[i] + j
+    * c0], ...), as the LLVM target's loops (see targets.kernel.loop_layout); `loop`
+    (range or prange) runs over the rows, or over the one row there is."""
     # unsigned indices: Numba then skips its negative-index wraparound, and LLVM vectorizes
     params = [n for n, _ in p.params]
-    header = ", ".join(f"{n}, s_{n}" for n in params)
-    args = ", ".join(f"{n}[j * u_{n}]" for n in params)
+    header = ", ".join(f"{n}, r_{n}, c_{n}" for n in params)
     outs = [f"out{k}" for k in range(len(p.outputs))]
-    if len(outs) == 1:
-        store = [f"        out0[j] = core_{p.name}({args})"]
-    else:   # one call, then a store per output
-        values = [f"r{k}" for k in range(len(outs))]
-        store = [f"        {', '.join(values)} = core_{p.name}({args})",
-                 *[f"        {o}[j] = {v}" for o, v in zip(outs, values)]]
+
+    def body(pad, row, col):
+        args = ", ".join(f"{n}[b_{n} + {col} * u_{n}]" for n in params)
+        if len(outs) == 1:
+            return [f"{pad}out0[{row} + {col}] = core_{p.name}({args})"]
+        values = [f"v{k}" for k in range(len(outs))]   # one call, then a store per output
+        return [f"{pad}{', '.join(values)} = core_{p.name}({args})",
+                *[f"{pad}{o}[{row} + {col}] = {v}" for o, v in zip(outs, values)]]
     return [f"@njit([{loop_signature(p)!r}], {options})",
-            f"def {name}(n, {header}, {', '.join(outs)}):",
-            *[f"    u_{n} = uint64(s_{n})" for n in params],
-            f"    for i in {loop}(n):",
-            "        j = uint64(i)",
-            *store]
+            f"def {name}(rows, cols, {header}, {', '.join(outs)}):",
+            *[f"    u_{n} = uint64(c_{n})" for n in params],
+            "    if rows == 1:",
+            *[f"        b_{n} = uint64(r_{n}[0])" for n in params],
+            f"        for i in {loop}(cols):",
+            "            j = uint64(i)",
+            *body(" " * 12, "0", "j"),
+            "        return",
+            f"    for i in {loop}(rows):",
+            *[f"        b_{n} = uint64(r_{n}[i])" for n in params],
+            "        first = uint64(i) * uint64(cols)",
+            "        for k in range(cols):",
+            "            j = uint64(k)",
+            *body(" " * 12, "first", "j")]
 
 
 def _matmul(plan: Plan, options: str, parallel: bool) -> list[str]:

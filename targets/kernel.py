@@ -138,10 +138,11 @@ class Kernel(ABC):
 
 
 class LoopKernel(Kernel):
-    """A target whose Programs are loops over 1-D contiguous memory,
-    loop(n, a0, s0, a1, s1, ..., out0, ...), with stride s = 1 or 0 (a single element): NumPy's
-    broadcasting and out= are done here. An input that is neither contiguous in the
-    result's shape nor a single element is copied first."""
+    """A target whose Programs are loops over a result laid out as rows x cols (C order),
+    loop(rows, cols, a0, r0, c0, ..., out0, ...): input k's element (i, j) is
+    ak[rk[i] + j * ck], with ck = 1 along the row or 0 where the input is constant along
+    it (see loop_layout). NumPy's broadcasting and out= are done here, without copying a
+    broadcast input; an input that is not C-contiguous is copied (at its own size)."""
 
     # Threads pay off once a call has about this many cycles of work (handing work to a
     # thread costs ~0.1 ms here): a 1-cycle add needs 2**20 elements, exp (16) 65536.
@@ -169,16 +170,9 @@ class LoopKernel(Kernel):
                    for out, ok, (_, dtype) in zip(outs, direct, program.outputs)]
         n = results[0].size
         if n:
-            operands = []
-            for a in arrays:
-                if a.size == 1:
-                    operands.append((np.ascontiguousarray(a).reshape(1), 0))
-                    continue
-                if a.shape != shape or not a.flags.c_contiguous:
-                    a = np.ascontiguousarray(np.broadcast_to(a, shape))
-                operands.append((a.reshape(-1), 1))
+            rows, cols, operands = loop_layout(shape, arrays)
             parallel = self.options.get("parallel") and self.parallel_worth(program, n)
-            self.launch(self.runners[program.name], n, operands,
+            self.launch(self.runners[program.name], rows, cols, operands,
                         [r.reshape(-1) for r in results], parallel)
         for k, (out, ok) in enumerate(zip(outs, direct)):
             if out is not None and not ok:
@@ -187,6 +181,46 @@ class LoopKernel(Kernel):
         return results
 
     @abstractmethod
-    def launch(self, runner, n: int, operands, results, parallel: bool):
-        """Run the loop over all n elements: operands are (1-D array, stride) pairs,
-        results the 1-D arrays it writes, one per output."""
+    def launch(self, runner, rows: int, cols: int, operands, results, parallel: bool):
+        """Run the loop over rows x cols elements: operands are (1-D array, int64 row
+        table, step along the row) triples, results the 1-D arrays it writes, one per
+        output."""
+
+
+_FIRST_ROW = np.zeros(1, np.int64)
+
+
+def loop_layout(shape: tuple, arrays):
+    """(rows, cols, operands): the result's shape as rows x cols, where cols covers the
+    trailing dimensions on which every input either follows the result or is constant,
+    and for each input (flat data, int64 table of each row's first element, 1 or 0: its
+    step along a row). A mean over the last axis broadcast back over it is constant along
+    the row; a scalar everywhere; a (1, C, 1, 1) parameter of an (N, C, H, W) input is
+    constant along rows of H * W. Nothing is copied but inputs that are not C-contiguous."""
+    d = len(shape)
+    padded = [(1,) * (d - a.ndim) + a.shape for a in arrays]
+
+    def uniform(first):   # each input follows the result, or is constant, on dims first..
+        return all(len({p[i] == shape[i] for i in range(first, d) if shape[i] != 1}) <= 1
+                   for p in padded)
+    split = d
+    while split > 0 and uniform(split - 1):
+        split -= 1
+    rows = int(np.prod(shape[:split], dtype=np.int64))
+    cols = int(np.prod(shape[split:], dtype=np.int64))
+    operands = []
+    for a, p in zip(arrays, padded):
+        a = np.ascontiguousarray(a)
+        step = int(all(p[i] == shape[i] for i in range(split, d)))
+        if split == 0:
+            operands.append((a.reshape(-1), _FIRST_ROW, step))
+            continue
+        table = np.zeros(shape[:split], np.int64)
+        stride = 1
+        for i in reversed(range(d)):   # the element strides of a C-contiguous input
+            if i < split and p[i] != 1:
+                table += np.arange(shape[i], dtype=np.int64).reshape(
+                    (-1,) + (1,) * (split - 1 - i)) * stride
+            stride *= p[i]
+        operands.append((a.reshape(-1), table.reshape(-1), step))
+    return rows, cols, operands

@@ -115,8 +115,8 @@ def _link(obj: bytes, plan: Plan) -> dict:
         address = engine.get_function_address(p.name)
         if not address:
             raise CorruptEntry(f"object code has no function {p.name}")
-        proto = ctypes.CFUNCTYPE(None, ctypes.c_int64,
-                                 *[ctypes.c_void_p, ctypes.c_int64] * len(p.params),
+        proto = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_int64,
+                                 *[ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64] * len(p.params),
                                  *[ctypes.c_void_p] * len(p.outputs))
         runners[p.name] = proto(address)
     # the code lives as long as its engine; LLVM may still point into the object's bytes
@@ -136,20 +136,27 @@ def _pool():
 
 class LLVMKernel(LoopKernel):
     """The loops are C functions taking pointers; ctypes releases the GIL while they run,
-    so parallel=True splits the range over threads."""
+    so parallel=True splits the rows over threads (or, for one row, the row)."""
 
-    def launch(self, fn, n, operands, results, parallel):
-        def call(start, stop):
-            args = [stop - start]
-            for a, stride in operands:
-                args += [a.ctypes.data + start * stride * a.itemsize, stride]
-            fn(*args, *[r.ctypes.data + start * r.itemsize for r in results])
+    def launch(self, fn, rows, cols, operands, results, parallel):
+        def call(row, count, col, width):
+            args = [count, width]
+            for a, table, step in operands:
+                args += [a.ctypes.data + col * step * a.itemsize,
+                         table.ctypes.data + row * table.itemsize, step]
+            fn(*args, *[r.ctypes.data + (row * cols + col) * r.itemsize for r in results])
         workers = _workers()
-        if not parallel or workers == 1:
-            call(0, n)
+        if not parallel or workers == 1 or 1 < rows < workers:
+            call(0, rows, 0, cols)
             return
-        bounds = np.linspace(0, n, workers + 1).astype(np.int64)
-        list(_pool().map(lambda k: call(int(bounds[k]), int(bounds[k + 1])), range(workers)))
+        size = rows if rows > 1 else cols
+        bounds = [int(b) for b in np.linspace(0, size, workers + 1)]
+        parts = [(bounds[k], bounds[k + 1] - bounds[k]) for k in range(workers)]
+        if rows > 1:
+            jobs = [(start, count, 0, cols) for start, count in parts]
+        else:
+            jobs = [(0, 1, start, count) for start, count in parts]
+        list(_pool().map(lambda job: call(*job), jobs))
 
 
 KERNEL = LLVMKernel

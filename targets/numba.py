@@ -41,11 +41,12 @@ class NumbaKernel(LoopKernel):
     """The loops are Numba functions over arrays; with parallel=True, large ones run the
     prange twin on Numba's threads."""
 
-    def launch(self, loops, n, operands, results, parallel):
+    def launch(self, loops, rows, cols, operands, results, parallel):
         loop = loops[1] if parallel and loops[1] is not None else loops[0]
         # the loops are compiled for writable arrays; Numba types a read-only one apart
-        operands = [(a if a.flags.writeable else a.copy(), s) for a, s in operands]
-        loop(n, *[x for pair in operands for x in pair], *results)
+        operands = [(a if a.flags.writeable else a.copy(), table, step)
+                    for a, table, step in operands]
+        loop(rows, cols, *[x for triple in operands for x in triple], *results)
 
     def matmul(self, a, b):
         """sum over k of f(a[..., i, k], b[..., k, j]) for the kernel's program f(a, b),
