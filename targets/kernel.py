@@ -190,6 +190,14 @@ class LoopKernel(Kernel):
 _FIRST_ROW = np.zeros(1, np.int64)
 
 
+def _unstretched(a):
+    """A view already broadcast (stride 0, as torch's expand gives) as the smaller array
+    it repeats: its length 1 on those dimensions, so nothing is copied to read it."""
+    if a.ndim == 0 or 0 not in a.strides or a.size <= 1:
+        return a
+    return a[tuple(slice(0, 1) if s == 0 else slice(None) for s in a.strides)]
+
+
 def loop_layout(shape: tuple, arrays):
     """(rows, cols, operands): the result's shape as rows x cols, where cols covers the
     trailing dimensions on which every input either follows the result or is constant,
@@ -198,6 +206,7 @@ def loop_layout(shape: tuple, arrays):
     the row; a scalar everywhere; a (1, C, 1, 1) parameter of an (N, C, H, W) input is
     constant along rows of H * W. Nothing is copied but inputs that are not C-contiguous."""
     d = len(shape)
+    arrays = [_unstretched(a) for a in arrays]
     padded = [(1,) * (d - a.ndim) + a.shape for a in arrays]
 
     def uniform(first):   # each input follows the result, or is constant, on dims first..

@@ -370,6 +370,8 @@ def test_broadcast_inputs_are_read_in_place(target, shapes):
     for parallel in (False, True):
         k = xf.compile(e, target=target, parallel=parallel)
         _same_bits(k(m, p, x), want)
+    stretched = np.broadcast_to(m, want.shape)   # a stride-0 view: read as the small array
+    _same_bits(xf.compile(e, target=target)(stretched, p, x), want)
     if x.ndim == 2:   # a transposed input is copied at its own size, then read the same way
         xt = np.asfortranarray(x)
         _same_bits(xf.compile(e, target=target)(m, p, xt), want)
@@ -385,6 +387,9 @@ def test_loop_layout_keeps_rows_whose_inputs_run_or_stay():
     assert c_step == 0 and c_rows.tolist() == [0, 1, 2, 0, 1, 2]
     assert s_step == 0 and s_rows.tolist() == [0] * 6
     assert loop_layout((8, 3), [np.zeros((8, 3)), np.zeros(())])[:2] == (1, 24)
+    stretched = np.broadcast_to(np.zeros((8, 1)), (8, 3))      # as torch's expand gives
+    rows, cols, operands = loop_layout((8, 3), [np.zeros((8, 3)), stretched])
+    assert (rows, cols) == (8, 3) and operands[1][0].size == 8 and operands[1][2] == 0
 
 
 def test_large_broadcast_kernels_split_rows_over_threads():
