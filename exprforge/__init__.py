@@ -57,7 +57,9 @@ def compile(expr, target: str = "numba", dtype: str | None = None, args=None,
     ufuncs), "llvm" (llvmlite MCJIT), "triton" (GPU, on torch tensors) or "torch" (a
     torch custom op with autograd). Text's variables are float32 unless `dtype` says
     otherwise. Call it with one array per name in `kernel.args`
-    (`args`, else the variable names sorted). Options: numba/llvm parallel=, fastmath=,
+    (`args`, else the variable names sorted). A tuple of expressions compiles into one
+    kernel returning a tuple of arrays, computing what they share once (no autograd
+    for such a kernel on the torch target). Options: numba/llvm parallel=, fastmath=,
     contract= (let LLVM fuse a*b+c into an FMA); torch cpu="llvm"|"numba"; numba
     matmul=True for a program f(a, b) of two arguments also gives
     `kernel.matmul(A, B)` = sum over k of f(A[..., i, k], B[..., k, j]), a matmul with f

@@ -7,6 +7,7 @@ types (Triton, on torch tensors) also override the conversions.
 """
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from functools import cached_property
 
@@ -76,6 +77,11 @@ class Kernel(ABC):
                for (name, want), a in zip(self.plan.params, arrays)}
         if self.plan.full is not None:
             self.check_full([env[n] for n in env], env["v_" + self.plan.full])
+        if self.plan.elementwise and not self.plan.many:   # the usual kernel: one loop
+            (step,) = self.plan.steps
+            if not step.constant:
+                (value,) = self.run_program(step, [env[p] for p, _ in step.params], [out])
+                return self.finish(value, out)
         outs = {results[0]: out} if out is not None else {}
         for step in self.plan.steps:
             if isinstance(step, Reduce):
@@ -153,8 +159,13 @@ class LoopKernel(Kernel):
         return n * max(cycles, 1.0) >= self.PARALLEL_WORK
 
     def run_program(self, program: Program, arrays, outs):
-        shape = arrays[0].shape if all(a.shape == arrays[0].shape for a in arrays) else \
+        first = arrays[0].shape
+        shape = first if all(a.shape == first for a in arrays) else \
             np.broadcast_shapes(*(a.shape for a in arrays))
+        if all(o is None for o in outs):   # the usual call: fresh results
+            results = [np.empty(shape, dtype) for _, dtype in program.outputs]
+            self._run(program, shape, arrays, results)
+            return results
         for out, (_, dtype) in zip(outs, program.outputs):
             if out is None:
                 continue
@@ -168,17 +179,20 @@ class LoopKernel(Kernel):
                   not any(np.may_share_memory(out, a) for a in arrays) for out in outs]
         results = [out if ok else np.empty(shape, dtype)
                    for out, ok, (_, dtype) in zip(outs, direct, program.outputs)]
+        self._run(program, shape, arrays, results)
+        for k, (out, ok) in enumerate(zip(outs, direct)):
+            if out is not None and not ok:
+                np.copyto(out, results[k])
+                results[k] = out
+        return results
+
+    def _run(self, program: Program, shape: tuple, arrays, results):
         n = results[0].size
         if n:
             rows, cols, operands = loop_layout(shape, arrays)
             parallel = self.options.get("parallel") and self.parallel_worth(program, n)
             self.launch(self.runners[program.name], rows, cols, operands,
                         [r.reshape(-1) for r in results], parallel)
-        for k, (out, ok) in enumerate(zip(outs, direct)):
-            if out is not None and not ok:
-                np.copyto(out, results[k])
-                results[k] = out
-        return results
 
     @abstractmethod
     def launch(self, runner, rows: int, cols: int, operands, results, parallel: bool):
@@ -205,6 +219,10 @@ def loop_layout(shape: tuple, arrays):
     step along a row). A mean over the last axis broadcast back over it is constant along
     the row; a scalar everywhere; a (1, C, 1, 1) parameter of an (N, C, H, W) input is
     constant along rows of H * W. Nothing is copied but inputs that are not C-contiguous."""
+    if all(a.size == 1 or (a.shape == shape and a.flags.c_contiguous) for a in arrays):
+        # the usual case, kept cheap: one row of the whole result
+        return 1, math.prod(shape), [(a.reshape(-1), _FIRST_ROW, int(a.shape == shape))
+                                     for a in arrays]
     d = len(shape)
     arrays = [_unstretched(a) for a in arrays]
     padded = [(1,) * (d - a.ndim) + a.shape for a in arrays]
@@ -215,8 +233,7 @@ def loop_layout(shape: tuple, arrays):
     split = d
     while split > 0 and uniform(split - 1):
         split -= 1
-    rows = int(np.prod(shape[:split], dtype=np.int64))
-    cols = int(np.prod(shape[split:], dtype=np.int64))
+    rows, cols = math.prod(shape[:split]), math.prod(shape[split:])
     operands = []
     for a, p in zip(arrays, padded):
         a = np.ascontiguousarray(a)

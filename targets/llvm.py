@@ -16,7 +16,7 @@ import numpy as np
 from exprforge.codegen import llvm as renderer
 from exprforge.codegen.lower import Plan
 
-from .kernel import LoopKernel
+from .kernel import _FIRST_ROW, LoopKernel
 from .store import CorruptEntry, write_once
 
 NAME = "llvm"
@@ -124,6 +124,9 @@ def _link(obj: bytes, plan: Plan) -> dict:
     return runners
 
 
+_FIRST_ROW_ADDRESS = _FIRST_ROW.ctypes.data   # the one-row table, fetched once
+
+
 @cache
 def _workers() -> int:
     return os.cpu_count() or 1
@@ -142,8 +145,9 @@ class LLVMKernel(LoopKernel):
         def call(row, count, col, width):
             args = [count, width]
             for a, table, step in operands:
+                start = _FIRST_ROW_ADDRESS if table is _FIRST_ROW else table.ctypes.data
                 args += [a.ctypes.data + col * step * a.itemsize,
-                         table.ctypes.data + row * table.itemsize, step]
+                         start + row * table.itemsize, step]
             fn(*args, *[r.ctypes.data + (row * cols + col) * r.itemsize for r in results])
         workers = _workers()
         if not parallel or workers == 1 or 1 < rows < workers:

@@ -61,6 +61,26 @@ def polynorm_reference(x, w, b, eps=1e-6):
     return w[0] * n(x) + w[1] * n(x ** 2) + w[2] * n(x ** 3) + b
 
 
+EVONORM_EPS = 1e-5
+
+
+def variance(x, dims):
+    return x.var(dim=dims, correction=0, keepdim=True)
+
+
+def b0_reference(x, v, gamma, beta, running_var=None, eps=EVONORM_EPS):
+    between = variance(x, (0, 2, 3)) if running_var is None else running_var
+    instance = v * x + torch.sqrt(variance(x, (2, 3)) + eps)
+    return x / torch.maximum(torch.sqrt(between + eps), instance) * gamma + beta
+
+
+def s0_reference(x, v, gamma, beta, groups, eps=EVONORM_EPS):
+    n, c, h, w = x.shape
+    std = torch.sqrt(variance(x.reshape(n, groups, c // groups * h * w), (2,)) + eps)
+    std = std.repeat_interleave(c // groups, dim=1).reshape(n, c, 1, 1)
+    return x * torch.sigmoid(v * x) / std * gamma + beta
+
+
 def assert_triton_backward_matches(cpu, arrays):
     """The gradient program of the torch kernel `cpu` (one result per argument), compiled
     for Triton, gives the CPU backward kernel's values on (grad, *inputs) = arrays."""

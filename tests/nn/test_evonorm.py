@@ -17,26 +17,9 @@ from exprforge.nn.evonorm import (ARGS, B0_EVAL_ARGS, _kernel, evonorm_b0_expr, 
                                   evonorm_s0_expr, s0_groups)
 from exprforge.targets.build import compile_kernel  # noqa: E402
 
-from .references import assert_gradients_match, assert_triton_backward_matches  # noqa: E402
-
-EPS = 1e-5
-
-
-def _var(x, dims):
-    return x.var(dim=dims, correction=0, keepdim=True)
-
-
-def b0_reference(x, v, gamma, beta, running_var=None, eps=EPS):
-    between = _var(x, (0, 2, 3)) if running_var is None else running_var
-    instance = v * x + torch.sqrt(_var(x, (2, 3)) + eps)
-    return x / torch.maximum(torch.sqrt(between + eps), instance) * gamma + beta
-
-
-def s0_reference(x, v, gamma, beta, groups, eps=EPS):
-    n, c, h, w = x.shape
-    std = torch.sqrt(_var(x.reshape(n, groups, c // groups * h * w), (2,)) + eps)
-    std = std.repeat_interleave(c // groups, dim=1).reshape(n, c, 1, 1)
-    return x * torch.sigmoid(v * x) / std * gamma + beta
+from .references import (EVONORM_EPS as EPS, assert_gradients_match,  # noqa: E402
+                         assert_triton_backward_matches, b0_reference, s0_reference,
+                         variance)
 
 
 def _input(shape, dtype=torch.float64, seed=0):
@@ -82,10 +65,10 @@ def test_b0_training_forward_float32_and_running_variance(shape):
     y = m(x)
     assert y.dtype == torch.float32 and y.shape == x.shape
     torch.testing.assert_close(y, b0_reference(x, *_params(m)), rtol=3e-6, atol=3e-6)
-    torch.testing.assert_close(m.running_var, 0.9 + 0.1 * _var(x, (0, 2, 3)))
+    torch.testing.assert_close(m.running_var, 0.9 + 0.1 * variance(x, (0, 2, 3)))
     m(x * 2)
-    torch.testing.assert_close(m.running_var, 0.9 * (0.9 + 0.1 * _var(x, (0, 2, 3)))
-                               + 0.1 * _var(x * 2, (0, 2, 3)))
+    torch.testing.assert_close(m.running_var, 0.9 * (0.9 + 0.1 * variance(x, (0, 2, 3)))
+                               + 0.1 * variance(x * 2, (0, 2, 3)))
 
 
 @pytest.mark.parametrize("shape", B0_SHAPES)
@@ -127,8 +110,8 @@ def test_b0_gradcheck_input_and_parameters(shape, training):
     m.running_var.fill_(1.7)
     m.train(training)
     x = _input(shape, seed=2)
-    between = _var(x, (0, 2, 3)) if training else m.running_var
-    instance = m.v * x + torch.sqrt(_var(x, (2, 3)) + EPS)
+    between = variance(x, (0, 2, 3)) if training else m.running_var
+    instance = m.v * x + torch.sqrt(variance(x, (2, 3)) + EPS)
     wins = instance > torch.sqrt(between + EPS)
     assert wins.any() and not wins.all()  # both sides of the max are checked
     _gradcheck(m, x)
