@@ -127,7 +127,7 @@ def loop_signature(p: Program) -> str:
 def _loop(p: Program, name: str, options: str, loop: str) -> list[str]:
     """kernel(rows, cols, a0, r0, c0, ..., out0, ...): out[i * cols + j] = f(a0[r0[i] + j
     * c0], ...), as the LLVM target's loops (see targets.kernel.loop_layout); `loop`
-    (range or prange) runs over the rows, or over the one row there is."""
+    (range or prange) runs over the rows (the caller cuts one long row into several)."""
     # unsigned indices: Numba then skips its negative-index wraparound, and LLVM vectorizes
     params = [n for n, _ in p.params]
     header = ", ".join(f"{n}, r_{n}, c_{n}" for n in params)
@@ -143,12 +143,6 @@ def _loop(p: Program, name: str, options: str, loop: str) -> list[str]:
     return [f"@njit([{loop_signature(p)!r}], {options})",
             f"def {name}(rows, cols, {header}, {', '.join(outs)}):",
             *[f"    u_{n} = uint64(c_{n})" for n in params],
-            "    if rows == 1:",
-            *[f"        b_{n} = uint64(r_{n}[0])" for n in params],
-            f"        for i in {loop}(cols):",
-            "            j = uint64(i)",
-            *body(" " * 12, "0", "j"),
-            "        return",
             f"    for i in {loop}(rows):",
             *[f"        b_{n} = uint64(r_{n}[i])" for n in params],
             "        first = uint64(i) * uint64(cols)",

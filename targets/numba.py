@@ -42,11 +42,25 @@ class NumbaKernel(LoopKernel):
     prange twin on Numba's threads."""
 
     def launch(self, loops, rows, cols, operands, results, parallel):
-        loop = loops[1] if parallel and loops[1] is not None else loops[0]
         # the loops are compiled for writable arrays; Numba types a read-only one apart
         operands = [(a if a.flags.writeable else a.copy(), table, step)
                     for a, table, step in operands]
-        loop(rows, cols, *[x for triple in operands for x in triple], *results)
+        if not (parallel and loops[1] is not None):
+            loops[0](rows, cols, *[x for triple in operands for x in triple], *results)
+            return
+        if rows == 1:   # the threads share out rows: cut the one row into equal ones
+            width = -(-cols // (8 * _threads()))
+            whole = cols // width
+            cut = [(a, np.arange(whole, dtype=np.int64) * (width * step), step)
+                   for a, _, step in operands]
+            loops[1](whole, width, *[x for triple in cut for x in triple], *results)
+            done = whole * width
+            if done < cols:
+                rest = [(a[done * step:], table, step) for a, table, step in operands]
+                loops[0](1, cols - done, *[x for triple in rest for x in triple],
+                         *[r[done:] for r in results])
+            return
+        loops[1](rows, cols, *[x for triple in operands for x in triple], *results)
 
     def matmul(self, a, b):
         """sum over k of f(a[..., i, k], b[..., k, j]) for the kernel's program f(a, b),
@@ -78,6 +92,11 @@ class NumbaKernel(LoopKernel):
         if out.size and k:
             run(left, right, out)
         return out.reshape(batch + (m, n))
+
+
+def _threads() -> int:
+    import numba
+    return numba.get_num_threads()
 
 
 def _writable(x):
