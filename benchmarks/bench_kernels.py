@@ -696,26 +696,17 @@ def explain(faster, exprs_info, compile_report, by, overhead, probe) -> list:
         return (f"add N={n:.0e}: serial {a['seconds'] * 1e3:.3f} ms, parallel "
                 f"{b['seconds'] * 1e3:.3f} ms") if a and b and b is not a else ""
     sizes = sorted({f["n"] for f in faster})
-    dflt, wq = probe.get("default", {}), probe.get("workqueue", {})
-    big = max((n for n in (10**3, 10**5, 10**7) if f"parallel_n{n}_ms" in dflt), default=None)
-    probe_text = (f"; a plain numba @vectorize add outside exprforge at N={big:.0e}: target cpu "
-                  f"{dflt[f'cpu_n{big}_ms']:.2f} ms, target parallel with the default layer "
-                  f"('{dflt.get('threading_layer')}') {dflt[f'parallel_n{big}_ms']:.2f} ms, with "
-                  f"NUMBA_THREADING_LAYER=workqueue {wq.get(f'parallel_n{big}_ms', math.nan):.2f}"
-                  " ms (numba_parallel_probe)") if big and wq else ""
     why = {
         "call overhead": "the fixed cost per call decides at small N: exprforge's Kernel.__call__ "
         "(per-argument dtype checks, broadcast_shapes, ndarray.ctypes for every pointer and a "
         "ctypes call for LLVM; ufunc dispatch for Numba) against NumPy's C dispatch; estimated "
         f"fixed cost per call here (add, t=1): {over}",
-        "xf.numba parallel slower than its own serial kernel": "exprforge's parallel=True "
-        "Numba kernel is a target='parallel' ufunc on numba's default threading layer; here "
-        "it is more than 1.5x slower than the serial kernel ("
-        + "; ".join(filter(None, (pair("xf.numba", n) for n in sizes))) + ")" + probe_text,
-        "xf.llvm parallel slower than its own serial kernel": "the LLVM target splits the "
-        "range over a ThreadPoolExecutor of os.cpu_count() threads (from 65536 elements on); "
-        "at N = 1e5 the hand-off costs more than the second core saves on this shared VM ("
-        + "; ".join(filter(None, (pair("xf.llvm", n) for n in sizes))) + ")",
+        **{f"xf.{t} parallel slower than its own serial kernel": "with parallel=True both "
+           "CPU targets split the rows (or the one row) over a ThreadPoolExecutor of "
+           "os.cpu_count() threads once a call has about 2**20 cycles of work (op-table "
+           "costs); at small N the hand-off costs more than the second core saves on this "
+           "shared VM (" + "; ".join(filter(None, (pair(f"xf.{t}", n) for n in sizes)))
+           + ")" for t in ("numba", "llvm")},
         "both at the memory bandwidth": "both tools run at >= 80% of copy bandwidth: the "
         "difference is within the noise of this shared VM",
         "other": "no rule above applies; see the rows",

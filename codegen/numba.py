@@ -3,13 +3,14 @@
 Each Program becomes an `@njit(error_model="numpy")` scalar function (IEEE division: inf
 and NaN, no ZeroDivisionError) called by a loop with an explicit signature,
 
-    kernel_NAME(n, a0, s0, a1, s1, ..., out):  out[i] = core(a0[i*s0], a1[i*s1], ...)
+    kernel_NAME(rows, cols, a0, r0, c0, ..., out0, ...):
+        out0[i * cols + j] = core(a0[r0[i] + j * c0], ...)
 
-over 1-D contiguous arrays (stride s = 1, or 0 for a single broadcast element), the same
-contract as the LLVM target's loops; the target does NumPy's broadcasting and `out=`
-around it. Explicit signatures compile (or load from Numba's cache) at import, and the
-whole kernel sits in Numba's cache: a `@vectorize` ufunc would rebuild its wrapper on
-every load. With parallel=True a `prange` twin, `kernel_NAME_parallel`, is rendered too.
+over 1-D contiguous arrays, the same contract as the LLVM target's loops (see
+targets.kernel.loop_layout); the target does NumPy's broadcasting and `out=` around it.
+The loops release the GIL (nogil), so parallel=True runs parts of them on threads.
+Explicit signatures compile (or load from Numba's cache) at import, and the whole kernel
+sits in Numba's cache: a `@vectorize` ufunc would rebuild its wrapper on every load.
 Every SSA value is passed
 through its dtype's constructor because Numba computes int32 arithmetic in int64; the
 conversion compiles to nothing where the types already agree. Literals are module
@@ -124,10 +125,9 @@ def loop_signature(p: Program) -> str:
     return f"void(int64, int64, {arrays}, {outs})"
 
 
-def _loop(p: Program, name: str, options: str, loop: str) -> list[str]:
+def _loop(p: Program, name: str, options: str) -> list[str]:
     """kernel(rows, cols, a0, r0, c0, ..., out0, ...): out[i * cols + j] = f(a0[r0[i] + j
-    * c0], ...), as the LLVM target's loops (see targets.kernel.loop_layout); `loop`
-    (range or prange) runs over the rows (the caller cuts one long row into several)."""
+    * c0], ...), as the LLVM target's loops (see targets.kernel.loop_layout)."""
     # unsigned indices: Numba then skips its negative-index wraparound, and LLVM vectorizes
     params = [n for n, _ in p.params]
     header = ", ".join(f"{n}, r_{n}, c_{n}" for n in params)
@@ -143,7 +143,7 @@ def _loop(p: Program, name: str, options: str, loop: str) -> list[str]:
     return [f"@njit([{loop_signature(p)!r}], {options})",
             f"def {name}(rows, cols, {header}, {', '.join(outs)}):",
             *[f"    u_{n} = uint64(c_{n})" for n in params],
-            f"    for i in {loop}(rows):",
+            "    for i in range(rows):",
             *[f"        b_{n} = uint64(r_{n}[i])" for n in params],
             "        first = uint64(i) * uint64(cols)",
             "        for k in range(cols):",
@@ -177,8 +177,8 @@ def _matmul(plan: Plan, options: str, parallel: bool) -> list[str]:
 
 def render(plan: Plan, *, parallel: bool = False, fastmath=False, cache: bool = True,
            title: str = "", matmul: bool = False) -> str:
-    """Module source: for each non-constant Program NAME, the loop `kernel_NAME` (and
-    `kernel_NAME_parallel` when asked); with matmul=True also `matmul` (see _matmul)."""
+    """Module source: for each non-constant Program NAME, the loop `kernel_NAME`; with
+    matmul=True also `matmul` (see _matmul; parallel: its rows on Numba's threads)."""
     constants: dict[str, str] = {}
     bodies = []
     options = f"error_model='numpy', cache={cache}, fastmath={fastmath!r}"
@@ -186,10 +186,7 @@ def render(plan: Plan, *, parallel: bool = False, fastmath=False, cache: bool = 
         if p.constant:
             continue
         lines = render_program(p, constants, cache, fastmath)
-        lines += ["", ""] + _loop(p, f"kernel_{p.name}", options, "range")
-        if parallel:
-            lines += ["", ""] + _loop(p, f"kernel_{p.name}_parallel",
-                                      options + ", parallel=True", "prange")
+        lines += ["", ""] + _loop(p, f"kernel_{p.name}", options + ", nogil=True")
         bodies.append("\n".join(lines))
     if matmul:
         bodies.append("\n".join(_matmul(plan, options, parallel)))

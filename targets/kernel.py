@@ -8,8 +8,10 @@ types (Triton, on torch tensors) also override the conversions.
 from __future__ import annotations
 
 import math
+import os
 from abc import ABC, abstractmethod
-from functools import cached_property
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache, cached_property
 
 import numpy as np
 
@@ -188,17 +190,41 @@ class LoopKernel(Kernel):
 
     def _run(self, program: Program, shape: tuple, arrays, results):
         n = results[0].size
-        if n:
-            rows, cols, operands = loop_layout(shape, arrays)
-            parallel = self.options.get("parallel") and self.parallel_worth(program, n)
-            self.launch(self.runners[program.name], rows, cols, operands,
-                        [r.reshape(-1) for r in results], parallel)
+        if not n:
+            return
+        rows, cols, operands = loop_layout(shape, arrays)
+        runner, results = self.runners[program.name], [r.reshape(-1) for r in results]
+        workers = _workers()
+        if not (self.options.get("parallel") and workers > 1 and
+                self.parallel_worth(program, n)) or 1 < rows < workers:
+            self.launch(runner, 0, rows, 0, cols, cols, operands, results)
+            return
+        # threads take equal shares of the rows, or of the one row
+        size = rows if rows > 1 else cols
+        bounds = [size * k // workers for k in range(workers + 1)]
+        jobs = [(bounds[k], bounds[k + 1] - bounds[k]) for k in range(workers)]
+        jobs = [(start, count, 0, cols) if rows > 1 else (0, 1, start, count)
+                for start, count in jobs if count]
+        list(_pool().map(lambda job: self.launch(runner, *job, cols, operands, results),
+                         jobs))
 
     @abstractmethod
-    def launch(self, runner, rows: int, cols: int, operands, results, parallel: bool):
-        """Run the loop over rows x cols elements: operands are (1-D array, int64 row
-        table, step along the row) triples, results the 1-D arrays it writes, one per
-        output."""
+    def launch(self, runner, row: int, rows: int, col: int, cols: int, width: int,
+               operands, results):
+        """Run the loop over `rows` rows from `row`, `cols` elements of each from `col`,
+        of a result `width` elements wide: operands are (1-D array, int64 row table, step
+        along the row) triples, results the 1-D arrays it writes, one per output. It must
+        release the GIL: parallel=True calls it from threads."""
+
+
+@cache
+def _workers() -> int:
+    return os.cpu_count() or 1
+
+
+@cache
+def _pool():
+    return ThreadPoolExecutor(max_workers=_workers())
 
 
 _FIRST_ROW = np.zeros(1, np.int64)

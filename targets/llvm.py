@@ -1,17 +1,13 @@
 """LLVM target: the IR is optimized for this CPU and emitted as object code into the
 store; loading a kernel is linking that object code into an MCJIT engine, with no
 optimization or code generation. The loops are called through ctypes, which releases
-the GIL, so `parallel=True` runs chunks of the index range on threads."""
+the GIL, so `parallel=True` runs rows (or parts of one row) on threads."""
 from __future__ import annotations
 
 import ctypes
 import hashlib
 import json
-import os
-from concurrent.futures import ThreadPoolExecutor
 from functools import cache
-
-import numpy as np
 
 from exprforge.codegen import llvm as renderer
 from exprforge.codegen.lower import Plan
@@ -127,40 +123,16 @@ def _link(obj: bytes, plan: Plan) -> dict:
 _FIRST_ROW_ADDRESS = _FIRST_ROW.ctypes.data   # the one-row table, fetched once
 
 
-@cache
-def _workers() -> int:
-    return os.cpu_count() or 1
-
-
-@cache
-def _pool():
-    return ThreadPoolExecutor(max_workers=_workers())
-
-
 class LLVMKernel(LoopKernel):
-    """The loops are C functions taking pointers; ctypes releases the GIL while they run,
-    so parallel=True splits the rows over threads (or, for one row, the row)."""
+    """The loops are C functions taking pointers; ctypes releases the GIL while they run."""
 
-    def launch(self, fn, rows, cols, operands, results, parallel):
-        def call(row, count, col, width):
-            args = [count, width]
-            for a, table, step in operands:
-                start = _FIRST_ROW_ADDRESS if table is _FIRST_ROW else table.ctypes.data
-                args += [a.ctypes.data + col * step * a.itemsize,
-                         start + row * table.itemsize, step]
-            fn(*args, *[r.ctypes.data + (row * cols + col) * r.itemsize for r in results])
-        workers = _workers()
-        if not parallel or workers == 1 or 1 < rows < workers:
-            call(0, rows, 0, cols)
-            return
-        size = rows if rows > 1 else cols
-        bounds = [int(b) for b in np.linspace(0, size, workers + 1)]
-        parts = [(bounds[k], bounds[k + 1] - bounds[k]) for k in range(workers)]
-        if rows > 1:
-            jobs = [(start, count, 0, cols) for start, count in parts]
-        else:
-            jobs = [(0, 1, start, count) for start, count in parts]
-        list(_pool().map(lambda job: call(*job), jobs))
+    def launch(self, fn, row, rows, col, cols, width, operands, results):
+        args = [rows, cols]
+        for a, table, step in operands:
+            start = _FIRST_ROW_ADDRESS if table is _FIRST_ROW else table.ctypes.data
+            args += [a.ctypes.data + col * step * a.itemsize,
+                     start + row * table.itemsize, step]
+        fn(*args, *[r.ctypes.data + (row * width + col) * r.itemsize for r in results])
 
 
 KERNEL = LLVMKernel

@@ -29,8 +29,7 @@ def materialize(plan: Plan, directory, options: dict, key: str, source: str):
 
     with event.install_recorder("numba:compile") as compiles:
         module = import_source(directory, source, f"exprforge_kernel_{key[:24]}")
-    runners = {p.name: (getattr(module, f"kernel_{p.name}"),
-                        getattr(module, f"kernel_{p.name}_parallel", None))
+    runners = {p.name: getattr(module, f"kernel_{p.name}")
                for p in plan.programs if not p.constant}
     if options["matmul"]:
         runners["matmul"] = module.matmul
@@ -38,29 +37,15 @@ def materialize(plan: Plan, directory, options: dict, key: str, source: str):
 
 
 class NumbaKernel(LoopKernel):
-    """The loops are Numba functions over arrays; with parallel=True, large ones run the
-    prange twin on Numba's threads."""
+    """The loops are Numba functions over arrays that release the GIL."""
 
-    def launch(self, loops, rows, cols, operands, results, parallel):
-        # the loops are compiled for writable arrays; Numba types a read-only one apart
-        operands = [(a if a.flags.writeable else a.copy(), table, step)
-                    for a, table, step in operands]
-        if not (parallel and loops[1] is not None):
-            loops[0](rows, cols, *[x for triple in operands for x in triple], *results)
-            return
-        if rows == 1:   # the threads share out rows: cut the one row into equal ones
-            width = -(-cols // (8 * _threads()))
-            whole = cols // width
-            cut = [(a, np.arange(whole, dtype=np.int64) * (width * step), step)
-                   for a, _, step in operands]
-            loops[1](whole, width, *[x for triple in cut for x in triple], *results)
-            done = whole * width
-            if done < cols:
-                rest = [(a[done * step:], table, step) for a, table, step in operands]
-                loops[0](1, cols - done, *[x for triple in rest for x in triple],
-                         *[r[done:] for r in results])
-            return
-        loops[1](rows, cols, *[x for triple in operands for x in triple], *results)
+    def launch(self, loop, row, rows, col, cols, width, operands, results):
+        args = []
+        for a, table, step in operands:
+            if not a.flags.writeable:   # the loop is compiled for writable arrays
+                a = a.copy()
+            args += [a[col * step:], table[row:], step]
+        loop(rows, cols, *args, *[r[row * width + col:] for r in results])
 
     def matmul(self, a, b):
         """sum over k of f(a[..., i, k], b[..., k, j]) for the kernel's program f(a, b),
@@ -92,11 +77,6 @@ class NumbaKernel(LoopKernel):
         if out.size and k:
             run(left, right, out)
         return out.reshape(batch + (m, n))
-
-
-def _threads() -> int:
-    import numba
-    return numba.get_num_threads()
 
 
 def _writable(x):
