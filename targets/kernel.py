@@ -78,7 +78,7 @@ class Kernel(ABC):
         env = {"v_" + name: self.convert(a, want, name)
                for (name, want), a in zip(self.plan.params, arrays)}
         if self.plan.full is not None:
-            self.check_full([env[n] for n in env], env["v_" + self.plan.full])
+            self.check_full(list(env.values()), env["v_" + self.plan.full])
         if self.plan.elementwise and not self.plan.many:   # the usual kernel: one loop
             (step,) = self.plan.steps
             if not step.constant:
