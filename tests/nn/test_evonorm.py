@@ -194,3 +194,15 @@ def test_triton_backward_programs(name):
                        dtype=torch.float64)
     arrays = [grad, *inputs]
     assert_triton_backward_matches(cpu, arrays)
+
+
+def test_s0_float32_sigmoid_is_the_library_program():
+    """float32 S0 inlines the verified sigmoid program, forward and backward (it
+    vectorizes; a libm expf per element does not); float64 keeps the C library."""
+    def ops(e):
+        return {n.op for n in e.toposort()}
+    k32, k64 = _kernel("s0", "float32", EPS), _kernel("s0", "float64", EPS)
+    assert not {"exp", "sigmoid"} & ops(k32.expr)
+    for e in k32.backward_kernel(tuple(k32.differentiable)).expr:
+        assert not {"exp", "sigmoid"} & ops(e)
+    assert {"exp", "sigmoid"} & ops(k64.expr) and not k64.options.get("approx")
