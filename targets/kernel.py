@@ -79,11 +79,10 @@ class Kernel(ABC):
                for (name, want), a in zip(self.plan.params, arrays)}
         if self.plan.full is not None:
             self.check_full(list(env.values()), env["v_" + self.plan.full])
-        if self.plan.elementwise and not self.plan.many:   # the usual kernel: one loop
-            (step,) = self.plan.steps
-            if not step.constant:
-                (value,) = self.run_program(step, [env[p] for p, _ in step.params], [out])
-                return self.finish(value, out)
+        step = self._one_loop
+        if step is not None:   # the usual kernel: one loop, one result
+            (value,) = self.run_program(step, [env[p] for p, _ in step.params], [out])
+            return self.finish(value, out)
         outs = {results[0]: out} if out is not None else {}
         for step in self.plan.steps:
             if isinstance(step, Reduce):
@@ -99,6 +98,15 @@ class Kernel(ABC):
         if self.plan.many:
             return tuple(self.finish(env[name], None) for name in results)
         return self.finish(env[results[0]], out)
+
+    @cached_property
+    def _one_loop(self):
+        """The plan's one Program when that is all it is (one result, not a constant)."""
+        steps = self.plan.steps
+        if len(steps) == 1 and isinstance(steps[0], Program) and not self.plan.many \
+                and not steps[0].constant:
+            return steps[0]
+        return None
 
     def check_full(self, arrays, full):
         """The plan's `full` argument has the shape all arguments broadcast to."""
