@@ -110,8 +110,7 @@ class Kernel(ABC):
 
     def check_full(self, arrays, full):
         """The plan's `full` argument has the shape all arguments broadcast to."""
-        shape = tuple(full.shape)
-        if tuple(np.broadcast_shapes(*(tuple(a.shape) for a in arrays))) != shape:
+        if not all(broadcasts_to(a.shape, full.shape) for a in arrays):
             raise ValueError(f"argument {self.plan.full} must have the shape every argument "
                              f"broadcasts to; got shapes "
                              f"{[tuple(a.shape) for a in arrays]}")
@@ -200,7 +199,7 @@ class LoopKernel(Kernel):
         n = results[0].size
         if not n:
             return
-        rows, cols, operands = loop_layout(shape, arrays)
+        rows, cols, operands = self.operands(*loop_layout(shape, arrays))
         runner, results = self.runners[program.name], [r.reshape(-1) for r in results]
         workers = _workers()
         if not (self.options.get("parallel") and workers > 1 and
@@ -215,6 +214,11 @@ class LoopKernel(Kernel):
                 for start, count in jobs if count]
         list(_pool().map(lambda job: self.launch(runner, *job, cols, operands, results),
                          jobs))
+
+    def operands(self, rows: int, cols: int, operands):
+        """(rows, cols, operands) as the loops take them; a target may adjust the
+        operands here, once per call, before any thread starts."""
+        return rows, cols, operands
 
     @abstractmethod
     def launch(self, runner, row: int, rows: int, col: int, cols: int, width: int,
@@ -233,6 +237,12 @@ def _workers() -> int:
 @cache
 def _pool():
     return ThreadPoolExecutor(max_workers=_workers())
+
+
+def broadcasts_to(shape, full) -> bool:
+    """Whether an array of `shape` broadcasts to `full` without changing it."""
+    return len(shape) <= len(full) and all(
+        d in (1, f) for d, f in zip(reversed(tuple(shape)), reversed(tuple(full))))
 
 
 _FIRST_ROW = np.zeros(1, np.int64)

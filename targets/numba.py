@@ -39,13 +39,16 @@ def materialize(plan: Plan, directory, options: dict, key: str, source: str):
 class NumbaKernel(LoopKernel):
     """The loops are Numba functions over arrays that release the GIL."""
 
+    def operands(self, rows, cols, operands):
+        # the loops are compiled for writable arrays: a read-only one is copied, once
+        return rows, cols, [(a if a.flags.writeable else a.copy(), table, step)
+                            for a, table, step in operands]
+
     def launch(self, loop, row, rows, col, cols, width, operands, results):
-        args = []
-        for a, table, step in operands:
-            if not a.flags.writeable:   # the loop is compiled for writable arrays
-                a = a.copy()
-            args += [a[col * step:], table[row:], step]
-        loop(rows, cols, *args, *[r[row * width + col:] for r in results])
+        if row or col:   # a thread's share: views starting at its first element
+            operands = [(a[col * step:], table[row:], step) for a, table, step in operands]
+            results = [r[row * width + col:] for r in results]
+        loop(rows, cols, *[x for triple in operands for x in triple], *results)
 
     def matmul(self, a, b):
         """sum over k of f(a[..., i, k], b[..., k, j]) for the kernel's program f(a, b),

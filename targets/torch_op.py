@@ -25,7 +25,7 @@ from exprforge.engine import dtypes as dt
 from exprforge.engine.derive import derive, vjp
 from exprforge.engine.expr import var
 
-from .kernel import Kernel
+from .kernel import Kernel, broadcasts_to
 
 NAME = "torch"
 OPTIONS = {"cpu": "llvm"}
@@ -204,7 +204,7 @@ def _op_for(key: str, kernel: TorchKernel):
         wanted = tuple(i for i in kernel.differentiable if ctx.needs_input_grad[i])
         grads = [None] * len(inputs)
         if wanted:
-            full = all(_broadcasts_to(t.shape, grad.shape) for t in inputs)
+            full = all(broadcasts_to(t.shape, grad.shape) for t in inputs)
             for i, g in zip(wanted, kernel.backward_kernel(wanted, full)(grad, *inputs)):
                 t = inputs[i]
                 if g.shape != t.shape:  # broadcast: sum over the dimensions t was stretched on
@@ -214,12 +214,6 @@ def _op_for(key: str, kernel: TorchKernel):
 
     op.register_autograd(backward, setup_context=setup_context)
     return op
-
-
-def _broadcasts_to(shape, full) -> bool:
-    """Whether an array of `shape` broadcasts to `full` without changing it."""
-    return len(shape) <= len(full) and all(
-        d in (1, f) for d, f in zip(reversed(shape), reversed(full)))
 
 
 def _cuda_forward(kernel: TorchKernel, tensors):
