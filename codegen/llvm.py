@@ -19,7 +19,7 @@ from llvmlite import ir
 
 from exprforge.engine import dtypes as dt
 
-from .lower import Branch, Plan, Program
+from .lower import PAIRWISE_BLOCK, Branch, Plan, Program, RowReduce
 
 TYPES = {"float32": ir.FloatType(), "float64": ir.DoubleType(), "int32": ir.IntType(32),
          "int64": ir.IntType(64), "bool": ir.IntType(1)}
@@ -179,28 +179,38 @@ def _emit_items(emitter: _Emitter, fn, items, values: dict, types: dict):
 
 
 CHUNK = 256   # elements per inner loop: the buffers are 256 * 8 bytes at most per input
+STACK = 64    # pairwise partial sums held at once (a row of 2**63 needs fewer)
+I32 = ir.IntType(32)
 
 
-def render_program(module: ir.Module, p: Program, flags: tuple) -> ir.Function:
-    args = [I64, I64]
-    for _ in p.params:
-        args += [PTR, PTR, I64]
-    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), args + [PTR] * len(p.outputs)),
-                     p.name)
-    rows, cols = fn.args[0], fn.args[1]
-    inputs = [fn.args[2 + 3 * k: 5 + 3 * k] for k in range(len(p.params))]
-    outs = fn.args[2 + 3 * len(p.params):]
-    for out in outs:   # the caller never passes an output that overlaps an input
-        out.add_attribute("noalias")
-    b = ir.IRBuilder(fn.append_basic_block("entry"))
-    zero, one, chunk = ir.Constant(I64, 0), ir.Constant(I64, 1), ir.Constant(I64, CHUNK)
-    buffers = [b.bitcast(b.alloca(MEMORY[dtype], size=ir.Constant(I64, CHUNK)), PTR)
-               for _, dtype in p.params]
-    fill = b.select(b.icmp_signed("<", cols, chunk), cols, chunk)
+class _Loop:
+    """The frame both kinds of Program share: the function, its row loop, a buffer per
+    input that is constant along the row (filled once per row), and the element loop."""
 
-    def counted(start, stop, name):
+    def __init__(self, module: ir.Module, p: Program, flags: tuple, extra: int = 0):
+        args = [I64, I64] + [PTR, PTR, I64] * (len(p.params) + extra)
+        fnty = ir.FunctionType(ir.VoidType(), args + [PTR] * len(p.outputs))
+        self.module, self.p, self.flags = module, p, flags
+        self.fn = fn = ir.Function(module, fnty, p.name)
+        self.rows, self.cols = fn.args[0], fn.args[1]
+        triples = [fn.args[2 + 3 * k: 5 + 3 * k] for k in range(len(p.params) + extra)]
+        self.inputs, self.extra = triples[:len(p.params)], triples[len(p.params):]
+        self.outs = fn.args[2 + 3 * (len(p.params) + extra):]
+        for out in self.outs:   # the caller never passes an output that overlaps an input
+            out.add_attribute("noalias")
+        self.b = ir.IRBuilder(fn.append_basic_block("entry"))
+        self.zero, self.one = ir.Constant(I64, 0), ir.Constant(I64, 1)
+        self.buffers = [self.alloca(dtype, CHUNK) for _, dtype in p.params]
+
+    def alloca(self, dtype: str, n: int):
+        """A stack array of n elements, made in the entry block."""
+        with self.b.goto_entry_block():
+            return self.b.bitcast(self.b.alloca(MEMORY[dtype], size=ir.Constant(I64, n)), PTR)
+
+    def counted(self, start, stop, name):
         """Opens a loop over i = start, ... while i < stop, leaving the builder in its
         body: (i, head block, exit block), which close() takes once the body is built."""
+        b, fn = self.b, self.fn
         head, body, done = (fn.append_basic_block(f"{name}.{s}") for s in ("head", "body", "done"))
         before = b.block
         b.branch(head)
@@ -211,50 +221,202 @@ def render_program(module: ir.Module, p: Program, flags: tuple) -> ir.Function:
         b.position_at_end(body)
         return i, head, done
 
-    def close(i, step, head, done):
+    def close(self, i, step, head, done):
+        i.add_incoming(self.b.add(i, step), self.b.block)
+        self.b.branch(head)
+        self.b.position_at_end(done)
+
+    def row(self):
+        """Opens the row loop and fills the buffers of the inputs constant along this
+        row: (row index, head, exit, each input's first element in the row, whether it
+        runs along the row)."""
+        b, chunk = self.b, ir.Constant(I64, CHUNK)
+        fill = b.select(b.icmp_signed("<", self.cols, chunk), self.cols, chunk)
+        r, head, done = self.counted(self.zero, self.rows, "row")
+        starts, along = [], []
+        for k, ((ptr, table, stride), (_, dtype)) in enumerate(zip(self.inputs, self.p.params)):
+            offset = b.load(b.gep(table, [r], source_etype=I64), typ=I64)
+            start = b.gep(ptr, [offset], source_etype=MEMORY[dtype])
+            runs = b.icmp_signed("!=", stride, self.zero)
+            with b.if_then(b.not_(runs)):   # constant along the row: fill its buffer once
+                value = b.load(start, typ=MEMORY[dtype])
+                t, fill_head, fill_done = self.counted(self.zero, fill, f"fill{k}")
+                b.store(value, b.gep(self.buffers[k], [t], source_etype=MEMORY[dtype]))
+                self.close(t, self.one, fill_head, fill_done)
+            starts.append(start)
+            along.append(runs)
+        return r, head, done, starts, along
+
+    def elements(self, starts, along, c, m, store):
+        """The element loop over j < m (the row's elements c + j, m <= CHUNK): computes the
+        program's per-element values and calls store(value, dtype, k, j) for each."""
+        b, p = self.b, self.p
+        sources = [b.select(runs, b.gep(start, [c], source_etype=MEMORY[dtype]), buffer)
+                   for runs, start, buffer, (_, dtype)
+                   in zip(along, starts, self.buffers, p.params)]
+        j, head, done = self.counted(self.zero, m, "elem")
+        values, types = {}, {}
+        for (name, dtype), source in zip(p.params, sources):
+            raw = b.load(b.gep(source, [j], source_etype=MEMORY[dtype]), typ=MEMORY[dtype])
+            values[name] = b.trunc(raw, TYPES["bool"]) if dtype == "bool" else raw
+            types[name] = dtype
+        _emit_items(_Emitter(self.module, b, self.flags), self.fn, p.body, values, types)
+        for k, (name, (_, dtype)) in enumerate(zip(p.returns, p.outputs)):
+            store(values[name], dtype, k, j)
+        self.close(j, self.one, head, done)      # branches may have moved the block
+
+
+def render_program(module: ir.Module, p: Program, flags: tuple) -> ir.Function:
+    if isinstance(p, RowReduce):
+        return render_row_reduce(module, p, flags)
+    loop = _Loop(module, p, flags)
+    b, chunk = loop.b, ir.Constant(I64, CHUNK)
+    r, row_head, row_done, starts, along = loop.row()
+    row_start = b.mul(r, loop.cols)
+    c, chunk_head, chunk_done = loop.counted(loop.zero, loop.cols, "chunk")
+    left = b.sub(loop.cols, c)
+    m = b.select(b.icmp_signed("<", left, chunk), left, chunk)
+    first = b.add(row_start, c)
+    targets = [b.gep(out, [first], source_etype=MEMORY[dtype])
+               for out, (_, dtype) in zip(loop.outs, p.outputs)]
+
+    def store(value, dtype, k, j):
+        if dtype == "bool":
+            value = b.zext(value, MEMORY["bool"])
+        b.store(value, b.gep(targets[k], [j], source_etype=MEMORY[dtype]))
+    loop.elements(starts, along, c, m, store)
+    loop.close(c, chunk, chunk_head, chunk_done)
+    loop.close(r, loop.one, row_head, row_done)
+    b.ret_void()
+    return loop.fn
+
+
+def render_row_reduce(module: ir.Module, p: RowReduce, flags: tuple) -> ir.Function:
+    """void NAME(rows, cols, inputs..., ptr schedule, ptr -, i64 -, out0, ...): outk[i] is
+    the sum (or mean) of row i's per-element values, added in the schedule's order (see
+    lower.pairwise_schedule): a block's values go to a buffer and are summed there in 8
+    lanes (one vector add per 8 elements), the block sums wait on a stack."""
+    loop = _Loop(module, p, flags, extra=1)
+    b, fn = loop.b, loop.fn
+    schedule = loop.extra[0][0]
+    blocks = [loop.alloca(dtype, PAIRWISE_BLOCK) for _, dtype in p.outputs]
+    stacks = [loop.alloca(dtype, STACK) for _, dtype in p.outputs]
+    r, row_head, row_done, starts, along = loop.row()
+    entry = b.block
+    step_head, step_body, row_end = (fn.append_basic_block(f"step.{s}")
+                                     for s in ("head", "body", "end"))
+    b.branch(step_head)
+    b.position_at_end(step_head)   # q: the schedule's index, sp: the stack's height
+    q, sp, off = b.phi(I64), b.phi(I64), b.phi(I64)
+    for phi in (q, sp, off):
+        phi.add_incoming(loop.zero, entry)
+    s = b.load(b.gep(schedule, [q], source_etype=I64), typ=I64)
+    b.cbranch(b.icmp_signed("<", s, loop.zero), row_end, step_body)
+    b.position_at_end(step_body)
+    leaf, combine, next_step = (fn.append_basic_block(f"step.{n}")
+                                for n in ("leaf", "combine", "next"))
+    b.cbranch(b.icmp_signed(">", s, loop.zero), leaf, combine)
+
+    b.position_at_end(leaf)        # s > 0: the next s values, summed and pushed
+
+    def store(value, dtype, k, j):
+        b.store(value, b.gep(blocks[k], [j], source_etype=MEMORY[dtype]))
+    loop.elements(starts, along, off, s, store)
+    for k, (_, dtype) in enumerate(p.outputs):
+        total = _block_sum(loop, blocks[k], s, dtype)
+        b.store(total, b.gep(stacks[k], [sp], source_etype=TYPES[dtype]))
+    pushed, moved = b.add(sp, loop.one), b.add(off, s)
+    leaf_end = b.block
+    b.branch(next_step)
+
+    b.position_at_end(combine)     # s == 0: the top two partial sums added
+    popped = b.sub(sp, loop.one)
+    below = b.sub(sp, ir.Constant(I64, 2))
+    for k, (_, dtype) in enumerate(p.outputs):
+        ty = TYPES[dtype]
+        low = b.gep(stacks[k], [below], source_etype=ty)
+        high = b.gep(stacks[k], [popped], source_etype=ty)
+        b.store(b.fadd(b.load(low, typ=ty), b.load(high, typ=ty)), low)
+    b.branch(next_step)
+
+    b.position_at_end(next_step)
+    new_sp, new_off = b.phi(I64), b.phi(I64)
+    new_sp.add_incoming(pushed, leaf_end)
+    new_sp.add_incoming(popped, combine)
+    new_off.add_incoming(moved, leaf_end)
+    new_off.add_incoming(off, combine)
+    q.add_incoming(b.add(q, loop.one), next_step)
+    sp.add_incoming(new_sp, next_step)
+    off.add_incoming(new_off, next_step)
+    b.branch(step_head)
+
+    b.position_at_end(row_end)     # the one sum left (an empty row: none, and 0)
+    empty = b.icmp_signed("==", sp, loop.zero)
+    f64 = TYPES["float64"]
+    for k, ((_, dtype), op) in enumerate(zip(p.outputs, p.ops)):
+        ty = TYPES[dtype]
+        total = b.select(empty, ir.Constant(ty, 0.0), b.load(stacks[k], typ=ty))
+        if op == "rmean":          # NumPy divides in float64, then rounds to the dtype
+            wide = total if ty == f64 else b.fpext(total, f64)
+            quotient = b.fdiv(wide, b.sitofp(loop.cols, f64))
+            total = quotient if ty == f64 else b.fptrunc(quotient, ty)
+        b.store(total, b.gep(loop.outs[k], [r], source_etype=ty))
+    loop.close(r, loop.one, row_head, row_done)
+    b.ret_void()
+    return fn
+
+
+def _block_sum(loop: _Loop, block, n, dtype: str):
+    """NumPy's sum of a block of n <= 128 values: left to right from 0 when n < 8, else
+    8 partial sums (lane k adds elements k, k + 8, ... up to n rounded down to 8) added
+    as ((0+1)+(2+3))+((4+5)+(6+7)), then the rest left to right."""
+    b, fn, ty = loop.b, loop.fn, TYPES[dtype]
+    vec, eight = ir.VectorType(ty, 8), ir.Constant(I64, 8)
+    size = 4 if dtype == "float32" else 8
+
+    def accumulate(start, stop, first, step, load, name):
+        """first, then each load(i) added, for i = start, start + step, ... < stop."""
+        before = b.block
+        head, body, done = (fn.append_basic_block(f"{name}.{s}") for s in ("head", "body", "done"))
+        b.branch(head)
+        b.position_at_end(head)
+        i, acc = b.phi(I64), b.phi(first.type)
+        i.add_incoming(start, before)
+        acc.add_incoming(first, before)
+        b.cbranch(b.icmp_signed("<", i, stop), body, done)
+        b.position_at_end(body)
+        acc.add_incoming(b.fadd(acc, load(i)), b.block)
         i.add_incoming(b.add(i, step), b.block)
         b.branch(head)
         b.position_at_end(done)
+        return acc
 
-    r, row_head, row_done = counted(zero, rows, "row")
-    starts, along = [], []
-    for k, ((ptr, table, stride), (_, dtype)) in enumerate(zip(inputs, p.params)):
-        offset = b.load(b.gep(table, [r], source_etype=I64), typ=I64)
-        start = b.gep(ptr, [offset], source_etype=MEMORY[dtype])
-        runs = b.icmp_signed("!=", stride, zero)
-        with b.if_then(b.not_(runs)):   # constant along the row: fill its buffer once
-            value = b.load(start, typ=MEMORY[dtype])
-            t, head, done = counted(zero, fill, f"fill{k}")
-            b.store(value, b.gep(buffers[k], [t], source_etype=MEMORY[dtype]))
-            close(t, one, head, done)
-        starts.append(start)
-        along.append(runs)
-    row_start = b.mul(r, cols)
-    c, chunk_head, chunk_done = counted(zero, cols, "chunk")
-    left = b.sub(cols, c)
-    m = b.select(b.icmp_signed("<", left, chunk), left, chunk)
-    sources = [b.select(runs, b.gep(start, [c], source_etype=MEMORY[dtype]), buffer)
-               for runs, start, buffer, (_, dtype) in zip(along, starts, buffers, p.params)]
-    first = b.add(row_start, c)
-    targets = [b.gep(out, [first], source_etype=MEMORY[dtype])
-               for out, (_, dtype) in zip(outs, p.outputs)]
-    j, inner_head, inner_done = counted(zero, m, "elem")
-    values, types = {}, {}
-    for (name, dtype), source in zip(p.params, sources):
-        raw = b.load(b.gep(source, [j], source_etype=MEMORY[dtype]), typ=MEMORY[dtype])
-        values[name] = b.trunc(raw, TYPES["bool"]) if dtype == "bool" else raw
-        types[name] = dtype
-    _emit_items(_Emitter(module, b, flags), fn, p.body, values, types)
-    for target, (name, dtype) in zip(targets, p.outputs):
-        result = values[name]
-        if dtype == "bool":
-            result = b.zext(result, MEMORY["bool"])
-        b.store(result, b.gep(target, [j], source_etype=MEMORY[dtype]))
-    close(j, one, inner_head, inner_done)      # branches may have moved the block
-    close(c, chunk, chunk_head, chunk_done)
-    close(r, one, row_head, row_done)
-    b.ret_void()
-    return fn
+    def element(i):
+        return b.load(b.gep(block, [i], source_etype=ty), typ=ty)
+
+    def lane_group(i):
+        return b.load(b.gep(block, [i], source_etype=ty), typ=vec, align=size)
+
+    small, wide, join = (fn.append_basic_block(f"block.{s}") for s in ("small", "wide", "join"))
+    b.cbranch(b.icmp_signed("<", n, eight), small, wide)
+    b.position_at_end(small)
+    small_total = accumulate(loop.zero, n, ir.Constant(ty, 0.0), loop.one, element, "seq")
+    small_end = b.block
+    b.branch(join)
+    b.position_at_end(wide)
+    end = b.and_(n, ir.Constant(I64, -8))
+    lanes = accumulate(eight, end, lane_group(loop.zero), eight, lane_group, "lanes")
+    r = [b.extract_element(lanes, ir.Constant(I32, k)) for k in range(8)]
+    tree = b.fadd(b.fadd(b.fadd(r[0], r[1]), b.fadd(r[2], r[3])),
+                  b.fadd(b.fadd(r[4], r[5]), b.fadd(r[6], r[7])))
+    wide_total = accumulate(end, n, tree, loop.one, element, "rest")
+    wide_end = b.block
+    b.branch(join)
+    b.position_at_end(join)
+    total = b.phi(ty)
+    total.add_incoming(small_total, small_end)
+    total.add_incoming(wide_total, wide_end)
+    return total
 
 
 def render(plan: Plan, *, fastmath: bool = False, contract: bool = False,

@@ -5,14 +5,18 @@ The pipeline, one stage per line (see `lower`):
   decompose    rewrite the ops a target lacks into ops it has (the one place this happens)
   strength     x**2, x**3, x**4 and x**-1 as multiplications or a division
   split        cut the DAG at reductions: elementwise programs and reduction steps; the
-               elementwise parts that read the same inputs share one program (one loop)
+               elementwise parts that read the same inputs share one program (one loop);
+               with rows=True a float sum or mean over trailing axes is a RowReduce, a
+               loop that computes its argument per element and sums each row (a variance
+               there is the mean of squared deviations from the mean, as NumPy computes it)
   linearize    each elementwise part to SSA, every shared node computed once; a `where`
                whose sides carry real work becomes a `Branch` that runs only its taken side
 
 A renderer sees only `Program`s: parameters, a list of `Instr` and `Branch`, and the
 outputs it stores (one, unless several expressions were compiled together).
-Reductions stay outside the generated loops as `Reduce` steps (run by the target), so
-every renderer only has to spell elementwise ops. A renderer that cannot branch per
+Other reductions stay outside the generated loops as `Reduce` steps (run by the target
+through NumPy), so a renderer that spells elementwise ops is complete; CPU renderers
+also spell RowReduce. A renderer that cannot branch per
 element (Triton) reads `Program.flat()`, the same program with every Branch a `where`.
 """
 from __future__ import annotations
@@ -92,6 +96,52 @@ class Program:
     def flat(self) -> tuple:
         """The body with every Branch replaced by both sides and a `where`."""
         return tuple(_flat(self.body))
+
+
+    @property
+    def returns(self) -> tuple:
+        """The SSA names the body computes per element for the loop to store."""
+        return tuple(name for name, _ in self.outputs)
+
+
+@dataclass(frozen=True)
+class RowReduce(Program):
+    """A loop over rows x cols, cols spanning the `axes` trailing axes, that writes one
+    value per row for each output: the sum over the row of the per-element value
+    `values[k]` (SSA in the body), divided by the row's length when `ops[k]` is "rmean".
+    Each row is summed in NumPy's pairwise order (see pairwise_schedule), so the result
+    has the bits NumPy gives for the argument as a C-contiguous array."""
+    values: tuple = ()       # per output: the SSA name of the summand
+    ops: tuple = ()          # per output: "rsum" or "rmean"
+    axes: int = 0            # how many trailing axes each row spans
+
+    @property
+    def returns(self) -> tuple:
+        return self.values
+
+
+# NumPy's pairwise summation (numpy/_core/src/umath/loops_utils.h.src, pairwise_sum):
+# a run of at most 128 elements is summed in 8 interleaved partial sums (sequentially
+# from 0 below 8 elements); a longer run splits at half, rounded down to a multiple of 8.
+PAIRWISE_BLOCK = 128
+
+
+def pairwise_schedule(n: int) -> list:
+    """NumPy's summation order for a row of n, as a program for a stack machine: k > 0
+    sums the next k elements (one block) onto the stack, 0 adds the top two, -1 ends."""
+    ops = []
+
+    def visit(n):
+        if n <= PAIRWISE_BLOCK:
+            ops.append(n)
+            return
+        half = n // 2 - (n // 2) % 8
+        visit(half)
+        visit(n - half)
+        ops.append(0)
+    if n:
+        visit(n)
+    return ops + [-1]
 
 
 @dataclass(frozen=True)
@@ -175,7 +225,7 @@ def _is_leaf(node: Expr) -> bool:
 # --- splitting at reductions and linearizing -----------------------------------------------
 
 def lower(expr, dtype: str | None = None, args=None, has=lambda op: True,
-          full: str | None = None) -> Plan:
+          full: str | None = None, rows: bool = False) -> Plan:
     """The plan a target compiles: elementwise Programs and Reduce steps.
 
     `expr` is an Expr or a tuple of them (a kernel with one result per expression; the
@@ -183,34 +233,49 @@ def lower(expr, dtype: str | None = None, args=None, has=lambda op: True,
     share one loop. `full` names a variable every other input broadcasts to (the kernel
     checks it): then every step reading it has its shape, and they share a loop too.
     `args` fixes the kernel's parameter order (default: the variable names sorted);
-    names not in the expression are allowed (the kernel ignores their values)."""
+    names not in the expression are allowed (the kernel ignores their values).
+    rows: the target runs RowReduce steps (float sums and means over trailing axes, their
+    arguments computed in the loop, never stored); reductions sharing axes and inputs
+    share one loop."""
     many = isinstance(expr, (tuple, list))
     roots = tuple(expr) if many else (expr,)
     if not roots:
         raise ValueError("nothing to compile: the tuple of expressions is empty")
     prepared = tuple(prepare(e, dtype) for e in roots)
     lowered = tuple(decompose(strength(e), has) for e in prepared)
+    if rows:
+        lowered = tuple(_variances_as_means(e) for e in lowered)
     order = list(dict.fromkeys(n for e in lowered for n in e.toposort()))
     params = _params(lowered, args)
     if full is not None and full not in dict(params):
         raise ValueError(f"full={full!r} is not one of the kernel's arguments")
-    materialized = _materialized(lowered, order)
+    fused = {n for n in order if rows and _row_reducible(n)}
+    materialized = _materialized(lowered, order, fused)
+    if rows:
+        materialized |= _per_row(order, materialized)
     names = {n: f"s{i}" for i, n in enumerate(n for n in order if n in materialized)}
     values = {n: "v_" + n.name if n.op == "var" else names.get(n) for n in order}
     # Steps in order; an elementwise node joins an earlier loop of the same shape when
-    # everything it reads is computed before that loop.
-    slots, step_of, loops = [], {}, {}
+    # everything it reads is computed before that loop. Its shape is the broadcast of its
+    # atoms' shapes: the variables, Reduce results and RowReduce steps it reads through
+    # the elementwise steps before it (the results of one RowReduce share a shape).
+    slots, step_of, loops, atoms = [], {}, {}, {}
     for node in order:
         if node not in materialized:
             continue
-        if node.spec.group == "reduce":
+        if node.spec.group == "reduce" and node not in fused:
             step_of[node] = len(slots)
+            atoms[node] = frozenset((node,))
             slots.append(Reduce(names[node], node, values[node.args[0]]))
             continue
-        inputs = _inputs(node, materialized)
+        inputs = _inputs(node.args[0] if node in fused else node, materialized)
         ready = max((step_of[n] for n in inputs if n.op != "var"), default=-1)
-        shape = "full" if any(n.op == "var" and n.name == full for n in inputs) else \
-            inputs or node   # a constant (no inputs) is a step of its own
+        reads_full = any(n.op == "var" and n.name == full for n in inputs)
+        reads = frozenset().union(*(atoms.get(n, frozenset((n,))) for n in inputs))
+        if node in fused:
+            shape = ("rows", len(node.attr), "full" if reads_full else reads)
+        else:
+            shape = "full" if reads_full else reads or node   # a constant: a step of its own
         slot = next((k for k in loops.get(shape, ()) if k > ready), None)
         if slot is None:
             slot = len(slots)
@@ -218,8 +283,10 @@ def lower(expr, dtype: str | None = None, args=None, has=lambda op: True,
             slots.append([])
         slots[slot].append(node)
         step_of[node] = slot
-    steps = tuple(s if isinstance(s, Reduce) else linearize(s, names, values, stop=materialized)
-                  for s in slots)
+        atoms[node] = frozenset((("rows", slot),)) if node in fused else reads
+    steps = tuple(s if isinstance(s, Reduce) else
+                  _row_reduce(s, names, values, materialized) if s[0] in fused else
+                  linearize(s, names, values, stop=materialized) for s in slots)
     results = tuple(names[e] for e in lowered)
     if many:
         return Plan(prepared, lowered, params, steps, results, full)
@@ -252,13 +319,73 @@ def _params(roots: tuple, args):
     return tuple((n, dtypes.get(n) or d or fallback) for n, d in pairs)
 
 
-def _materialized(roots: tuple, order: list) -> set:
-    """Nodes whose whole array is needed: the roots, each reduction and its argument."""
+def _materialized(roots: tuple, order: list, fused=frozenset()) -> set:
+    """Nodes whose whole array is needed: the roots, each reduction and the argument of
+    each reduction not `fused` (a RowReduce computes its argument in its loop)."""
     out = set(roots)
     for n in order:
         if n.spec.group == "reduce":
-            out |= {n, n.args[0]}
+            out |= {n} if n in fused else {n, n.args[0]}
     return {n for n in out if n.op != "var" or n in roots}
+
+
+# A value computed only from reductions (a row's sqrt(mean + eps)) is worth its own loop
+# over the reduced arrays when it costs at least this much per element (op-table cycles)
+# where the full-size loops would recompute it: there it is one more buffered input.
+PER_ROW_CYCLES = 2.0
+
+
+def _per_row(order: list, materialized: set) -> set:
+    """Nodes that read no input except through reductions, cost PER_ROW_CYCLES or more,
+    and feed a node that does read an input: computed once per reduced element, in a
+    loop of their own, rather than once per element of a full-size loop."""
+    small, cost = {}, {}
+    for n in order:
+        if n.op == "var":
+            small[n] = False
+        elif _is_leaf(n) or n.spec.group == "reduce":
+            small[n], cost[n] = True, 0.0
+        else:
+            small[n] = all(small[a] for a in n.args)
+            if small[n]:
+                cost[n] = OPS[n.op].cost + sum(cost[a] for a in set(n.args)
+                                               if a not in materialized)
+    feeds_big = {a for n in order if not small[n] for a in n.args}
+    return {n for n in order if small[n] and n in feeds_big and not _is_leaf(n)
+            and n.spec.group != "reduce" and cost[n] >= PER_ROW_CYCLES}
+
+
+def _trailing(axes: tuple) -> bool:
+    return bool(axes) and sorted(axes) == list(range(-len(axes), 0))
+
+
+def _row_reducible(node: Expr) -> bool:
+    """A float sum or mean over trailing axes of something that reads an input."""
+    return node.op in ("rsum", "rmean") and dt.is_float(node.dtype) and \
+        _trailing(node.attr) and bool(node.args[0].variables())
+
+
+def _variances_as_means(expr: Expr) -> Expr:
+    """var(u) over trailing axes as mean((u - mean(u))**2), NumPy's own steps for np.var
+    (the same bits), so that both means run as RowReduce loops."""
+    def visit(node, args):
+        if node.op != "rvar" or not dt.is_float(node.dtype) or not _trailing(node.attr):
+            return None
+        u = args[0]
+        d = u - u.mean(axis=node.attr)
+        return (d * d).mean(axis=node.attr)
+    return rebuild(expr, visit)
+
+
+def _row_reduce(nodes: list, names: dict, values: dict, stop) -> RowReduce:
+    """One RowReduce for reductions over the same trailing axes of the same inputs."""
+    summands = list(dict.fromkeys(n.args[0] for n in nodes))
+    first = names[nodes[0]]
+    own = {a: f"{first}_e{k}" for k, a in enumerate(summands)}
+    p = linearize(summands, own, values, stop=stop)
+    return RowReduce(first, p.params, p.body, tuple((names[n], n.dtype) for n in nodes),
+                     tuple(nodes), values=tuple(own[n.args[0]] for n in nodes),
+                     ops=tuple(n.op for n in nodes), axes=len(nodes[0].attr))
 
 
 # A `where` runs only its taken side when a side has at least this much work of its own

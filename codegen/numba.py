@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from exprforge.engine import dtypes as dt
 
-from .lower import Branch, Instr, Plan, Program
+from .lower import PAIRWISE_BLOCK, Branch, Instr, Plan, Program, RowReduce
 
 CTOR = {"float32": "np.float32", "float64": "np.float64", "int32": "np.int32",
         "int64": "np.int64", "bool": "np.bool_"}
@@ -51,7 +51,7 @@ SPELLINGS = {
     "ldexp": "math.ldexp({0}, {exponent})", "cast": "{to}({0})",
     "bitcast": "bitcast_{src}_{dst}({0})",
 }
-HELPERS = ("fma_", "bitcast_float32_int32", "bitcast_int32_float32", "bitcast_float64_int64",
+HELPERS = ("fma_", "block_sum", "bitcast_float32_int32", "bitcast_int32_float32", "bitcast_float64_int64",
            "bitcast_int64_float64")
 
 
@@ -111,7 +111,7 @@ def render_program(p: Program, constants: dict, cache: bool, fastmath) -> list[s
                 lines.append(f"{pad}{ins.out} = {CTOR[ins.dtype]}"
                              f"({_expression(ins, types, constant)})")
     emit(p.body, 4)
-    lines.append(f"    return {', '.join(name for name, _ in p.outputs)}")
+    lines.append(f"    return {', '.join(p.returns)}")
     return lines
 
 
@@ -151,6 +151,55 @@ def _loop(p: Program, name: str, options: str) -> list[str]:
             *body(" " * 12, "first", "j")]
 
 
+def _row_loop(p: RowReduce, name: str, options: str, constant) -> list[str]:
+    """kernel(rows, cols, a0, r0, c0, ..., schedule, -, -, out0, ...): outk[i] is the sum
+    (or mean) of row i's per-element values, added in the schedule's order (see
+    lower.pairwise_schedule), as the LLVM target's RowReduce loops."""
+    params = [n for n, _ in p.params]
+    header = ", ".join(f"{n}, r_{n}, c_{n}" for n in params)
+    outs = [f"out{k}" for k in range(len(p.outputs))]
+    values = [f"v{k}" for k in range(len(outs))]
+    args = ", ".join(f"{n}[b_{n} + j * u_{n}]" for n in params)
+    arrays = ", ".join(f"{_array_type(d)}, int64[::1], int64" for _, d in p.params)
+    signature = (f"void(int64, int64, {arrays}, int64[::1], int64[::1], int64, "
+                 f"{', '.join(_array_type(d) for _, d in p.outputs)})")
+    zeros = [constant(0, d) for _, d in p.outputs]
+    lines = [f"@njit([{signature!r}], {options})",
+             f"def {name}(rows, cols, {header}, schedule, r_schedule, c_schedule, "
+             f"{', '.join(outs)}):",
+             *[f"    u_{n} = uint64(c_{n})" for n in params],
+             *[f"    block{k} = np.empty({PAIRWISE_BLOCK}, {CTOR[d]})"
+               for k, (_, d) in enumerate(p.outputs)],
+             *[f"    stack{k} = np.empty(64, {CTOR[d]})" for k, (_, d) in enumerate(p.outputs)],
+             "    for i in range(rows):",
+             *[f"        b_{n} = uint64(r_{n}[i])" for n in params],
+             "        sp = 0",
+             "        off = 0",
+             "        q = 0",
+             "        while schedule[q] >= 0:",
+             "            s = schedule[q]",
+             "            q += 1",
+             "            if s > 0:",
+             "                for t in range(s):",
+             "                    j = uint64(off + t)",
+             f"                    {', '.join(values)} = core_{p.name}({args})",
+             *[f"                    block{k}[t] = {v}" for k, v in enumerate(values)],
+             *[f"                stack{k}[sp] = block_sum(block{k}, s, {zeros[k]})"
+               for k in range(len(outs))],
+             "                sp += 1",
+             "                off += s",
+             "            else:",
+             "                sp -= 1",
+             *[f"                stack{k}[sp - 1] = stack{k}[sp - 1] + stack{k}[sp]"
+               for k in range(len(outs))]]
+    for k, ((_, d), op) in enumerate(zip(p.outputs, p.ops)):
+        total = f"(stack{k}[0] if sp else {zeros[k]})"
+        if op == "rmean":   # NumPy divides in float64, then rounds to the dtype
+            total = f"{CTOR[d]}(np.float64({total}) / np.float64(cols))"
+        lines.append(f"        out{k}[i] = {total}")
+    return lines
+
+
 def _matmul(plan: Plan, options: str, parallel: bool) -> list[str]:
     """`matmul(a, b, out)`: out[q, i, j] += f(a[q, i, k], b[q, k, j]) over k, for the
     plan's one Program f of two arguments; k before j, so the inner loop runs along rows
@@ -186,7 +235,12 @@ def render(plan: Plan, *, parallel: bool = False, fastmath=False, cache: bool = 
         if p.constant:
             continue
         lines = render_program(p, constants, cache, fastmath)
-        lines += ["", ""] + _loop(p, f"kernel_{p.name}", options + ", nogil=True")
+        if isinstance(p, RowReduce):
+            lines += ["", ""] + _row_loop(p, f"kernel_{p.name}", options + ", nogil=True",
+                                          lambda v, d: constants.setdefault(
+                                              literal(v, d), f"c{len(constants)}"))
+        else:
+            lines += ["", ""] + _loop(p, f"kernel_{p.name}", options + ", nogil=True")
         bodies.append("\n".join(lines))
     if matmul:
         bodies.append("\n".join(_matmul(plan, options, parallel)))

@@ -89,7 +89,8 @@ def compile_kernel(expr, target: str = "numba", dtype: str | None = None, args=N
         options["approx"] = True
         program = tuple(with_library_functions(prepare(e, dtype)) for e in _roots(expr))
         program = program if isinstance(expr, tuple) else program[0]
-    plan = lower(program, dtype, args, has=module.has, full=full)
+    plan = lower(program, dtype, args, has=module.has, full=full,
+                 rows=getattr(module, "ROW_REDUCTIONS", False))
     spec = spec_of(expr, target, dtype, args, options, full)
     source = module.source_of(plan, options)  # in the key: a new renderer means a new entry
     key = store.content_key({**spec, "platform": module.platform_key(), "source": source})

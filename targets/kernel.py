@@ -15,7 +15,7 @@ from functools import cache, cached_property
 
 import numpy as np
 
-from exprforge.codegen.lower import Plan, Program, Reduce
+from exprforge.codegen.lower import Plan, Program, Reduce, RowReduce, pairwise_schedule
 from exprforge.engine.dtypes import DTYPES
 from exprforge.engine.evaluate import apply_node, evaluate
 from exprforge.engine.ops import OPS
@@ -171,6 +171,8 @@ class LoopKernel(Kernel):
         first = arrays[0].shape
         shape = first if all(a.shape == first for a in arrays) else \
             np.broadcast_shapes(*(a.shape for a in arrays))
+        if isinstance(program, RowReduce):
+            return self._run_rows(program, shape, arrays, outs)
         if all(o is None for o in outs):   # the usual call: fresh results
             results = [np.empty(shape, dtype) for _, dtype in program.outputs]
             self._run(program, shape, arrays, results)
@@ -215,6 +217,30 @@ class LoopKernel(Kernel):
         list(_pool().map(lambda job: self.launch(runner, *job, cols, operands, results),
                          jobs))
 
+    def _run_rows(self, program: RowReduce, shape: tuple, arrays, outs):
+        """A RowReduce: one value per row of `shape`'s trailing `program.axes` axes."""
+        split = len(shape) - program.axes
+        if split < 0:
+            raise ValueError(f"a reduction over the last {program.axes} axes of an array "
+                             f"of shape {shape}")
+        reduced = shape[:split] + (1,) * program.axes
+        results = [np.empty(reduced, dtype) for _, dtype in program.outputs]
+        rows, cols = math.prod(shape[:split]), math.prod(shape[split:])
+        if rows:
+            rows, cols, operands = self.operands(*loop_layout(shape, arrays, split))
+            operands.append((_schedule(cols), _FIRST_ROW, 0))   # never indexed by row
+            runner, flat = self.runners[program.name], [r.reshape(-1) for r in results]
+            workers = _workers()
+            if self.options.get("parallel") and workers > 1 and rows >= workers and \
+                    self.parallel_worth(program, rows * cols):
+                bounds = [rows * k // workers for k in range(workers + 1)]
+                list(_pool().map(lambda k: self.launch(
+                    runner, bounds[k], bounds[k + 1] - bounds[k], 0, cols, 1, operands, flat),
+                    range(workers)))
+            else:
+                self.launch(runner, 0, rows, 0, cols, 1, operands, flat)
+        return [self.deliver(r, out) for r, out in zip(results, outs)]
+
     def operands(self, rows: int, cols: int, operands):
         """(rows, cols, operands) as the loops take them; a target may adjust the
         operands here, once per call, before any thread starts."""
@@ -248,6 +274,12 @@ def broadcasts_to(shape, full) -> bool:
 _FIRST_ROW = np.zeros(1, np.int64)
 
 
+@cache
+def _schedule(n: int):
+    """pairwise_schedule(n) as the int64 array the RowReduce loops read (never written)."""
+    return np.array(pairwise_schedule(n), np.int64)
+
+
 def _unstretched(a):
     """A view already broadcast (stride 0, as torch's expand gives) as the smaller array
     it repeats: its length 1 on those dimensions, so nothing is copied to read it."""
@@ -256,14 +288,17 @@ def _unstretched(a):
     return a[tuple(slice(0, 1) if s == 0 else slice(None) for s in a.strides)]
 
 
-def loop_layout(shape: tuple, arrays):
+def loop_layout(shape: tuple, arrays, split: int | None = None):
     """(rows, cols, operands): the result's shape as rows x cols, where cols covers the
     trailing dimensions on which every input either follows the result or is constant,
     and for each input (flat data, int64 table of each row's first element, 1 or 0: its
     step along a row). A mean over the last axis broadcast back over it is constant along
     the row; a scalar everywhere; a (1, C, 1, 1) parameter of an (N, C, H, W) input is
-    constant along rows of H * W. Nothing is copied but inputs that are not C-contiguous."""
-    if all(a.size == 1 or (a.shape == shape and a.flags.c_contiguous) for a in arrays):
+    constant along rows of H * W. Nothing is copied but inputs that are not C-contiguous.
+    `split` fixes the rows as the dimensions before it (a RowReduce's); an input neither
+    following nor constant on all the dimensions after it is broadcast on them (a copy)."""
+    if split is None and all(a.size == 1 or (a.shape == shape and a.flags.c_contiguous)
+                             for a in arrays):
         # the usual case, kept cheap: one row of the whole result
         return 1, math.prod(shape), [(a.reshape(-1), _FIRST_ROW, int(a.shape == shape))
                                      for a in arrays]
@@ -271,12 +306,17 @@ def loop_layout(shape: tuple, arrays):
     arrays = [_unstretched(a) for a in arrays]
     padded = [(1,) * (d - a.ndim) + a.shape for a in arrays]
 
-    def uniform(first):   # each input follows the result, or is constant, on dims first..
-        return all(len({p[i] == shape[i] for i in range(first, d) if shape[i] != 1}) <= 1
-                   for p in padded)
-    split = d
-    while split > 0 and uniform(split - 1):
-        split -= 1
+    def follows(p, first):   # p follows the result, or is constant, on dims first..
+        return len({p[i] == shape[i] for i in range(first, d) if shape[i] != 1}) <= 1
+    if split is None:
+        split = d
+        while split > 0 and all(follows(p, split - 1) for p in padded):
+            split -= 1
+    else:
+        for k, p in enumerate(padded):
+            if not follows(p, split):
+                padded[k] = p[:split] + shape[split:]
+                arrays[k] = np.broadcast_to(arrays[k], padded[k])
     rows, cols = math.prod(shape[:split]), math.prod(shape[split:])
     operands = []
     for a, p in zip(arrays, padded):

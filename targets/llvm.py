@@ -10,13 +10,14 @@ import json
 from functools import cache
 
 from exprforge.codegen import llvm as renderer
-from exprforge.codegen.lower import Plan
+from exprforge.codegen.lower import Plan, RowReduce
 
 from .kernel import _FIRST_ROW, LoopKernel
 from .store import CorruptEntry, write_once
 
 NAME = "llvm"
 has = renderer.has
+ROW_REDUCTIONS = True   # the renderer spells RowReduce loops
 OPTIONS = {"fastmath": False, "contract": False, "parallel": False}
 
 
@@ -111,8 +112,9 @@ def _link(obj: bytes, plan: Plan) -> dict:
         address = engine.get_function_address(p.name)
         if not address:
             raise CorruptEntry(f"object code has no function {p.name}")
+        triples = len(p.params) + isinstance(p, RowReduce)   # a RowReduce's schedule
         proto = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_int64,
-                                 *[ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64] * len(p.params),
+                                 *[ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64] * triples,
                                  *[ctypes.c_void_p] * len(p.outputs))
         runners[p.name] = proto(address)
     # the code lives as long as its engine; LLVM may still point into the object's bytes

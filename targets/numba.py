@@ -14,6 +14,7 @@ from .store import import_source
 
 NAME = "numba"
 has = renderer.has
+ROW_REDUCTIONS = True   # the renderer spells RowReduce loops
 OPTIONS = {"parallel": False, "fastmath": False, "contract": False, "matmul": False}
 
 

@@ -20,7 +20,7 @@ from functools import cache
 
 import numpy as np
 
-from exprforge.codegen.lower import Plan, Reduce
+from exprforge.codegen.lower import Plan, Reduce, RowReduce
 from exprforge.engine import dtypes as dt
 from exprforge.engine.derive import derive, vjp
 from exprforge.engine.expr import var
@@ -29,6 +29,7 @@ from .kernel import Kernel, broadcasts_to
 
 NAME = "torch"
 OPTIONS = {"cpu": "llvm"}
+ROW_REDUCTIONS = True   # both CPU targets run RowReduce loops
 GRAD = "grad_out"   # the incoming gradient's variable name in backward programs
 
 
@@ -76,6 +77,11 @@ def result_shapes(plan: Plan, shapes: dict) -> list:
         else:
             shape = tuple(np.broadcast_shapes(*(known[p] for p, _ in step.params))) \
                 if step.params else ()
+            if isinstance(step, RowReduce):   # one value per row of the trailing axes
+                if step.axes > len(shape):
+                    raise ValueError(f"reduction over the last {step.axes} axes of a "
+                                     f"{len(shape)}-d input")
+                shape = shape[:len(shape) - step.axes] + (1,) * step.axes
             known.update((name, shape) for name, _ in step.outputs)
     return [known[name] for name in plan.results]
 
@@ -129,12 +135,13 @@ class TorchKernel(Kernel):
         return [i for i, (_, d) in enumerate(self.plan.params) if dt.is_float(d)]
 
     @cache  # noqa: B019 (one per kernel and set of arguments; kernels live as long as their op)
-    def backward_kernel(self, indices: tuple, full: bool = False):
+    def backward_kernel(self, indices: tuple, full: bool = False, sums: tuple | None = None):
         """One kernel computing the gradient for each argument in `indices` (grad_out *
         d(expr)/d(arg) when elementwise), on (grad_out, *args): what the gradients share
         (the forward's values, its reductions) is computed once. full: every argument
         broadcasts to grad_out's shape (the result's), so all the gradients' elementwise
-        work shares one loop."""
+        work shares one loop. sums: per index, the axes (negative) of grad_out its
+        argument was broadcast on, summed in the kernel (see summed)."""
         from .build import compile_kernel
         if self.plan.many:
             raise TypeError("a kernel of several results has no backward here")
@@ -143,11 +150,15 @@ class TorchKernel(Kernel):
         expr = self.source_expr
         g = var(GRAD, expr.dtype)
         names = [self.plan.params[i][0] for i in indices]
-        if not any(isinstance(s, Reduce) for s in self.plan.steps):
+        if not any(n.spec.group == "reduce" for n in expr.toposort()):
             gradients = [g * derive(expr, name) for name in names]
         else:
             found = self._vjp(g)
             gradients = [found.get(name, g * 0) for name in names]
+        if sums is not None:   # rows: the length of the program's own row reductions
+            rows = max((len(n.attr) for n in expr.toposort() if n.spec.group == "reduce"
+                        and sorted(n.attr) == list(range(-len(n.attr), 0))), default=0)
+            gradients = [summed(grad, axes, rows) for grad, axes in zip(gradients, sums)]
         args = ((GRAD, expr.dtype),) + self.plan.params
         return compile_kernel(tuple(gradients), "torch", None, args,
                               full=GRAD if full else None, **self.options)
@@ -156,6 +167,28 @@ class TorchKernel(Kernel):
     def _vjp(self, g):
         names = [self.plan.params[i][0] for i in self.differentiable]
         return vjp(self.source_expr, g, names)
+
+
+def summed(grad, axes: tuple, rows: int = 0):
+    """grad summed over `axes` (keepdims), in two sums: first over the last `rows` axes
+    when they are all among `axes` (else over the trailing run of `axes`), which a CPU
+    target runs in the loop computing grad (a RowReduce; `rows` as the program's own row
+    reductions, so they share that loop), then over the rest. A (C, 1, 1) parameter's
+    gradient is then a sum of per-row sums, not a full-size array summed afterwards."""
+    trailing = 0
+    while -trailing - 1 in axes:
+        trailing += 1
+    first = tuple(range(-(rows if 0 < rows <= trailing else trailing), 0))
+    rest = tuple(sorted(set(axes) - set(first)))
+    if first:
+        grad = grad.sum(axis=first)
+    return grad.sum(axis=rest) if rest else grad
+
+
+def broadcast_axes(shape, full) -> tuple:
+    """The axes (negative) of `full` on which an array of `shape` is broadcast."""
+    shape = (1,) * (len(full) - len(shape)) + tuple(shape)
+    return tuple(i - len(full) for i, (d, f) in enumerate(zip(shape, full)) if d != f)
 
 
 _OPS: dict = {}
@@ -205,10 +238,15 @@ def _op_for(key: str, kernel: TorchKernel):
         grads = [None] * len(inputs)
         if wanted:
             full = all(broadcasts_to(t.shape, grad.shape) for t in inputs)
-            for i, g in zip(wanted, kernel.backward_kernel(wanted, full)(grad, *inputs)):
+            # the sums over the dimensions an input was stretched on: in the kernel
+            sums = tuple(broadcast_axes(inputs[i].shape, grad.shape) for i in wanted) \
+                if full else None
+            backward = kernel.backward_kernel(wanted, full, sums)
+            for i, g in zip(wanted, backward(grad, *inputs)):
                 t = inputs[i]
-                if g.shape != t.shape:  # broadcast: sum over the dimensions t was stretched on
-                    g = g.expand(torch.broadcast_shapes(g.shape, t.shape)).sum_to_size(t.shape)
+                if g.shape != t.shape:
+                    g = g.reshape(t.shape) if g.numel() == t.numel() else \
+                        g.expand(torch.broadcast_shapes(g.shape, t.shape)).sum_to_size(t.shape)
                 grads[i] = g
         return tuple(grads)
 

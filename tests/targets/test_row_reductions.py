@@ -1,0 +1,130 @@
+"""Sums and means over trailing axes run inside generated loops (RowReduce) on both CPU
+targets, with NumPy's pairwise order: the same bits as the reference evaluator (np.sum,
+np.mean, np.var) for every row length, broadcast input, empty array and thread split."""
+import numpy as np
+import pytest
+
+import exprforge as xf
+from exprforge.codegen.lower import PAIRWISE_BLOCK, Reduce, RowReduce, pairwise_schedule
+from exprforge.engine.evaluate import evaluate
+from exprforge.engine.parse import parse
+from tests.targets.test_cpu_kernels import TARGETS, _same_bits
+
+LENGTHS = [1, 3, 7, 8, 9, 15, 16, 127, 128, 129, 136, 255, 256, 300, 1000, 4099]
+
+
+def _pairwise_model(values, dtype):
+    """The schedule run as its stack machine on Python floats rounded to `dtype`."""
+    rnd, stack, k = np.dtype(dtype).type, [], 0
+    for op in pairwise_schedule(len(values)):
+        if op > 0:
+            block = values[k:k + op]
+            k += op
+            if op < 8:
+                total = rnd(0)
+                for v in block:
+                    total = rnd(total + v)
+            else:
+                lanes = list(block[:8])
+                end = op - op % 8
+                for i in range(8, end, 8):
+                    lanes = [rnd(a + b) for a, b in zip(lanes, block[i:i + 8])]
+                r = lanes
+                total = rnd(rnd(rnd(r[0] + r[1]) + rnd(r[2] + r[3])) +
+                            rnd(rnd(r[4] + r[5]) + rnd(r[6] + r[7])))
+                for v in block[end:]:
+                    total = rnd(total + v)
+            stack.append(total)
+        elif op == 0:
+            high = stack.pop()
+            stack.append(rnd(stack.pop() + high))
+    return stack[0] if stack else rnd(0)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_schedule_is_numpys_summation_order(dtype):
+    rng = np.random.default_rng(1)
+    for n in LENGTHS + [0, 2, 65536 + 13]:
+        values = (rng.standard_normal(n) * 10.0 ** rng.integers(-3, 4, n)).astype(dtype)
+        assert _pairwise_model(values, dtype) == np.sum(values)
+        ops = pairwise_schedule(n)
+        assert ops[-1] == -1 and sum(k for k in ops if k > 0) == n
+        assert all(k <= PAIRWISE_BLOCK for k in ops)
+
+
+def test_plan_fuses_trailing_float_sums_only():
+    x32 = {"x": "float32", "y": "float32"}
+    plan = xf.codegen.lower.lower(parse("x / sqrt(mean(x * x, axis=-1) + 1e-6)", vars=x32),
+                                  rows=True)
+    assert isinstance(plan.steps[0], RowReduce) and len(plan.steps) == 3
+    (reduce,) = [s for s in plan.steps if isinstance(s, RowReduce)]
+    assert reduce.ops == ("rmean",) and reduce.axes == 1
+    assert dict(reduce.params).keys() == {"v_x"}      # x * x is computed in the loop
+    # sqrt(mean + eps) is a per-row value: a loop of its own, not one per element
+    assert any(dict(s.params).keys() == {reduce.name} for s in plan.steps
+               if not isinstance(s, RowReduce))
+    # not fused: axes that are not the trailing ones, a max
+    for text, v in [("sum(x, axis=-2)", x32), ("sum(x, axis=(-3, -1))", x32),
+                    ("max(x, axis=-1)", x32)]:
+        steps = xf.codegen.lower.lower(parse(text, vars=v), rows=True).steps
+        assert [type(s) for s in steps] == [Reduce]
+    # a variance over trailing axes is two means, both in loops
+    steps = xf.codegen.lower.lower(parse("var(x, axis=-1)", vars=x32), rows=True).steps
+    assert [type(s) for s in steps] == [RowReduce, RowReduce]
+    assert not xf.codegen.lower.lower(parse("var(x, axis=-1)", vars=x32)).steps[0].__class__ \
+        is RowReduce   # targets without RowReduce keep NumPy's reductions
+
+
+CASES = [
+    ("sum(x, axis=-1)", lambda n: {"x": (3, n)}),
+    ("mean(x * y + 1, axis=-1)", lambda n: {"x": (2, n), "y": (1, n)}),
+    ("x / sqrt(mean(x * x, axis=-1) + 1e-6) + var(x, axis=-1) * y", lambda n: {"x": (4, n), "y": (4, 1)}),
+    ("var(x, axis=(-2, -1))", lambda n: {"x": (2, 3, 2, n)}),
+    ("sum(x - y, axis=(-2, -1))", lambda n: {"x": (3, 2, n), "y": (n,)}),   # y copied along rows
+    ("mean(x * y, axis=(-3, -2, -1))", lambda n: {"x": (2, 2, 2, n), "y": (2, 1, 1, 1)}),
+]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("text,shapes", CASES)
+def test_row_reductions_match_the_evaluator_bit_for_bit(target, dtype, text, shapes):
+    e = parse(text, vars={"x": dtype, "y": dtype})
+    k = xf.compile(e, target=target)
+    assert any(isinstance(s, RowReduce) for s in k.plan.steps)
+    rng = np.random.default_rng(len(text))
+    for n in LENGTHS:
+        env = {name: (rng.standard_normal(shape) * 3 + 0.5).astype(dtype)
+               for name, shape in shapes(n).items()}
+        args = [env.get(a, np.ones(1, dtype)) for a in k.args]
+        _same_bits(k(*args), evaluate(e, {a: v for a, v in zip(k.args, args)}))
+
+
+@pytest.mark.filterwarnings("ignore:Mean of empty slice")
+@pytest.mark.parametrize("target", TARGETS)
+def test_special_values_empty_rows_out_and_threads(target):
+    e = parse("mean(x * y, axis=-1) + sum(x, axis=-1)", vars={"x": "float32", "y": "float32"})
+    k = xf.compile(e, target=target)
+    x = np.random.default_rng(3).standard_normal((64, 200)).astype(np.float32)
+    x[1, 5], x[2, 7], x[3, 0], x[3, 1] = np.nan, np.inf, np.inf, -np.inf
+    y = np.float32(-2.0)
+    want = evaluate(e, {"x": x, "y": y})
+    _same_bits(k(x, y), want)
+    _same_bits(k(x.T.copy().T, y), want)                   # a non-contiguous input
+    out = np.empty((64, 1), np.float32)
+    assert k(x, y, out=out) is out
+    _same_bits(out, want)
+    _same_bits(xf.compile(e, target=target, parallel=True)(x, y), want)
+    with np.errstate(all="ignore"):
+        for shape in [(0, 5), (4, 0), (0, 0)]:
+            empty = np.zeros(shape, np.float32)
+            _same_bits(k(empty, y), evaluate(e, {"x": empty, "y": y}))
+    with pytest.raises(ValueError, match="reduction"):
+        k(np.float32(1.0), y)   # no axis to reduce
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_parallel_rows_match_serial(target):
+    e = parse("x / sqrt(mean(x * x, axis=-1) + 1e-6)", vars={"x": "float64"})
+    x = np.random.default_rng(5).standard_normal((4096, 300))
+    _same_bits(xf.compile(e, target=target, parallel=True)(x), evaluate(e, {"x": x}))
