@@ -292,11 +292,13 @@ def render_program(module: ir.Module, p: Program, flags: tuple) -> ir.Function:
 
 
 def render_row_reduce(module: ir.Module, p: RowReduce, flags: tuple) -> ir.Function:
-    """void NAME(rows, cols, inputs..., ptr schedule, ptr -, i64 -, out0, ...): outk[i] is
-    the sum (or mean) of row i's per-element values, added in the schedule's order (see
-    lower.pairwise_schedule): a block's values go to a buffer and are summed there in 8
-    lanes (one vector add per 8 elements), the block sums wait on a stack."""
-    loop = _Loop(module, p, flags, extra=1)
+    """void NAME(rows, cols, inputs..., ptr schedule, ptr -, i64 -, ptr table, ptr -,
+    i64 accumulate, out0, ...): the sum of row i's per-element values, added in the
+    schedule's order (see lower.pairwise_schedule), is outk[i] (a mean: divided by cols),
+    or with accumulate != 0 is added to outk[table[i]]. A block's values go to a buffer
+    and are summed there in 8 lanes (one vector add per 8 elements); the block sums wait
+    on a stack."""
+    loop = _Loop(module, p, flags, extra=2)
     b, fn = loop.b, loop.fn
     schedule = loop.extra[0][0]
     blocks = [loop.alloca(dtype, PAIRWISE_BLOCK) for _, dtype in p.outputs]
@@ -353,14 +355,23 @@ def render_row_reduce(module: ir.Module, p: RowReduce, flags: tuple) -> ir.Funct
     b.position_at_end(row_end)     # the one sum left (an empty row: none, and 0)
     empty = b.icmp_signed("==", sp, loop.zero)
     f64 = TYPES["float64"]
+    table, _, accumulate = loop.extra[1]
+    adds = b.icmp_signed("!=", accumulate, loop.zero)
     for k, ((_, dtype), op) in enumerate(zip(p.outputs, p.ops)):
         ty = TYPES[dtype]
         total = b.select(empty, ir.Constant(ty, 0.0), b.load(stacks[k], typ=ty))
-        if op == "rmean":          # NumPy divides in float64, then rounds to the dtype
-            wide = total if ty == f64 else b.fpext(total, f64)
-            quotient = b.fdiv(wide, b.sitofp(loop.cols, f64))
-            total = quotient if ty == f64 else b.fptrunc(quotient, ty)
-        b.store(total, b.gep(loop.outs[k], [r], source_etype=ty))
+        with b.if_else(adds) as (add, store):
+            with add:              # out[table[r]] += total; the caller divides means
+                slot = b.gep(loop.outs[k], [b.load(b.gep(table, [r], source_etype=I64),
+                                                   typ=I64)], source_etype=ty)
+                b.store(b.fadd(b.load(slot, typ=ty), total), slot)
+            with store:            # out[r] = 0 + total (NumPy's start: -0 becomes +0)
+                value = b.fadd(ir.Constant(ty, 0.0), total)
+                if op == "rmean":  # NumPy divides in float64, then rounds to the dtype
+                    wide = value if ty == f64 else b.fpext(value, f64)
+                    quotient = b.fdiv(wide, b.sitofp(loop.cols, f64))
+                    value = quotient if ty == f64 else b.fptrunc(quotient, ty)
+                b.store(value, b.gep(loop.outs[k], [r], source_etype=ty))
     loop.close(r, loop.one, row_head, row_done)
     b.ret_void()
     return fn

@@ -6,9 +6,10 @@ The pipeline, one stage per line (see `lower`):
   strength     x**2, x**3, x**4 and x**-1 as multiplications or a division
   split        cut the DAG at reductions: elementwise programs and reduction steps; the
                elementwise parts that read the same inputs share one program (one loop);
-               with rows=True a float sum or mean over trailing axes is a RowReduce, a
-               loop that computes its argument per element and sums each row (a variance
-               there is the mean of squared deviations from the mean, as NumPy computes it)
+               with rows=True a float sum or mean over axes that include the last is a
+               RowReduce, a loop that computes its argument per element and sums each
+               row (a variance is the mean of squared deviations from the mean there, as
+               NumPy computes it)
   linearize    each elementwise part to SSA, every shared node computed once; a `where`
                whose sides carry real work becomes a `Branch` that runs only its taken side
 
@@ -106,14 +107,16 @@ class Program:
 
 @dataclass(frozen=True)
 class RowReduce(Program):
-    """A loop over rows x cols, cols spanning the `axes` trailing axes, that writes one
-    value per row for each output: the sum over the row of the per-element value
-    `values[k]` (SSA in the body), divided by the row's length when `ops[k]` is "rmean".
-    Each row is summed in NumPy's pairwise order (see pairwise_schedule), so the result
-    has the bits NumPy gives for the argument as a C-contiguous array."""
+    """Reductions over `axes` (they include the last axis) in one loop over rows x cols:
+    cols spans the trailing reduced axes, and the sum over a row of the per-element value
+    `values[k]` (SSA in the body) is one output value, or is added to one when the other
+    reduced axes are longer than 1 (rows in C order, as NumPy accumulates them); a mean
+    is then divided by the count. Each row is summed in NumPy's pairwise order (see
+    pairwise_schedule): the result has NumPy's bits for the argument as a C-contiguous
+    array (targets.kernel.reduced_layout says how the target lays it out)."""
     values: tuple = ()       # per output: the SSA name of the summand
     ops: tuple = ()          # per output: "rsum" or "rmean"
-    axes: int = 0            # how many trailing axes each row spans
+    axes: tuple = ()         # the reduced axes, negative, sorted
 
     @property
     def returns(self) -> tuple:
@@ -234,9 +237,9 @@ def lower(expr, dtype: str | None = None, args=None, has=lambda op: True,
     checks it): then every step reading it has its shape, and they share a loop too.
     `args` fixes the kernel's parameter order (default: the variable names sorted);
     names not in the expression are allowed (the kernel ignores their values).
-    rows: the target runs RowReduce steps (float sums and means over trailing axes, their
-    arguments computed in the loop, never stored); reductions sharing axes and inputs
-    share one loop."""
+    rows: the target runs RowReduce steps (float sums and means over axes that include
+    the last, their arguments computed in the loop, never stored); reductions sharing
+    axes and inputs share one loop."""
     many = isinstance(expr, (tuple, list))
     roots = tuple(expr) if many else (expr,)
     if not roots:
@@ -273,7 +276,7 @@ def lower(expr, dtype: str | None = None, args=None, has=lambda op: True,
         reads_full = any(n.op == "var" and n.name == full for n in inputs)
         reads = frozenset().union(*(atoms.get(n, frozenset((n,))) for n in inputs))
         if node in fused:
-            shape = ("rows", len(node.attr), "full" if reads_full else reads)
+            shape = ("rows", tuple(sorted(node.attr)), "full" if reads_full else reads)
         else:
             shape = "full" if reads_full else reads or node   # a constant: a step of its own
         slot = next((k for k in loops.get(shape, ()) if k > ready), None)
@@ -355,21 +358,17 @@ def _per_row(order: list, materialized: set) -> set:
             and n.spec.group != "reduce" and cost[n] >= PER_ROW_CYCLES}
 
 
-def _trailing(axes: tuple) -> bool:
-    return bool(axes) and sorted(axes) == list(range(-len(axes), 0))
-
-
 def _row_reducible(node: Expr) -> bool:
-    """A float sum or mean over trailing axes of something that reads an input."""
+    """A float sum or mean over axes including the last, of something reading an input."""
     return node.op in ("rsum", "rmean") and dt.is_float(node.dtype) and \
-        _trailing(node.attr) and bool(node.args[0].variables())
+        -1 in node.attr and bool(node.args[0].variables())
 
 
 def _variances_as_means(expr: Expr) -> Expr:
-    """var(u) over trailing axes as mean((u - mean(u))**2), NumPy's own steps for np.var
-    (the same bits), so that both means run as RowReduce loops."""
+    """var(u) over axes including the last as mean((u - mean(u))**2), NumPy's own steps
+    for np.var (the same bits), so that both means run as RowReduce loops."""
     def visit(node, args):
-        if node.op != "rvar" or not dt.is_float(node.dtype) or not _trailing(node.attr):
+        if node.op != "rvar" or not dt.is_float(node.dtype) or -1 not in node.attr:
             return None
         u = args[0]
         d = u - u.mean(axis=node.attr)
@@ -378,14 +377,14 @@ def _variances_as_means(expr: Expr) -> Expr:
 
 
 def _row_reduce(nodes: list, names: dict, values: dict, stop) -> RowReduce:
-    """One RowReduce for reductions over the same trailing axes of the same inputs."""
+    """One RowReduce for reductions over the same axes of the same inputs."""
     summands = list(dict.fromkeys(n.args[0] for n in nodes))
     first = names[nodes[0]]
     own = {a: f"{first}_e{k}" for k, a in enumerate(summands)}
     p = linearize(summands, own, values, stop=stop)
     return RowReduce(first, p.params, p.body, tuple((names[n], n.dtype) for n in nodes),
                      tuple(nodes), values=tuple(own[n.args[0]] for n in nodes),
-                     ops=tuple(n.op for n in nodes), axes=len(nodes[0].attr))
+                     ops=tuple(n.op for n in nodes), axes=tuple(sorted(nodes[0].attr)))
 
 
 # A `where` runs only its taken side when a side has at least this much work of its own

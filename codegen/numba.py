@@ -152,9 +152,10 @@ def _loop(p: Program, name: str, options: str) -> list[str]:
 
 
 def _row_loop(p: RowReduce, name: str, options: str, constant) -> list[str]:
-    """kernel(rows, cols, a0, r0, c0, ..., schedule, -, -, out0, ...): outk[i] is the sum
-    (or mean) of row i's per-element values, added in the schedule's order (see
-    lower.pairwise_schedule), as the LLVM target's RowReduce loops."""
+    """kernel(rows, cols, a0, r0, c0, ..., schedule, -, -, table, -, accumulate, out0, ...):
+    the sum of row i's per-element values, added in the schedule's order (see
+    lower.pairwise_schedule), is outk[i] (a mean: divided by cols), or with accumulate
+    is added to outk[table[i]], as the LLVM target's RowReduce loops."""
     params = [n for n, _ in p.params]
     header = ", ".join(f"{n}, r_{n}, c_{n}" for n in params)
     outs = [f"out{k}" for k in range(len(p.outputs))]
@@ -162,11 +163,12 @@ def _row_loop(p: RowReduce, name: str, options: str, constant) -> list[str]:
     args = ", ".join(f"{n}[b_{n} + j * u_{n}]" for n in params)
     arrays = ", ".join(f"{_array_type(d)}, int64[::1], int64" for _, d in p.params)
     signature = (f"void(int64, int64, {arrays}, int64[::1], int64[::1], int64, "
+                 f"int64[::1], int64[::1], int64, "
                  f"{', '.join(_array_type(d) for _, d in p.outputs)})")
     zeros = [constant(0, d) for _, d in p.outputs]
     lines = [f"@njit([{signature!r}], {options})",
              f"def {name}(rows, cols, {header}, schedule, r_schedule, c_schedule, "
-             f"{', '.join(outs)}):",
+             f"table, r_table, accumulate, {', '.join(outs)}):",
              *[f"    u_{n} = uint64(c_{n})" for n in params],
              *[f"    block{k} = np.empty({PAIRWISE_BLOCK}, {CTOR[d]})"
                for k, (_, d) in enumerate(p.outputs)],
@@ -192,11 +194,16 @@ def _row_loop(p: RowReduce, name: str, options: str, constant) -> list[str]:
              "                sp -= 1",
              *[f"                stack{k}[sp - 1] = stack{k}[sp - 1] + stack{k}[sp]"
                for k in range(len(outs))]]
-    for k, ((_, d), op) in enumerate(zip(p.outputs, p.ops)):
+    lines.append("        if accumulate:   # out[table[i]] += total; the caller divides means")
+    for k in range(len(outs)):
         total = f"(stack{k}[0] if sp else {zeros[k]})"
+        lines.append(f"            out{k}[table[i]] += {total}")
+    lines.append("        else:   # out[i] = 0 + total (NumPy's start: -0 becomes +0)")
+    for k, ((_, d), op) in enumerate(zip(p.outputs, p.ops)):
+        total = f"({zeros[k]} + (stack{k}[0] if sp else {zeros[k]}))"
         if op == "rmean":   # NumPy divides in float64, then rounds to the dtype
             total = f"{CTOR[d]}(np.float64({total}) / np.float64(cols))"
-        lines.append(f"        out{k}[i] = {total}")
+        lines.append(f"            out{k}[i] = {total}")
     return lines
 
 

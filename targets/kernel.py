@@ -218,27 +218,34 @@ class LoopKernel(Kernel):
                          jobs))
 
     def _run_rows(self, program: RowReduce, shape: tuple, arrays, outs):
-        """A RowReduce: one value per row of `shape`'s trailing `program.axes` axes."""
-        split = len(shape) - program.axes
-        if split < 0:
-            raise ValueError(f"a reduction over the last {program.axes} axes of an array "
-                             f"of shape {shape}")
-        reduced = shape[:split] + (1,) * program.axes
-        results = [np.empty(reduced, dtype) for _, dtype in program.outputs]
+        """A RowReduce over `shape` (see reduced_layout): each row's sum is one output
+        value, or is added to one (in row order: serial) when reduced axes lie before
+        the row's; means are divided by the count after that."""
+        reduced, split, accumulate = reduced_layout(shape, program.axes)
+        results = [(np.zeros if accumulate else np.empty)(reduced, dtype)
+                   for _, dtype in program.outputs]
         rows, cols = math.prod(shape[:split]), math.prod(shape[split:])
         if rows:
             rows, cols, operands = self.operands(*loop_layout(shape, arrays, split))
             operands.append((_schedule(cols), _FIRST_ROW, 0))   # never indexed by row
+            operands.append((_output_rows(shape, split, program.axes) if accumulate
+                             else _FIRST_ROW, _FIRST_ROW, int(accumulate)))
             runner, flat = self.runners[program.name], [r.reshape(-1) for r in results]
             workers = _workers()
             if self.options.get("parallel") and workers > 1 and rows >= workers and \
-                    self.parallel_worth(program, rows * cols):
+                    not accumulate and self.parallel_worth(program, rows * cols):
                 bounds = [rows * k // workers for k in range(workers + 1)]
                 list(_pool().map(lambda k: self.launch(
                     runner, bounds[k], bounds[k + 1] - bounds[k], 0, cols, 1, operands, flat),
                     range(workers)))
             else:
                 self.launch(runner, 0, rows, 0, cols, 1, operands, flat)
+        if accumulate:   # as np.mean: the float64 quotient of the sum by the count (intp)
+            count = np.intp(math.prod(shape[a] for a in program.axes))
+            for r, op in zip(results, program.ops):
+                if op == "rmean":
+                    with np.errstate(invalid="ignore", divide="ignore"):
+                        np.true_divide(r, count, out=r, casting="unsafe")
         return [self.deliver(r, out) for r, out in zip(results, outs)]
 
     def operands(self, rows: int, cols: int, operands):
@@ -272,6 +279,35 @@ def broadcasts_to(shape, full) -> bool:
 
 
 _FIRST_ROW = np.zeros(1, np.int64)
+
+
+def reduced_layout(shape: tuple, axes: tuple):
+    """(result shape, split, accumulate) of a reduction of an array of `shape` over `axes`
+    (negative, including -1), laid out as NumPy sums a C-contiguous array: the dimensions
+    from `split` on (the trailing reduced ones and those of length 1, coalesced) are one
+    row summed pairwise; a reduced dimension before `split` (accumulate) adds rows into
+    the same result element, in C order."""
+    d = len(shape)
+    if -min(axes) > d:
+        raise ValueError(f"a reduction over axes {axes} of an array of shape {shape}")
+    reduced = {a + d for a in axes}
+    split = d
+    while split > 0 and (split - 1 in reduced or shape[split - 1] == 1):
+        split -= 1
+    result = tuple(1 if i in reduced else n for i, n in enumerate(shape))
+    return result, split, any(shape[i] != 1 for i in range(split) if i in reduced)
+
+
+def _output_rows(shape: tuple, split: int, axes: tuple):
+    """For each row of a RowReduce that accumulates, its result element's flat index."""
+    d, table, stride = len(shape), np.zeros(shape[:split], np.int64), 1
+    reduced = {a + d for a in axes}
+    for i in reversed(range(split)):
+        if i not in reduced:
+            table += np.arange(shape[i], dtype=np.int64).reshape(
+                (-1,) + (1,) * (split - 1 - i)) * stride
+            stride *= shape[i]
+    return table.reshape(-1)
 
 
 @cache

@@ -112,7 +112,7 @@ def _link(obj: bytes, plan: Plan) -> dict:
         address = engine.get_function_address(p.name)
         if not address:
             raise CorruptEntry(f"object code has no function {p.name}")
-        triples = len(p.params) + isinstance(p, RowReduce)   # a RowReduce's schedule
+        triples = len(p.params) + 2 * isinstance(p, RowReduce)   # schedule, result rows
         proto = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_int64,
                                  *[ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64] * triples,
                                  *[ctypes.c_void_p] * len(p.outputs))

@@ -25,7 +25,7 @@ from exprforge.engine import dtypes as dt
 from exprforge.engine.derive import derive, vjp
 from exprforge.engine.expr import var
 
-from .kernel import Kernel, broadcasts_to
+from .kernel import Kernel, broadcasts_to, reduced_layout
 
 NAME = "torch"
 OPTIONS = {"cpu": "llvm"}
@@ -77,11 +77,8 @@ def result_shapes(plan: Plan, shapes: dict) -> list:
         else:
             shape = tuple(np.broadcast_shapes(*(known[p] for p, _ in step.params))) \
                 if step.params else ()
-            if isinstance(step, RowReduce):   # one value per row of the trailing axes
-                if step.axes > len(shape):
-                    raise ValueError(f"reduction over the last {step.axes} axes of a "
-                                     f"{len(shape)}-d input")
-                shape = shape[:len(shape) - step.axes] + (1,) * step.axes
+            if isinstance(step, RowReduce):
+                shape = reduced_layout(shape, step.axes)[0]
             known.update((name, shape) for name, _ in step.outputs)
     return [known[name] for name in plan.results]
 
@@ -155,10 +152,11 @@ class TorchKernel(Kernel):
         else:
             found = self._vjp(g)
             gradients = [found.get(name, g * 0) for name in names]
-        if sums is not None:   # rows: the length of the program's own row reductions
-            rows = max((len(n.attr) for n in expr.toposort() if n.spec.group == "reduce"
-                        and sorted(n.attr) == list(range(-len(n.attr), 0))), default=0)
-            gradients = [summed(grad, axes, rows) for grad, axes in zip(gradients, sums)]
+        if sums is not None:
+            shared = {tuple(sorted(n.attr)) for n in expr.toposort()
+                      if n.spec.group == "reduce"}
+            gradients = [summed(grad, axes, shared) if axes else grad
+                         for grad, axes in zip(gradients, sums)]
         args = ((GRAD, expr.dtype),) + self.plan.params
         return compile_kernel(tuple(gradients), "torch", None, args,
                               full=GRAD if full else None, **self.options)
@@ -169,20 +167,17 @@ class TorchKernel(Kernel):
         return vjp(self.source_expr, g, names)
 
 
-def summed(grad, axes: tuple, rows: int = 0):
-    """grad summed over `axes` (keepdims), in two sums: first over the last `rows` axes
-    when they are all among `axes` (else over the trailing run of `axes`), which a CPU
-    target runs in the loop computing grad (a RowReduce; `rows` as the program's own row
-    reductions, so they share that loop), then over the rest. A (C, 1, 1) parameter's
-    gradient is then a sum of per-row sums, not a full-size array summed afterwards."""
-    trailing = 0
-    while -trailing - 1 in axes:
-        trailing += 1
-    first = tuple(range(-(rows if 0 < rows <= trailing else trailing), 0))
-    rest = tuple(sorted(set(axes) - set(first)))
-    if first:
-        grad = grad.sum(axis=first)
-    return grad.sum(axis=rest) if rest else grad
+def summed(grad, axes: tuple, shared=()):
+    """grad summed over `axes` (keepdims). Where the program reduces over fewer of them
+    (`shared`: its reductions' axes), the sum is over those first (a CPU target runs it
+    in the loop of those reductions: a (C, 1, 1) parameter's gradient of a program with
+    row means is a sum of per-row sums), then over the rest."""
+    axes = tuple(sorted(axes))
+    inner = max((r for r in shared if set(r) < set(axes)), key=len, default=None)
+    if axes in shared or inner is None:
+        return grad.sum(axis=axes)
+    rest = tuple(sorted(set(axes) - set(inner)))
+    return grad.sum(axis=inner).sum(axis=rest)
 
 
 def broadcast_axes(shape, full) -> tuple:

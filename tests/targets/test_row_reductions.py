@@ -1,6 +1,7 @@
-"""Sums and means over trailing axes run inside generated loops (RowReduce) on both CPU
-targets, with NumPy's pairwise order: the same bits as the reference evaluator (np.sum,
-np.mean, np.var) for every row length, broadcast input, empty array and thread split."""
+"""Sums and means over axes that include the last run inside generated loops (RowReduce)
+on both CPU targets, in NumPy's order (pairwise along rows, rows added in C order): the
+same bits as the reference evaluator (np.sum, np.mean, np.var) for every row length,
+broadcast input, reduced axis before the row, empty array and thread split."""
 import numpy as np
 import pytest
 
@@ -58,13 +59,13 @@ def test_plan_fuses_trailing_float_sums_only():
                                   rows=True)
     assert isinstance(plan.steps[0], RowReduce) and len(plan.steps) == 3
     (reduce,) = [s for s in plan.steps if isinstance(s, RowReduce)]
-    assert reduce.ops == ("rmean",) and reduce.axes == 1
+    assert reduce.ops == ("rmean",) and reduce.axes == (-1,)
     assert dict(reduce.params).keys() == {"v_x"}      # x * x is computed in the loop
     # sqrt(mean + eps) is a per-row value: a loop of its own, not one per element
     assert any(dict(s.params).keys() == {reduce.name} for s in plan.steps
                if not isinstance(s, RowReduce))
-    # not fused: axes that are not the trailing ones, a max
-    for text, v in [("sum(x, axis=-2)", x32), ("sum(x, axis=(-3, -1))", x32),
+    # not fused: axes without the last, a max
+    for text, v in [("sum(x, axis=-2)", x32), ("sum(x, axis=(-3, -2))", x32),
                     ("max(x, axis=-1)", x32)]:
         steps = xf.codegen.lower.lower(parse(text, vars=v), rows=True).steps
         assert [type(s) for s in steps] == [Reduce]
@@ -82,6 +83,11 @@ CASES = [
     ("var(x, axis=(-2, -1))", lambda n: {"x": (2, 3, 2, n)}),
     ("sum(x - y, axis=(-2, -1))", lambda n: {"x": (3, 2, n), "y": (n,)}),   # y copied along rows
     ("mean(x * y, axis=(-3, -2, -1))", lambda n: {"x": (2, 2, 2, n), "y": (2, 1, 1, 1)}),
+    # reduced axes before a kept one: rows added into their result in C order
+    ("var(x, axis=(-4, -2, -1))", lambda n: {"x": (3, 2, 2, n)}),
+    ("var(x, axis=(-4, -2, -1))", lambda n: {"x": (3, 1, 2, n)}),   # one row: all pairwise
+    ("sum(x * y, axis=(-3, -1)) + mean(x, axis=(-3, -1))", lambda n: {"x": (2, 4, 3, n), "y": (3, 1)}),
+    ("mean(x, axis=(-4, -1))", lambda n: {"x": (5, 1, 1, n)}),
 ]
 
 
@@ -121,6 +127,24 @@ def test_special_values_empty_rows_out_and_threads(target):
             _same_bits(k(empty, y), evaluate(e, {"x": empty, "y": y}))
     with pytest.raises(ValueError, match="reduction"):
         k(np.float32(1.0), y)   # no axis to reduce
+    zeros = np.full((3, 16), -0.0, np.float32)           # NumPy's sums start at +0
+    _same_bits(k(zeros, np.float32(1)), evaluate(e, {"x": zeros, "y": np.float32(1)}))
+
+
+@pytest.mark.filterwarnings("ignore:Mean of empty slice")
+@pytest.mark.parametrize("target", TARGETS)
+def test_accumulated_rows_special_values_and_empty(target):
+    e = parse("mean(x, axis=(-3, -1)) - sum(x, axis=(-3, -1))", vars={"x": "float64"})
+    k = xf.compile(e, target=target, parallel=True)
+    x = np.random.default_rng(7).standard_normal((6, 5, 300))
+    x[0, 1, 2], x[3, 2, 0] = np.nan, -np.inf
+    _same_bits(k(x), evaluate(e, {"x": x}))
+    with np.errstate(all="ignore"):
+        for shape in [(0, 5, 3), (2, 0, 3), (2, 5, 0), (1, 1, 1)]:
+            empty = np.zeros(shape)
+            _same_bits(k(empty), evaluate(e, {"x": empty}))
+    zeros = np.full((3, 2, 16), -0.0)
+    _same_bits(k(zeros), evaluate(e, {"x": zeros}))
 
 
 @pytest.mark.parametrize("target", TARGETS)
