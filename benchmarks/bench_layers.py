@@ -12,8 +12,8 @@ ordinary contiguous tensor) for
     the RBF layer the expanded GEMM form exprforge uses, the fast way to write it);
   - torch.compile: that formula under torch.compile (inductor, CPU), the backward traced
     by AOTAutograd; its compile time is excluded (warm-up calls) and reported apart.
-Each figure is the best of ROUNDS rounds of REPS steps; the same inputs and parameters for
-every implementation. Reported: ms per step and each peer's time over exprforge's.
+Each figure is the best of ROUNDS rounds of REPS steps, the implementations taking turns
+round by round; the same inputs and parameters for every implementation. Reported: ms per step and each peer's time over exprforge's.
 """
 from __future__ import annotations
 
@@ -68,16 +68,20 @@ def parameters(module):
     return list(module.parameters())
 
 
-def best_ms(step) -> float:
-    step()
-    step()
-    best = float("inf")
+def best_ms(steps: dict) -> dict:
+    """Best ms per step of each implementation; the rounds take turns, so that a slow
+    spell of this shared machine falls on all of them alike."""
+    for step in steps.values():
+        step()
+        step()
+    best = dict.fromkeys(steps, float("inf"))
     for _ in range(ROUNDS):
-        began = time.perf_counter()
-        for _ in range(REPS):
-            step()
-        best = min(best, (time.perf_counter() - began) / REPS)
-    return best * 1e3
+        for name, step in steps.items():
+            began = time.perf_counter()
+            for _ in range(REPS):
+                step()
+            best[name] = min(best[name], (time.perf_counter() - began) / REPS)
+    return {name: b * 1e3 for name, b in best.items()}
 
 
 def measure(name, module, formula, shape):
@@ -104,9 +108,8 @@ def measure(name, module, formula, shape):
     for got in (step_of(lambda x, *p: module(x))(), step_of(compiled)()):
         for a, b in zip(got, want):
             torch.testing.assert_close(a, b, rtol=2e-3, atol=2e-3)
-    ms = {"exprforge": best_ms(step_of(lambda x, *p: module(x))),
-          "torch": best_ms(step_of(formula)),
-          "torch.compile": best_ms(step_of(compiled))}
+    ms = best_ms({"exprforge": step_of(lambda x, *p: module(x)), "torch": step_of(formula),
+                  "torch.compile": step_of(compiled)})
     return {"shape": list(shape), "ms": {k: round(v, 3) for k, v in ms.items()},
             "ratio_to_exprforge": {k: round(v / ms["exprforge"], 2) for k, v in ms.items()
                                    if k != "exprforge"},
