@@ -1,9 +1,10 @@
 """Kernel: a compiled Plan, called like a NumPy ufunc with one array per argument.
 
-The steps of a Plan run in order: elementwise Programs through the target's compiled
-code, reductions through NumPy (the same calls the reference evaluator makes, so a
-reduction gives the same bits). Targets supply `run_program`; targets on other array
-types (Triton, on torch tensors) also override the conversions.
+The steps of a Plan run in order: Programs (elementwise loops, and RowReduce loops on
+the CPU targets, which sum in NumPy's order) through the target's compiled code, other
+reductions through NumPy (the same calls the reference evaluator makes); either way a
+reduction gives the evaluator's bits. Targets supply `run_program`; targets on other
+array types (Triton, on torch tensors) also override the conversions.
 """
 from __future__ import annotations
 
