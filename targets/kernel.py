@@ -12,7 +12,7 @@ import math
 import os
 from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
-from functools import cache, cached_property
+from functools import cache, cached_property, lru_cache
 
 import numpy as np
 
@@ -299,6 +299,7 @@ def reduced_layout(shape: tuple, axes: tuple):
     return result, split, any(shape[i] != 1 for i in range(split) if i in reduced)
 
 
+@lru_cache(maxsize=256)
 def _output_rows(shape: tuple, split: int, axes: tuple):
     """For each row of a RowReduce that accumulates, its result element's flat index."""
     d, table, stride = len(shape), np.zeros(shape[:split], np.int64), 1
@@ -339,9 +340,24 @@ def loop_layout(shape: tuple, arrays, split: int | None = None):
         # the usual case, kept cheap: one row of the whole result
         return 1, math.prod(shape), [(a.reshape(-1), _FIRST_ROW, int(a.shape == shape))
                                      for a in arrays]
-    d = len(shape)
     arrays = [_unstretched(a) for a in arrays]
-    padded = [(1,) * (d - a.ndim) + a.shape for a in arrays]
+    rows, cols, plans = _layout(tuple(shape), tuple(a.shape for a in arrays), split)
+    operands = []
+    for a, (table, step, stretched) in zip(arrays, plans):
+        if stretched is not None:
+            a = np.broadcast_to(a, stretched)
+        operands.append((np.ascontiguousarray(a).reshape(-1), table, step))
+    return rows, cols, operands
+
+
+@lru_cache(maxsize=512)
+def _layout(shape: tuple, shapes: tuple, split: int | None):
+    """loop_layout's decisions, which depend on shapes alone (cached: a layer calls its
+    kernels with the same shapes every step): (rows, cols, [(row table, step, shape to
+    broadcast the input to or None)]). The tables are shared: nothing writes them."""
+    d = len(shape)
+    padded = [(1,) * (d - len(s)) + s for s in shapes]
+    stretched = [None] * len(shapes)
 
     def follows(p, first):   # p follows the result, or is constant, on dims first..
         return len({p[i] == shape[i] for i in range(first, d) if shape[i] != 1}) <= 1
@@ -352,15 +368,12 @@ def loop_layout(shape: tuple, arrays, split: int | None = None):
     else:
         for k, p in enumerate(padded):
             if not follows(p, split):
-                padded[k] = p[:split] + shape[split:]
-                arrays[k] = np.broadcast_to(arrays[k], padded[k])
-    rows, cols = math.prod(shape[:split]), math.prod(shape[split:])
-    operands = []
-    for a, p in zip(arrays, padded):
-        a = np.ascontiguousarray(a)
+                padded[k] = stretched[k] = p[:split] + shape[split:]
+    plans = []
+    for p, stretch in zip(padded, stretched):
         step = int(all(p[i] == shape[i] for i in range(split, d)))
         if split == 0:
-            operands.append((a.reshape(-1), _FIRST_ROW, step))
+            plans.append((_FIRST_ROW, step, stretch))
             continue
         table = np.zeros(shape[:split], np.int64)
         stride = 1
@@ -369,5 +382,5 @@ def loop_layout(shape: tuple, arrays, split: int | None = None):
                 table += np.arange(shape[i], dtype=np.int64).reshape(
                     (-1,) + (1,) * (split - 1 - i)) * stride
             stride *= p[i]
-        operands.append((a.reshape(-1), table.reshape(-1), step))
-    return rows, cols, operands
+        plans.append((table.reshape(-1), step, stretch))
+    return math.prod(shape[:split]), math.prod(shape[split:]), plans

@@ -125,16 +125,26 @@ def _link(obj: bytes, plan: Plan) -> dict:
 _FIRST_ROW_ADDRESS = _FIRST_ROW.ctypes.data   # the one-row table, fetched once
 
 
+def address(a) -> int:
+    """The address of a contiguous array's data: through the buffer protocol for a
+    writable one (~0.45 us here, against ~1.5 us for a.ctypes.data, which builds a helper
+    object: a loop with 14 inputs takes 30 of them per call)."""
+    try:
+        return ctypes.addressof(ctypes.c_char.from_buffer(a))
+    except (TypeError, ValueError):   # read-only, or empty
+        return a.ctypes.data
+
+
 class LLVMKernel(LoopKernel):
     """The loops are C functions taking pointers; ctypes releases the GIL while they run."""
 
     def launch(self, fn, row, rows, col, cols, width, operands, results):
         args = [rows, cols]
         for a, table, step in operands:
-            start = _FIRST_ROW_ADDRESS if table is _FIRST_ROW else table.ctypes.data
-            args += [a.ctypes.data + col * step * a.itemsize,
+            start = _FIRST_ROW_ADDRESS if table is _FIRST_ROW else address(table)
+            args += [address(a) + col * step * a.itemsize,
                      start + row * table.itemsize, step]
-        fn(*args, *[r.ctypes.data + (row * width + col) * r.itemsize for r in results])
+        fn(*args, *[address(r) + (row * width + col) * r.itemsize for r in results])
 
 
 KERNEL = LLVMKernel
