@@ -17,7 +17,8 @@ sampled bilinearly (torch grid_sample, align_corners=True) at each point, then a
   - MLP: Linear(FEATURES, HIDDEN) - ReLU - Linear(HIDDEN, HIDDEN) - ReLU - Linear(HIDDEN, 3).
 Training: Adam (lr LR_GRID for the grid, LR for the decoder), full image (16384 points)
 per step, float32, one thread, for BUDGET seconds of training each (evaluation time
-excluded); the same grid initialization for both. Reported: PSNR at checkpoints and at
+excluded), the models taking turns in slices of SLICE seconds; the same grid
+initialization for all. Reported: PSNR at checkpoints and at
 the end, steps taken, seconds per step.
 """
 from __future__ import annotations
@@ -40,7 +41,7 @@ from exprforge.nn import GaussianRBF  # noqa: E402
 
 RES, EVAL_RES, GRID, FEATURES = 128, 256, 32, 8
 CENTERS, HIDDEN, INIT_SCALE = (64, 256), 64, 0.5
-LR, LR_GRID, BUDGET = 1e-2, 5e-2, 30.0
+LR, LR_GRID, BUDGET, SLICE = 1e-2, 5e-2, 30.0, 0.5
 CHECKPOINTS = (2, 5, 10, 20, 30)
 
 
@@ -107,31 +108,60 @@ def psnr(model, points, target):
     return 10 * math.log10(1 / mse)
 
 
-def fit(name, budget, train_data, eval_data, seed=0):
-    torch.manual_seed(seed)
-    grid = torch.rand(1, FEATURES, GRID, GRID) * 2 - 1
-    model = GridField(decoder(name), grid)
-    opt = torch.optim.Adam([{"params": [model.grid], "lr": LR_GRID},
-                            {"params": model.decoder.parameters(), "lr": LR}])
-    points, target = train_data
-    trained, steps, curve = 0.0, 0, []
-    marks = [c for c in CHECKPOINTS if c < budget] + [budget]
-    while trained < budget:
-        began = time.perf_counter()
-        loss = torch.mean((model(points) - target) ** 2)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        trained += time.perf_counter() - began
-        steps += 1
-        while marks and trained >= marks[0]:
-            curve.append({"seconds": marks.pop(0), "steps": steps,
-                          "psnr": round(psnr(model, points, target), 2)})
-    return {"psnr": psnr(model, points, target), "psnr_256": psnr(model, *eval_data),
-            "steps": steps, "seconds": round(trained, 2),
-            "ms_per_step": round(1e3 * trained / steps, 2), "curve": curve,
-            "decoder_parameters": sum(p.numel() for p in model.decoder.parameters()),
-            "grid_parameters": model.grid.numel()}
+class Fit:
+    """One model's training, run in slices (see fit_all)."""
+
+    def __init__(self, name, budget, train_data, seed=0):
+        torch.manual_seed(seed)
+        grid = torch.rand(1, FEATURES, GRID, GRID) * 2 - 1
+        self.model = GridField(decoder(name), grid)
+        self.opt = torch.optim.Adam([{"params": [self.model.grid], "lr": LR_GRID},
+                                     {"params": self.model.decoder.parameters(), "lr": LR}])
+        self.points, self.target = train_data
+        self.budget, self.trained, self.steps, self.curve = budget, 0.0, 0, []
+        self.marks = [c for c in CHECKPOINTS if c < budget] + [budget]
+
+    @property
+    def done(self):
+        return self.trained >= self.budget
+
+    def train(self, seconds):
+        """Steps until `seconds` more of training (or the budget) are spent."""
+        until = min(self.trained + seconds, self.budget)
+        model, points, target = self.model, self.points, self.target
+        while self.trained < until:
+            began = time.perf_counter()
+            loss = torch.mean((model(points) - target) ** 2)
+            self.opt.zero_grad()
+            loss.backward()
+            self.opt.step()
+            self.trained += time.perf_counter() - began
+            self.steps += 1
+            while self.marks and self.trained >= self.marks[0]:
+                self.curve.append({"seconds": self.marks.pop(0), "steps": self.steps,
+                                   "psnr": round(psnr(model, points, target), 2)})
+
+    def result(self, eval_data):
+        model = self.model
+        return {"psnr": psnr(model, self.points, self.target),
+                "psnr_256": psnr(model, *eval_data), "steps": self.steps,
+                "seconds": round(self.trained, 2),
+                "ms_per_step": round(1e3 * self.trained / self.steps, 2), "curve": self.curve,
+                "decoder_parameters": sum(p.numel() for p in model.decoder.parameters()),
+                "grid_parameters": model.grid.numel()}
+
+
+def fit_all(names, budget, train_data, eval_data, slice_s=SLICE):
+    """Each model's budget of training time, the models taking turns in slices of
+    `slice_s` seconds: the speed of this shared machine drifts over a minute (one 30 s
+    run once stepped twice as slow in its last 10 s as in its first), and taking turns
+    spreads that over all of them."""
+    fits = {name: Fit(name, budget, train_data) for name in names}
+    while not all(f.done for f in fits.values()):
+        for f in fits.values():
+            if not f.done:
+                f.train(slice_s)
+    return {name: f.result(eval_data) for name, f in fits.items()}
 
 
 def main(argv=None):
@@ -145,11 +175,10 @@ def main(argv=None):
     began = time.perf_counter()
     train_data, eval_data = pixels(RES), pixels(EVAL_RES)
     GaussianRBF(FEATURES, 4, 3)(torch.zeros(2, FEATURES)).sum().backward()  # compile
-    results = {}
-    for name in [f"RBF-{j}" for j in CENTERS] + ["MLP"]:
-        results[name] = fit(name, budget, train_data, eval_data)
-        print(f"{name}: PSNR {results[name]['psnr']:.2f} dB after {results[name]['steps']} "
-              f"steps", file=sys.stderr)
+    results = fit_all([f"RBF-{j}" for j in CENTERS] + ["MLP"], budget, train_data,
+                      eval_data)
+    for name, r in results.items():
+        print(f"{name}: PSNR {r['psnr']:.2f} dB after {r['steps']} steps", file=sys.stderr)
     result = {
         "machine": {"date": time.strftime("%Y-%m-%dT%H:%M:%S"),
                     "python": platform.python_version(), "torch": torch.__version__,
