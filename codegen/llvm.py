@@ -295,15 +295,17 @@ def render_row_reduce(module: ir.Module, p: RowReduce, flags: tuple) -> ir.Funct
     """void NAME(rows, cols, inputs..., ptr schedule, ptr -, i64 -, ptr table, ptr -,
     i64 accumulate, out0, ...): the sum of row i's per-element values, added in the
     schedule's order (see lower.pairwise_schedule), is outk[i] (a mean: divided by cols),
-    or with accumulate != 0 is added to outk[table[i]]. A block's values go to a buffer
-    and are summed there in 8 lanes (one vector add per 8 elements); the block sums wait
-    on a stack."""
+    or with accumulate != 0 is added to outk[table[i]]; an elementwise output (op "") is
+    stored at outk[i * cols + j]. A block's values go to a buffer and are summed there in
+    8 lanes (one vector add per 8 elements); the block sums wait on a stack."""
     loop = _Loop(module, p, flags, extra=2)
     b, fn = loop.b, loop.fn
     schedule = loop.extra[0][0]
-    blocks = [loop.alloca(dtype, PAIRWISE_BLOCK) for _, dtype in p.outputs]
-    stacks = [loop.alloca(dtype, STACK) for _, dtype in p.outputs]
+    sums = [(k, dtype) for k, ((_, dtype), op) in enumerate(zip(p.outputs, p.ops)) if op]
+    blocks = {k: loop.alloca(dtype, PAIRWISE_BLOCK) for k, dtype in sums}
+    stacks = {k: loop.alloca(dtype, STACK) for k, dtype in sums}
     r, row_head, row_done, starts, along = loop.row()
+    row_start = b.mul(r, loop.cols)
     entry = b.block
     step_head, step_body, row_end = (fn.append_basic_block(f"step.{s}")
                                      for s in ("head", "body", "end"))
@@ -322,9 +324,15 @@ def render_row_reduce(module: ir.Module, p: RowReduce, flags: tuple) -> ir.Funct
     b.position_at_end(leaf)        # s > 0: the next s values, summed and pushed
 
     def store(value, dtype, k, j):
-        b.store(value, b.gep(blocks[k], [j], source_etype=MEMORY[dtype]))
+        if k in blocks:
+            b.store(value, b.gep(blocks[k], [j], source_etype=MEMORY[dtype]))
+            return
+        if dtype == "bool":        # an elementwise output: stored in place
+            value = b.zext(value, MEMORY["bool"])
+        at = b.add(b.add(row_start, off), j)
+        b.store(value, b.gep(loop.outs[k], [at], source_etype=MEMORY[dtype]))
     loop.elements(starts, along, off, s, store)
-    for k, (_, dtype) in enumerate(p.outputs):
+    for k, dtype in sums:
         total = _block_sum(loop, blocks[k], s, dtype)
         b.store(total, b.gep(stacks[k], [sp], source_etype=TYPES[dtype]))
     pushed, moved = b.add(sp, loop.one), b.add(off, s)
@@ -334,7 +342,7 @@ def render_row_reduce(module: ir.Module, p: RowReduce, flags: tuple) -> ir.Funct
     b.position_at_end(combine)     # s == 0: the top two partial sums added
     popped = b.sub(sp, loop.one)
     below = b.sub(sp, ir.Constant(I64, 2))
-    for k, (_, dtype) in enumerate(p.outputs):
+    for k, dtype in sums:
         ty = TYPES[dtype]
         low = b.gep(stacks[k], [below], source_etype=ty)
         high = b.gep(stacks[k], [popped], source_etype=ty)
@@ -357,8 +365,8 @@ def render_row_reduce(module: ir.Module, p: RowReduce, flags: tuple) -> ir.Funct
     f64 = TYPES["float64"]
     table, _, accumulate = loop.extra[1]
     adds = b.icmp_signed("!=", accumulate, loop.zero)
-    for k, ((_, dtype), op) in enumerate(zip(p.outputs, p.ops)):
-        ty = TYPES[dtype]
+    for k, dtype in sums:
+        ty, op = TYPES[dtype], p.ops[k]
         total = b.select(empty, ir.Constant(ty, 0.0), b.load(stacks[k], typ=ty))
         with b.if_else(adds) as (add, store):
             with add:              # out[table[r]] += total; the caller divides means

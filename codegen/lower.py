@@ -111,11 +111,13 @@ class RowReduce(Program):
     cols spans the trailing reduced axes, and the sum over a row of the per-element value
     `values[k]` (SSA in the body) is one output value, or is added to one when the other
     reduced axes are longer than 1 (rows in C order, as NumPy accumulates them); a mean
-    is then divided by the count. Each row is summed in NumPy's pairwise order (see
+    is then divided by the count. Outputs whose op is "" are elementwise values of the
+    loop's full shape, stored per element as the loop goes. Each row is summed in NumPy's pairwise order (see
     pairwise_schedule): the result has NumPy's bits for the argument as a C-contiguous
     array (targets.kernel.reduced_layout says how the target lays it out)."""
-    values: tuple = ()       # per output: the SSA name of the summand
-    ops: tuple = ()          # per output: "rsum" or "rmean"
+    values: tuple = ()       # per output: the SSA name of its summand (or stored value)
+    ops: tuple = ()          # per output: "rsum", "rmean", or "" for a value stored per
+                             # element (an elementwise result of the loop's shape)
     axes: tuple = ()         # the reduced axes, negative, sorted
 
     @property
@@ -262,7 +264,9 @@ def lower(expr, dtype: str | None = None, args=None, has=lambda op: True,
     # everything it reads is computed before that loop. Its shape is the broadcast of its
     # atoms' shapes: the variables, Reduce results and RowReduce steps it reads through
     # the elementwise steps before it (the results of one RowReduce share a shape).
-    slots, step_of, loops, atoms = [], {}, {}, {}
+    # A loop with reductions (a RowReduce) runs over its arguments' shape, so elementwise
+    # nodes of that shape join it too: their values are stored as it goes.
+    slots, step_of, loops, atoms, axes_of = [], {}, {}, {}, {}
     for node in order:
         if node not in materialized:
             continue
@@ -275,21 +279,23 @@ def lower(expr, dtype: str | None = None, args=None, has=lambda op: True,
         ready = max((step_of[n] for n in inputs if n.op != "var"), default=-1)
         reads_full = any(n.op == "var" and n.name == full for n in inputs)
         reads = frozenset().union(*(atoms.get(n, frozenset((n,))) for n in inputs))
-        if node in fused:
-            shape = ("rows", tuple(sorted(node.attr)), "full" if reads_full else reads)
-        else:
-            shape = "full" if reads_full else reads or node   # a constant: a step of its own
-        slot = next((k for k in loops.get(shape, ()) if k > ready), None)
+        shape = "full" if reads_full else reads or node   # a constant: a step of its own
+        axes = tuple(sorted(node.attr)) if node in fused else None
+        slot = next((k for k in loops.get(shape, ()) if k > ready and
+                     (axes is None or axes_of[k] in (None, axes))), None)
         if slot is None:
             slot = len(slots)
             loops.setdefault(shape, []).append(slot)
             slots.append([])
+            axes_of[slot] = None
+        if axes is not None:
+            axes_of[slot] = axes
         slots[slot].append(node)
         step_of[node] = slot
         atoms[node] = frozenset((("rows", slot),)) if node in fused else reads
     steps = tuple(s if isinstance(s, Reduce) else
-                  _row_reduce(s, names, values, materialized) if s[0] in fused else
-                  linearize(s, names, values, stop=materialized) for s in slots)
+                  _row_reduce(s, fused, names, values, materialized) if axes_of[k] else
+                  linearize(s, names, values, stop=materialized) for k, s in enumerate(slots))
     results = tuple(names[e] for e in lowered)
     if many:
         return Plan(prepared, lowered, params, steps, results, full)
@@ -342,26 +348,31 @@ def _per_row(order: list, materialized: set) -> set:
     """Nodes that read no input except through reductions, cost PER_ROW_CYCLES or more,
     and feed a node that does read an input: computed once per reduced element, in a
     loop of their own, rather than once per element of a full-size loop."""
-    small, cost = {}, {}
+    small, cost, reduced = {}, {}, {}
     for n in order:
         if n.op == "var":
             small[n] = False
         elif _is_leaf(n) or n.spec.group == "reduce":
-            small[n], cost[n] = True, 0.0
+            small[n], cost[n], reduced[n] = True, 0.0, n.spec.group == "reduce"
         else:
             small[n] = all(small[a] for a in n.args)
             if small[n]:
                 cost[n] = OPS[n.op].cost + sum(cost[a] for a in set(n.args)
                                                if a not in materialized)
+                reduced[n] = any(reduced[a] for a in n.args)
     feeds_big = {a for n in order if not small[n] for a in n.args}
-    return {n for n in order if small[n] and n in feeds_big and not _is_leaf(n)
+    # (a value of literals alone stays in the loop: it is folded there, not a step)
+    return {n for n in order if small[n] and reduced[n] and n in feeds_big
             and n.spec.group != "reduce" and cost[n] >= PER_ROW_CYCLES}
 
 
 def _row_reducible(node: Expr) -> bool:
-    """A float sum or mean over axes including the last, of something reading an input."""
-    return node.op in ("rsum", "rmean") and dt.is_float(node.dtype) and \
-        -1 in node.attr and bool(node.args[0].variables())
+    """A float sum or mean over axes including the last, of something elementwise (not
+    itself a reduction: a loop computes its argument per element) reading an input."""
+    if node.op not in ("rsum", "rmean") or not dt.is_float(node.dtype) or -1 not in node.attr:
+        return False
+    arg = node.args[0]
+    return arg.spec.group != "reduce" and bool(arg.variables())
 
 
 def _variances_as_means(expr: Expr) -> Expr:
@@ -376,15 +387,22 @@ def _variances_as_means(expr: Expr) -> Expr:
     return rebuild(expr, visit)
 
 
-def _row_reduce(nodes: list, names: dict, values: dict, stop) -> RowReduce:
-    """One RowReduce for reductions over the same axes of the same inputs."""
-    summands = list(dict.fromkeys(n.args[0] for n in nodes))
+def _row_reduce(nodes: list, fused: set, names: dict, values: dict, stop) -> RowReduce:
+    """One RowReduce for reductions over the same axes of the same inputs, and for the
+    elementwise nodes of their arguments' shape (stored per element)."""
+    reductions = [n for n in nodes if n in fused]
+    stored = [n for n in nodes if n not in fused]
+    summands = list(dict.fromkeys(n.args[0] for n in reductions))
     first = names[nodes[0]]
-    own = {a: f"{first}_e{k}" for k, a in enumerate(summands)}
-    p = linearize(summands, own, values, stop=stop)
-    return RowReduce(first, p.params, p.body, tuple((names[n], n.dtype) for n in nodes),
-                     tuple(nodes), values=tuple(own[n.args[0]] for n in nodes),
-                     ops=tuple(n.op for n in nodes), axes=tuple(sorted(nodes[0].attr)))
+    own = {a: names[a] if a in stored else f"{first}_e{k}" for k, a in enumerate(summands)}
+    p = linearize(list(dict.fromkeys(stored + summands)), {**names, **own}, values,
+                  stop=stop)
+    outputs = tuple((names[n], n.dtype) for n in reductions + stored)
+    return RowReduce(first, p.params, p.body, outputs, tuple(reductions + stored),
+                     values=tuple(own[n.args[0]] for n in reductions) +
+                     tuple(names[n] for n in stored),
+                     ops=tuple(n.op for n in reductions) + ("",) * len(stored),
+                     axes=tuple(sorted(reductions[0].attr)))
 
 
 # A `where` runs only its taken side when a side has at least this much work of its own

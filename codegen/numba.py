@@ -155,26 +155,29 @@ def _row_loop(p: RowReduce, name: str, options: str, constant) -> list[str]:
     """kernel(rows, cols, a0, r0, c0, ..., schedule, -, -, table, -, accumulate, out0, ...):
     the sum of row i's per-element values, added in the schedule's order (see
     lower.pairwise_schedule), is outk[i] (a mean: divided by cols), or with accumulate
-    is added to outk[table[i]], as the LLVM target's RowReduce loops."""
+    is added to outk[table[i]]; an elementwise output (op "") is stored at
+    outk[i * cols + j]; as the LLVM target's RowReduce loops."""
     params = [n for n, _ in p.params]
     header = ", ".join(f"{n}, r_{n}, c_{n}" for n in params)
     outs = [f"out{k}" for k in range(len(p.outputs))]
     values = [f"v{k}" for k in range(len(outs))]
+    sums = [k for k, op in enumerate(p.ops) if op]
     args = ", ".join(f"{n}[b_{n} + j * u_{n}]" for n in params)
     arrays = ", ".join(f"{_array_type(d)}, int64[::1], int64" for _, d in p.params)
     signature = (f"void(int64, int64, {arrays}, int64[::1], int64[::1], int64, "
                  f"int64[::1], int64[::1], int64, "
                  f"{', '.join(_array_type(d) for _, d in p.outputs)})")
-    zeros = [constant(0, d) for _, d in p.outputs]
+    zeros = {k: constant(0, p.outputs[k][1]) for k in sums}
     lines = [f"@njit([{signature!r}], {options})",
              f"def {name}(rows, cols, {header}, schedule, r_schedule, c_schedule, "
              f"table, r_table, accumulate, {', '.join(outs)}):",
              *[f"    u_{n} = uint64(c_{n})" for n in params],
-             *[f"    block{k} = np.empty({PAIRWISE_BLOCK}, {CTOR[d]})"
-               for k, (_, d) in enumerate(p.outputs)],
-             *[f"    stack{k} = np.empty(64, {CTOR[d]})" for k, (_, d) in enumerate(p.outputs)],
+             *[f"    block{k} = np.empty({PAIRWISE_BLOCK}, {CTOR[p.outputs[k][1]]})"
+               for k in sums],
+             *[f"    stack{k} = np.empty(64, {CTOR[p.outputs[k][1]]})" for k in sums],
              "    for i in range(rows):",
              *[f"        b_{n} = uint64(r_{n}[i])" for n in params],
+             "        first = uint64(i) * uint64(cols)",
              "        sp = 0",
              "        off = 0",
              "        q = 0",
@@ -185,23 +188,24 @@ def _row_loop(p: RowReduce, name: str, options: str, constant) -> list[str]:
              "                for t in range(s):",
              "                    j = uint64(off + t)",
              f"                    {', '.join(values)} = core_{p.name}({args})",
-             *[f"                    block{k}[t] = {v}" for k, v in enumerate(values)],
+             *[f"                    block{k}[t] = v{k}" if k in sums else
+               f"                    out{k}[first + j] = v{k}" for k in range(len(outs))],
              *[f"                stack{k}[sp] = block_sum(block{k}, s, {zeros[k]})"
-               for k in range(len(outs))],
+               for k in sums],
              "                sp += 1",
              "                off += s",
              "            else:",
              "                sp -= 1",
              *[f"                stack{k}[sp - 1] = stack{k}[sp - 1] + stack{k}[sp]"
-               for k in range(len(outs))]]
+               for k in sums]]
     lines.append("        if accumulate:   # out[table[i]] += total; the caller divides means")
-    for k in range(len(outs)):
-        total = f"(stack{k}[0] if sp else {zeros[k]})"
-        lines.append(f"            out{k}[table[i]] += {total}")
+    for k in sums:
+        lines.append(f"            out{k}[table[i]] += (stack{k}[0] if sp else {zeros[k]})")
     lines.append("        else:   # out[i] = 0 + total (NumPy's start: -0 becomes +0)")
-    for k, ((_, d), op) in enumerate(zip(p.outputs, p.ops)):
+    for k in sums:
+        d = p.outputs[k][1]
         total = f"({zeros[k]} + (stack{k}[0] if sp else {zeros[k]}))"
-        if op == "rmean":   # NumPy divides in float64, then rounds to the dtype
+        if p.ops[k] == "rmean":   # NumPy divides in float64, then rounds to the dtype
             total = f"{CTOR[d]}(np.float64({total}) / np.float64(cols))"
         lines.append(f"            out{k}[i] = {total}")
     return lines

@@ -221,10 +221,12 @@ class LoopKernel(Kernel):
     def _run_rows(self, program: RowReduce, shape: tuple, arrays, outs):
         """A RowReduce over `shape` (see reduced_layout): each row's sum is one output
         value, or is added to one (in row order: serial) when reduced axes lie before
-        the row's; means are divided by the count after that."""
+        the row's; means are divided by the count after that. Its elementwise outputs
+        (op "") have the full shape."""
         reduced, split, accumulate = reduced_layout(shape, program.axes)
-        results = [(np.zeros if accumulate else np.empty)(reduced, dtype)
-                   for _, dtype in program.outputs]
+        results = [np.empty(shape, dtype) if not op else
+                   (np.zeros if accumulate else np.empty)(reduced, dtype)
+                   for (_, dtype), op in zip(program.outputs, program.ops)]
         rows, cols = math.prod(shape[:split]), math.prod(shape[split:])
         if rows:
             rows, cols, operands = self.operands(*loop_layout(shape, arrays, split))
@@ -232,15 +234,19 @@ class LoopKernel(Kernel):
             operands.append((_output_rows(shape, split, program.axes) if accumulate
                              else _FIRST_ROW, _FIRST_ROW, int(accumulate)))
             runner, flat = self.runners[program.name], [r.reshape(-1) for r in results]
+            widths = [1 if op else cols for op in program.ops]   # elements per row
+
+            def run(start, count):   # results from row `start`: views (width 0 below)
+                self.launch(runner, start, count, 0, cols, 0, operands,
+                            [r[start * w:] for r, w in zip(flat, widths)])
             workers = _workers()
             if self.options.get("parallel") and workers > 1 and rows >= workers and \
                     not accumulate and self.parallel_worth(program, rows * cols):
                 bounds = [rows * k // workers for k in range(workers + 1)]
-                list(_pool().map(lambda k: self.launch(
-                    runner, bounds[k], bounds[k + 1] - bounds[k], 0, cols, 1, operands, flat),
-                    range(workers)))
+                list(_pool().map(lambda k: run(bounds[k], bounds[k + 1] - bounds[k]),
+                                 range(workers)))
             else:
-                self.launch(runner, 0, rows, 0, cols, 1, operands, flat)
+                run(0, rows)
         if accumulate:   # as np.mean: the float64 quotient of the sum by the count (intp)
             count = np.intp(math.prod(shape[a] for a in program.axes))
             for r, op in zip(results, program.ops):
@@ -312,7 +318,7 @@ def _output_rows(shape: tuple, split: int, axes: tuple):
     return table.reshape(-1)
 
 
-@cache
+@lru_cache(maxsize=256)
 def _schedule(n: int):
     """pairwise_schedule(n) as the int64 array the RowReduce loops read (never written)."""
     return np.array(pairwise_schedule(n), np.int64)

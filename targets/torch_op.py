@@ -77,9 +77,10 @@ def result_shapes(plan: Plan, shapes: dict) -> list:
         else:
             shape = tuple(np.broadcast_shapes(*(known[p] for p, _ in step.params))) \
                 if step.params else ()
-            if isinstance(step, RowReduce):
-                shape = reduced_layout(shape, step.axes)[0]
-            known.update((name, shape) for name, _ in step.outputs)
+            ops = step.ops if isinstance(step, RowReduce) else ("",) * len(step.outputs)
+            reduced = reduced_layout(shape, step.axes)[0] if any(ops) else shape
+            known.update((name, reduced if op else shape)
+                         for (name, _), op in zip(step.outputs, ops))
     return [known[name] for name in plan.results]
 
 

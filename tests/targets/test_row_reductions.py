@@ -152,3 +152,39 @@ def test_parallel_rows_match_serial(target):
     e = parse("x / sqrt(mean(x * x, axis=-1) + 1e-6)", vars={"x": "float64"})
     x = np.random.default_rng(5).standard_normal((4096, 300))
     _same_bits(xf.compile(e, target=target, parallel=True)(x), evaluate(e, {"x": x}))
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("axes", ["-1", "(-2, -1)", "(-3, -1)"])
+def test_elementwise_results_share_the_reduction_loop(target, axes):
+    """An elementwise result of the reduced arguments' shape is stored by the RowReduce
+    loop as it goes (one pass over the inputs): a layer's input gradient and its
+    parameters' summed gradients, say."""
+    v = {"x": "float32", "y": "float32"}
+    exprs = (parse("x * y + 1", vars=v), parse(f"sum(x * y, axis={axes})", vars=v),
+             parse(f"mean(x * y * y, axis={axes})", vars=v), parse("x * y > 0", vars=v))
+    k = xf.compile(exprs, target=target, parallel=True)
+    (step,) = k.plan.steps
+    assert isinstance(step, RowReduce) and sorted(step.ops) == ["", "", "rmean", "rsum"]
+    rng = np.random.default_rng(9)
+    for shape, yshape in [((4, 3, 300), (300,)), ((2, 5, 7), (5, 1)), ((64, 3, 4097), (1,))]:
+        x = rng.standard_normal(shape).astype(np.float32)
+        y = rng.standard_normal(yshape).astype(np.float32)
+        got = k(x, y)
+        want = [evaluate(e, {"x": x, "y": y}) for e in exprs]
+        for a, b in zip(got[:3], want[:3]):
+            _same_bits(a, b)
+        assert got[3].dtype == bool and np.array_equal(got[3], want[3])
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_reductions_of_reductions_and_literals(target):
+    """A reduction of a reduction runs as NumPy's (its argument is an array already); a
+    value of literals alone stays in the loop, not a step of its own."""
+    x = np.random.default_rng(2).standard_normal((5, 6)).astype(np.float32)
+    for text in ["sum(mean(x, axis=-1), axis=-1)", "sum(sum(x, axis=-2), axis=-1)",
+                 "sum(max(x, axis=-1), axis=-1)", "mean(var(x, axis=-1), axis=(-2, -1))"]:
+        e = parse(text, vars={"x": "float32"})
+        _same_bits(xf.compile(e, target=target)(x), evaluate(e, {"x": x}))
+    k = xf.compile(parse("x * exp(0.5) + 1", vars={"x": "float32"}), target=target)
+    assert len(k.plan.steps) == 1

@@ -18,6 +18,11 @@ CASES = [
     ("x - mean(x - mean(x, axis=-1), axis=(-1, -2))", {"x": (2, 3, 4)}),  # nested
     ("w * mean(x, axis=-1)", {"x": (3, 4), "w": (3, 7)}),        # cotangent wider than x
     ("mean(x, axis=-2) * x", {"x": (1, 4)}),                     # over a length-1 axis
+    # a parameter broadcast on more axes than the program reduces (its gradient is summed
+    # over those first, then the rest), and on axes before a kept one
+    ("(x - mean(x, axis=-2)) / sqrt(var(x, axis=-2) + 1e-5) * g", {"x": (4, 3), "g": ()}),
+    ("x / sqrt(var(x, axis=(-4, -2, -1)) + 1e-5) * g + b",
+     {"x": (3, 2, 2, 5), "g": (1, 2, 1, 1), "b": (2, 1, 1)}),
 ]
 
 
