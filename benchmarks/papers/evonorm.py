@@ -50,7 +50,7 @@ from training import minibatch_adam  # noqa: E402  (benchmarks/papers/training.p
 
 SIZE, CLASSES, GROUPS, NOISE, GAIN, OFFSET = 16, 6, 8, 0.25, 1.0, 0.3
 N_TRAIN, N_TEST = 1000, 1200
-LR, SEEDS = 5e-3, 2
+LR, SEEDS = 5e-3, 4
 RUNS = ((64, 18), (64, 6), (4, 6))   # (batch, epochs)
 LAYERS = {
     "BN-ReLU": lambda c: torch.nn.Sequential(torch.nn.BatchNorm2d(c), torch.nn.ReLU()),
