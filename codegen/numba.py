@@ -187,8 +187,9 @@ def _row_loop(p: RowReduce, name: str, options: str, constant) -> list[str]:
              "            if s > 0:",
              "                for t in range(s):",
              "                    j = uint64(off + t)",
+             "                    u = uint64(t)",
              f"                    {', '.join(values)} = core_{p.name}({args})",
-             *[f"                    block{k}[t] = v{k}" if k in sums else
+             *[f"                    block{k}[u] = v{k}" if k in sums else
                f"                    out{k}[first + j] = v{k}" for k in range(len(outs))],
              *[f"                stack{k}[sp] = block_sum(block{k}, s, {zeros[k]})"
                for k in sums],

@@ -2,7 +2,7 @@
 (llvm.fma, a register bitcast), where Python-level code would build arrays."""
 from __future__ import annotations
 
-from numba import njit, types
+from numba import njit, types, uint64
 from numba.extending import intrinsic
 
 
@@ -39,25 +39,27 @@ bitcast_int64_float64 = _bitcast(types.int64, types.float64)
 def block_sum(block, n, zero):
     """NumPy's sum of block[:n], n <= 128 (lower.pairwise_schedule): left to right from
     `zero` when n < 8, else 8 partial sums (sum k adds elements k, k + 8, ... below n
-    rounded down to 8) added as ((0+1)+(2+3))+((4+5)+(6+7)), then the rest in order."""
+    rounded down to 8) added as ((0+1)+(2+3))+((4+5)+(6+7)), then the rest in order.
+    Unsigned indices: Numba then skips its negative-index wraparound."""
     if n < 8:
         total = zero
         for i in range(n):
-            total += block[i]
+            total += block[uint64(i)]
         return total
     r0, r1, r2, r3 = block[0], block[1], block[2], block[3]
     r4, r5, r6, r7 = block[4], block[5], block[6], block[7]
     end = n - n % 8
-    for i in range(8, end, 8):
+    for k in range(1, end // 8):
+        i = uint64(8 * k)
         r0 += block[i]
-        r1 += block[i + 1]
-        r2 += block[i + 2]
-        r3 += block[i + 3]
-        r4 += block[i + 4]
-        r5 += block[i + 5]
-        r6 += block[i + 6]
-        r7 += block[i + 7]
+        r1 += block[i + uint64(1)]
+        r2 += block[i + uint64(2)]
+        r3 += block[i + uint64(3)]
+        r4 += block[i + uint64(4)]
+        r5 += block[i + uint64(5)]
+        r6 += block[i + uint64(6)]
+        r7 += block[i + uint64(7)]
     total = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
     for i in range(end, n):
-        total += block[i]
+        total += block[uint64(i)]
     return total
