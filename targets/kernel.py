@@ -223,6 +223,7 @@ class LoopKernel(Kernel):
         value, or is added to one (in row order: serial) when reduced axes lie before
         the row's; means are divided by the count after that. Its elementwise outputs
         (op "") have the full shape."""
+        shape = tuple(shape)
         reduced, split, accumulate = reduced_layout(shape, program.axes)
         results = [np.empty(shape, dtype) if not op else
                    (np.zeros if accumulate else np.empty)(reduced, dtype)
@@ -234,19 +235,19 @@ class LoopKernel(Kernel):
             operands.append((_output_rows(shape, split, program.axes) if accumulate
                              else _FIRST_ROW, _FIRST_ROW, int(accumulate)))
             runner, flat = self.runners[program.name], [r.reshape(-1) for r in results]
-            widths = [1 if op else cols for op in program.ops]   # elements per row
-
-            def run(start, count):   # results from row `start`: views (width 0 below)
-                self.launch(runner, start, count, 0, cols, 0, operands,
-                            [r[start * w:] for r, w in zip(flat, widths)])
             workers = _workers()
             if self.options.get("parallel") and workers > 1 and rows >= workers and \
                     not accumulate and self.parallel_worth(program, rows * cols):
+                widths = [1 if op else cols for op in program.ops]   # elements per row
+
+                def run(start, count):   # results from row `start`: views (width 0)
+                    self.launch(runner, start, count, 0, cols, 0, operands,
+                                [r[start * w:] for r, w in zip(flat, widths)])
                 bounds = [rows * k // workers for k in range(workers + 1)]
                 list(_pool().map(lambda k: run(bounds[k], bounds[k + 1] - bounds[k]),
                                  range(workers)))
             else:
-                run(0, rows)
+                self.launch(runner, 0, rows, 0, cols, 0, operands, flat)
         if accumulate:   # as np.mean: the float64 quotient of the sum by the count (intp)
             count = np.intp(math.prod(shape[a] for a in program.axes))
             for r, op in zip(results, program.ops):
@@ -288,6 +289,7 @@ def broadcasts_to(shape, full) -> bool:
 _FIRST_ROW = np.zeros(1, np.int64)
 
 
+@lru_cache(maxsize=512)
 def reduced_layout(shape: tuple, axes: tuple):
     """(result shape, split, accumulate) of a reduction of an array of `shape` over `axes`
     (negative, including -1), laid out as NumPy sums a C-contiguous array: the dimensions

@@ -7,12 +7,13 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import json
+import weakref
 from functools import cache
 
 from exprforge.codegen import llvm as renderer
 from exprforge.codegen.lower import Plan, RowReduce
 
-from .kernel import _FIRST_ROW, LoopKernel
+from .kernel import LoopKernel
 from .store import CorruptEntry, write_once
 
 NAME = "llvm"
@@ -122,9 +123,6 @@ def _link(obj: bytes, plan: Plan) -> dict:
     return runners
 
 
-_FIRST_ROW_ADDRESS = _FIRST_ROW.ctypes.data   # the one-row table, fetched once
-
-
 def address(a) -> int:
     """The address of a contiguous array's data: through the buffer protocol for a
     writable one (~0.45 us here, against ~1.5 us for a.ctypes.data, which builds a helper
@@ -135,15 +133,26 @@ def address(a) -> int:
         return a.ctypes.data
 
 
+_TABLES: dict = {}   # id -> address of a row table (tables are cached and reused)
+
+
+def table_address(table) -> int:
+    """address(table), remembered while the table lives (the layout caches keep them)."""
+    known = _TABLES.get(id(table))
+    if known is None:
+        known = _TABLES[id(table)] = address(table)
+        weakref.finalize(table, _TABLES.pop, id(table), None)
+    return known
+
+
 class LLVMKernel(LoopKernel):
     """The loops are C functions taking pointers; ctypes releases the GIL while they run."""
 
     def launch(self, fn, row, rows, col, cols, width, operands, results):
         args = [rows, cols]
         for a, table, step in operands:
-            start = _FIRST_ROW_ADDRESS if table is _FIRST_ROW else address(table)
             args += [address(a) + col * step * a.itemsize,
-                     start + row * table.itemsize, step]
+                     table_address(table) + row * 8, step]
         fn(*args, *[address(r) + (row * width + col) * r.itemsize for r in results])
 
 
