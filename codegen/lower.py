@@ -112,9 +112,10 @@ class RowReduce(Program):
     `values[k]` (SSA in the body) is one output value, or is added to one when the other
     reduced axes are longer than 1 (rows in C order, as NumPy accumulates them); a mean
     is then divided by the count. Outputs whose op is "" are elementwise values of the
-    loop's full shape, stored per element as the loop goes. Each row is summed in NumPy's pairwise order (see
-    pairwise_schedule): the result has NumPy's bits for the argument as a C-contiguous
-    array (targets.kernel.reduced_layout says how the target lays it out)."""
+    loop's full shape, stored per element as the loop goes. Each row is summed in NumPy's
+    pairwise order (see pairwise_schedule): the result has NumPy's bits for the argument
+    as a C-contiguous array (targets.kernel.reduced_layout says how the target lays it
+    out). A loop that adds rows into shared results runs on one thread."""
     values: tuple = ()       # per output: the SSA name of its summand (or stored value)
     ops: tuple = ()          # per output: "rsum", "rmean", or "" for a value stored per
                              # element (an elementwise result of the loop's shape)
@@ -263,7 +264,7 @@ def lower(expr, dtype: str | None = None, args=None, has=lambda op: True,
     # Steps in order; an elementwise node joins an earlier loop of the same shape when
     # everything it reads is computed before that loop. Its shape is the broadcast of its
     # atoms' shapes: the variables, Reduce results and RowReduce steps it reads through
-    # the elementwise steps before it (the results of one RowReduce share a shape).
+    # the elementwise steps before it (the reductions of one RowReduce share a shape).
     # A loop with reductions (a RowReduce) runs over its arguments' shape, so elementwise
     # nodes of that shape join it too: their values are stored as it goes.
     slots, step_of, loops, atoms, axes_of = [], {}, {}, {}, {}

@@ -79,14 +79,16 @@ def test_plan_fuses_trailing_float_sums_only():
 CASES = [
     ("sum(x, axis=-1)", lambda n: {"x": (3, n)}),
     ("mean(x * y + 1, axis=-1)", lambda n: {"x": (2, n), "y": (1, n)}),
-    ("x / sqrt(mean(x * x, axis=-1) + 1e-6) + var(x, axis=-1) * y", lambda n: {"x": (4, n), "y": (4, 1)}),
+    ("x / sqrt(mean(x * x, axis=-1) + 1e-6) + var(x, axis=-1) * y",
+     lambda n: {"x": (4, n), "y": (4, 1)}),
     ("var(x, axis=(-2, -1))", lambda n: {"x": (2, 3, 2, n)}),
     ("sum(x - y, axis=(-2, -1))", lambda n: {"x": (3, 2, n), "y": (n,)}),   # y copied along rows
     ("mean(x * y, axis=(-3, -2, -1))", lambda n: {"x": (2, 2, 2, n), "y": (2, 1, 1, 1)}),
     # reduced axes before a kept one: rows added into their result in C order
     ("var(x, axis=(-4, -2, -1))", lambda n: {"x": (3, 2, 2, n)}),
     ("var(x, axis=(-4, -2, -1))", lambda n: {"x": (3, 1, 2, n)}),   # one row: all pairwise
-    ("sum(x * y, axis=(-3, -1)) + mean(x, axis=(-3, -1))", lambda n: {"x": (2, 4, 3, n), "y": (3, 1)}),
+    ("sum(x * y, axis=(-3, -1)) + mean(x, axis=(-3, -1))",
+     lambda n: {"x": (2, 4, 3, n), "y": (3, 1)}),
     ("mean(x, axis=(-4, -1))", lambda n: {"x": (5, 1, 1, n)}),
 ]
 
