@@ -278,8 +278,10 @@ def lower(expr, dtype: str | None = None, args=None, has=lambda op: True,
             continue
         inputs = _inputs(node.args[0] if node in fused else node, materialized)
         ready = max((step_of[n] for n in inputs if n.op != "var"), default=-1)
-        reads_full = any(n.op == "var" and n.name == full for n in inputs)
         reads = frozenset().union(*(atoms.get(n, frozenset((n,))) for n in inputs))
+        # the full shape: reading `full`, or an elementwise result that read it
+        reads_full = any(isinstance(a, Expr) and a.op == "var" and a.name == full
+                         for a in reads)
         shape = "full" if reads_full else reads or node   # a constant: a step of its own
         axes = tuple(sorted(node.attr)) if node in fused else None
         slot = next((k for k in loops.get(shape, ()) if k > ready and
