@@ -1,4 +1,5 @@
 """PolyReLU and PolyNorm against the paper's formulas written in torch, and gradcheck."""
+import numpy as np
 import pytest
 import torch
 from torch.func import functional_call
@@ -96,3 +97,20 @@ def test_a_training_step_moves_the_coefficients():
     opt.step()
     assert not torch.equal(m.weight.detach(), torch.full((3,), 1 / 3))
     assert (m(x) - x.sin()).pow(2).mean() < loss
+
+
+def test_parameter_gradients_are_summed_in_the_input_gradients_loop():
+    """PolyReLU's backward is one loop: the input gradient per element and the four
+    scalar parameters' gradients summed as it goes (no full-size arrays for them)."""
+    k = _kernel("polyrelu", "float64")
+    sums = ((),) + ((-2, -1),) * 4
+    backward = k.backward_kernel((0, 1, 2, 3, 4), True, sums)
+    (step,) = backward.plan.steps
+    assert isinstance(step, RowReduce) and sorted(step.ops) == ["", "rsum", "rsum", "rsum", "rsum"]
+    rng = np.random.default_rng(0)
+    g, x = rng.standard_normal((2, 8, 32))
+    grads = backward.cpu(g, x, 0.3, -0.2, 0.1, 0.05)
+    assert [np.shape(a) for a in grads] == [(8, 32)] + [(1, 1)] * 4
+    r = np.maximum(x, 0)
+    want = [(g * r).sum(), (g * r * r).sum(), (g * r ** 3).sum(), g.sum()]
+    np.testing.assert_allclose([float(a[0, 0]) for a in grads[1:]], want, rtol=1e-12)
