@@ -19,7 +19,7 @@ from llvmlite import ir
 
 from exprforge.engine import dtypes as dt
 
-from .lower import PAIRWISE_BLOCK, Branch, Plan, Program, RowReduce
+from .lower import PAIRWISE_BLOCK, PAIRWISE_STACK, Branch, Plan, Program, RowReduce
 
 TYPES = {"float32": ir.FloatType(), "float64": ir.DoubleType(), "int32": ir.IntType(32),
          "int64": ir.IntType(64), "bool": ir.IntType(1)}
@@ -179,7 +179,6 @@ def _emit_items(emitter: _Emitter, fn, items, values: dict, types: dict):
 
 
 CHUNK = 256   # elements per inner loop: the buffers are 256 * 8 bytes at most per input
-STACK = 64    # pairwise partial sums held at once (a row of 2**63 needs fewer)
 I32 = ir.IntType(32)
 
 
@@ -303,7 +302,7 @@ def render_row_reduce(module: ir.Module, p: RowReduce, flags: tuple) -> ir.Funct
     schedule = loop.extra[0][0]
     sums = [(k, dtype) for k, ((_, dtype), op) in enumerate(zip(p.outputs, p.ops)) if op]
     blocks = {k: loop.alloca(dtype, PAIRWISE_BLOCK) for k, dtype in sums}
-    stacks = {k: loop.alloca(dtype, STACK) for k, dtype in sums}
+    stacks = {k: loop.alloca(dtype, PAIRWISE_STACK) for k, dtype in sums}
     r, row_head, row_done, starts, along = loop.row()
     row_start = b.mul(r, loop.cols)
     entry = b.block

@@ -98,7 +98,6 @@ class Program:
         """The body with every Branch replaced by both sides and a `where`."""
         return tuple(_flat(self.body))
 
-
     @property
     def returns(self) -> tuple:
         """The SSA names the body computes per element for the loop to store."""
@@ -130,6 +129,7 @@ class RowReduce(Program):
 # a run of at most 128 elements is summed in 8 interleaved partial sums (sequentially
 # from 0 below 8 elements); a longer run splits at half, rounded down to a multiple of 8.
 PAIRWISE_BLOCK = 128
+PAIRWISE_STACK = 64   # partial sums a row's schedule holds at once (log2 of its length)
 
 
 def pairwise_schedule(n: int) -> list:
@@ -369,10 +369,14 @@ def _per_row(order: list, materialized: set) -> set:
             and n.spec.group != "reduce" and cost[n] >= PER_ROW_CYCLES}
 
 
+def _float_over_last_axis(node: Expr, ops: tuple) -> bool:
+    return node.op in ops and dt.is_float(node.dtype) and -1 in node.attr
+
+
 def _row_reducible(node: Expr) -> bool:
     """A float sum or mean over axes including the last, of something elementwise (not
     itself a reduction: a loop computes its argument per element) reading an input."""
-    if node.op not in ("rsum", "rmean") or not dt.is_float(node.dtype) or -1 not in node.attr:
+    if not _float_over_last_axis(node, ("rsum", "rmean")):
         return False
     arg = node.args[0]
     return arg.spec.group != "reduce" and bool(arg.variables())
@@ -382,7 +386,7 @@ def _variances_as_means(expr: Expr) -> Expr:
     """var(u) over axes including the last as mean((u - mean(u))**2), NumPy's own steps
     for np.var (the same bits), so that both means run as RowReduce loops."""
     def visit(node, args):
-        if node.op != "rvar" or not dt.is_float(node.dtype) or -1 not in node.attr:
+        if not _float_over_last_axis(node, ("rvar",)):
             return None
         u = args[0]
         d = u - u.mean(axis=node.attr)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from exprforge.engine import dtypes as dt
 
-from .lower import PAIRWISE_BLOCK, Branch, Instr, Plan, Program, RowReduce
+from .lower import PAIRWISE_BLOCK, PAIRWISE_STACK, Branch, Instr, Plan, Program, RowReduce
 
 CTOR = {"float32": "np.float32", "float64": "np.float64", "int32": "np.int32",
         "int64": "np.int64", "bool": "np.bool_"}
@@ -51,8 +51,8 @@ SPELLINGS = {
     "ldexp": "math.ldexp({0}, {exponent})", "cast": "{to}({0})",
     "bitcast": "bitcast_{src}_{dst}({0})",
 }
-HELPERS = ("fma_", "block_sum", "bitcast_float32_int32", "bitcast_int32_float32", "bitcast_float64_int64",
-           "bitcast_int64_float64")
+HELPERS = ("fma_", "block_sum", "bitcast_float32_int32", "bitcast_int32_float32",
+           "bitcast_float64_int64", "bitcast_int64_float64")
 
 
 def has(op: str) -> bool:
@@ -89,8 +89,8 @@ def render_program(p: Program, constants: dict, cache: bool, fastmath) -> list[s
     params = ", ".join(name for name, _ in p.params)
     types = dict(p.params)
 
-    def constant(value, dtype):  # a module global: Numba reads it as a typed constant
-        return constants.setdefault(literal(value, dtype), f"c{len(constants)}")
+    def constant(value, dtype):
+        return _constant(constants, value, dtype)
     lines = [f"@njit(error_model='numpy', cache={cache}, fastmath={fastmath!r})",
              f"def core_{p.name}({params}):"]
 
@@ -115,14 +115,22 @@ def render_program(p: Program, constants: dict, cache: bool, fastmath) -> list[s
     return lines
 
 
+def _constant(constants: dict, value, dtype: str) -> str:
+    """The module global holding a literal (Numba reads globals as typed constants)."""
+    return constants.setdefault(literal(value, dtype), f"c{len(constants)}")
+
+
 def _array_type(dtype: str) -> str:
     return ("boolean" if dtype == "bool" else dtype) + "[::1]"
 
 
-def loop_signature(p: Program) -> str:
-    arrays = ", ".join(f"{_array_type(d)}, int64[::1], int64" for _, d in p.params)
+def loop_signature(p: Program, extra: int = 0) -> str:
+    """The loop's signature; `extra` int64 (array, table, step) triples follow the inputs
+    (a RowReduce's schedule and result rows)."""
+    arrays = [f"{_array_type(d)}, int64[::1], int64" for _, d in p.params]
+    arrays += ["int64[::1], int64[::1], int64"] * extra
     outs = ", ".join(_array_type(d) for _, d in p.outputs)
-    return f"void(int64, int64, {arrays}, {outs})"
+    return f"void(int64, int64, {', '.join(arrays)}, {outs})"
 
 
 def _loop(p: Program, name: str, options: str) -> list[str]:
@@ -151,7 +159,7 @@ def _loop(p: Program, name: str, options: str) -> list[str]:
             *body(" " * 12, "first", "j")]
 
 
-def _row_loop(p: RowReduce, name: str, options: str, constant) -> list[str]:
+def _row_loop(p: RowReduce, name: str, options: str, constants: dict) -> list[str]:
     """kernel(rows, cols, a0, r0, c0, ..., schedule, -, -, table, -, accumulate, out0, ...):
     the sum of row i's per-element values, added in the schedule's order (see
     lower.pairwise_schedule), is outk[i] (a mean: divided by cols), or with accumulate
@@ -163,18 +171,15 @@ def _row_loop(p: RowReduce, name: str, options: str, constant) -> list[str]:
     values = [f"v{k}" for k in range(len(outs))]
     sums = [k for k, op in enumerate(p.ops) if op]
     args = ", ".join(f"{n}[b_{n} + j * u_{n}]" for n in params)
-    arrays = ", ".join(f"{_array_type(d)}, int64[::1], int64" for _, d in p.params)
-    signature = (f"void(int64, int64, {arrays}, int64[::1], int64[::1], int64, "
-                 f"int64[::1], int64[::1], int64, "
-                 f"{', '.join(_array_type(d) for _, d in p.outputs)})")
-    zeros = {k: constant(0, p.outputs[k][1]) for k in sums}
-    lines = [f"@njit([{signature!r}], {options})",
+    zeros = {k: _constant(constants, 0, p.outputs[k][1]) for k in sums}
+    lines = [f"@njit([{loop_signature(p, extra=2)!r}], {options})",
              f"def {name}(rows, cols, {header}, schedule, r_schedule, c_schedule, "
              f"table, r_table, accumulate, {', '.join(outs)}):",
              *[f"    u_{n} = uint64(c_{n})" for n in params],
              *[f"    block{k} = np.empty({PAIRWISE_BLOCK}, {CTOR[p.outputs[k][1]]})"
                for k in sums],
-             *[f"    stack{k} = np.empty(64, {CTOR[p.outputs[k][1]]})" for k in sums],
+             *[f"    stack{k} = np.empty({PAIRWISE_STACK}, {CTOR[p.outputs[k][1]]})"
+               for k in sums],
              "    for i in range(rows):",
              *[f"        b_{n} = uint64(r_{n}[i])" for n in params],
              "        first = uint64(i) * uint64(cols)",
@@ -249,8 +254,7 @@ def render(plan: Plan, *, parallel: bool = False, fastmath=False, cache: bool = 
         lines = render_program(p, constants, cache, fastmath)
         if isinstance(p, RowReduce):
             lines += ["", ""] + _row_loop(p, f"kernel_{p.name}", options + ", nogil=True",
-                                          lambda v, d: constants.setdefault(
-                                              literal(v, d), f"c{len(constants)}"))
+                                          constants)
         else:
             lines += ["", ""] + _loop(p, f"kernel_{p.name}", options + ", nogil=True")
         bodies.append("\n".join(lines))

@@ -310,13 +310,19 @@ def reduced_layout(shape: tuple, axes: tuple):
 @lru_cache(maxsize=256)
 def _output_rows(shape: tuple, split: int, axes: tuple):
     """For each row of a RowReduce that accumulates, its result element's flat index."""
-    d, table, stride = len(shape), np.zeros(shape[:split], np.int64), 1
-    reduced = {a + d for a in axes}
-    for i in reversed(range(split)):
-        if i not in reduced:
+    return _row_table(shape, reduced_layout(shape, axes)[0], split)
+
+
+def _row_table(shape: tuple, p: tuple, split: int):
+    """For each row (the dimensions of `shape` before `split`, in C order), the flat
+    index of its first element in a C-contiguous array of shape p (p's dimensions are
+    `shape`'s or 1: an array broadcast to `shape`)."""
+    table, stride = np.zeros(shape[:split], np.int64), 1
+    for i in reversed(range(len(shape))):
+        if i < split and p[i] != 1:
             table += np.arange(shape[i], dtype=np.int64).reshape(
                 (-1,) + (1,) * (split - 1 - i)) * stride
-            stride *= shape[i]
+        stride *= p[i]
     return table.reshape(-1)
 
 
@@ -380,15 +386,5 @@ def _layout(shape: tuple, shapes: tuple, split: int | None):
     plans = []
     for p, stretch in zip(padded, stretched):
         step = int(all(p[i] == shape[i] for i in range(split, d)))
-        if split == 0:
-            plans.append((_FIRST_ROW, step, stretch))
-            continue
-        table = np.zeros(shape[:split], np.int64)
-        stride = 1
-        for i in reversed(range(d)):   # the element strides of a C-contiguous input
-            if i < split and p[i] != 1:
-                table += np.arange(shape[i], dtype=np.int64).reshape(
-                    (-1,) + (1,) * (split - 1 - i)) * stride
-            stride *= p[i]
-        plans.append((table.reshape(-1), step, stretch))
+        plans.append((_row_table(shape, p, split) if split else _FIRST_ROW, step, stretch))
     return math.prod(shape[:split]), math.prod(shape[split:]), plans
