@@ -1,7 +1,7 @@
 """PolyCom activations (Zhuo et al. 2025, "Polynomial Composition Activations").
 
     PolyReLU(x) = a1 relu(x) + a2 relu(x)**2 + a3 relu(x)**3 + b
-    PolyNorm(x) = a1 n(x) + a2 n(x**2) + a3 n(x**3) + b,   n(u) = u / sqrt(mean(u**2) + eps)
+    PolyNorm(x) = a1 n(x) + a2 n(x**2) + a3 n(x**3) + b,   n(u) = u * rsqrt(mean(u**2) + eps)
 
 with the mean over the last axis, learnable a = (1/3, 1/3, 1/3) and b = 0 at init. Each
 formula is one exprforge program whose coefficients are kernel arguments, compiled for
@@ -33,8 +33,8 @@ def polyrelu_expr(dtype: str = "float32") -> Expr:
 def polynorm_expr(dtype: str = "float32", eps: float = 1e-6) -> Expr:
     x, a1, a2, a3, b = (var(n, dtype) for n in ARGS)
 
-    def n(u):
-        return u / F.sqrt(F.rmean(u * u, axis=-1) + eps)
+    def n(u):   # times the reciprocal root, as the paper's code (torch.rsqrt): per row
+        return u * (1 / F.sqrt(F.rmean(u * u, axis=-1) + eps))   # then one multiply each
     return a1 * n(x) + a2 * n(x * x) + a3 * n(x * x * x) + b
 
 
@@ -68,7 +68,7 @@ class PolyReLU(_PolyCom):
 
 
 class PolyNorm(_PolyCom):
-    """sum_{i=1..3} weight[i-1] * n(x**i) + bias, n(u) = u / sqrt(mean(u**2, -1) + eps),
+    """sum_{i=1..3} weight[i-1] * n(x**i) + bias, n(u) = u * rsqrt(mean(u**2, -1) + eps),
     on a generated kernel (the means are over the last axis)."""
 
     def __init__(self, eps: float = 1e-6):
