@@ -222,18 +222,25 @@ def _np_bitcast(x, to):
     return (a if a.flags.c_contiguous else np.array(a, order="C")).view(to)
 
 
-def _scipy_special(name: str):
-    """scipy.special's ufunc NAME, imported at the first call: importing scipy.special
-    takes ~140 ms here, two thirds of `import exprforge` (and of loading a stored kernel
-    in a new process)."""
-    def fn(*args, **kwargs):
-        from scipy import special
-        return getattr(special, name)(*args, **kwargs)
-    fn.__name__ = fn.__qualname__ = name
-    return fn
+@cache
+def _special():
+    """scipy.special, imported at the first call that needs it: importing it takes ~140 ms
+    here, two thirds of `import exprforge` (and of loading a stored kernel in a new
+    process)."""
+    from scipy import special
+    return special
 
 
-_np_sigmoid = _scipy_special("expit")
+def _np_erf(x, *args, **kwargs):
+    return _special().erf(x, *args, **kwargs)
+
+
+def _np_erfc(x, *args, **kwargs):
+    return _special().erfc(x, *args, **kwargs)
+
+
+def _np_sigmoid(x, *args, **kwargs):
+    return _special().expit(x, *args, **kwargs)
 
 
 # --- derivative helpers (f is the builder namespace) ------------------------------
@@ -396,10 +403,10 @@ ROWS = [
            aliases=("arctanh",), cost=72.0, domain=UNIT, ulp32=1.5, ulp64=1.5, props=frozenset({"odd"})),
 
     # special functions and activations
-    _unary("erf", _scipy_special("erf"), mp.erf,
+    _unary("erf", _np_erf, mp.erf,
            lambda a, out, f: (2 / f.sqrt(f.pi()) * f.exp(-(a[0] * a[0])),), cost=49.0,
            domain=(-10.0, 10.0), ulp32=1.0, ulp64=3.0, props=frozenset({"odd"})),
-    _unary("erfc", _scipy_special("erfc"), _mp_erfc,
+    _unary("erfc", _np_erfc, _mp_erfc,
            lambda a, out, f: (-2 / f.sqrt(f.pi()) * f.exp(-(a[0] * a[0])),), cost=51.0,
            domain=(-10.0, 9.0), ulp32=1.0, ulp64=80.0),
     _unary("sigmoid", _np_sigmoid, lambda x: 1 / (1 + mp.exp(-x)),

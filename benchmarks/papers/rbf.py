@@ -137,7 +137,7 @@ class Fit:
         self.opt = torch.optim.Adam(self.model.parameters(), lr=LR)
         self.points, self.target = train_data
         self.budget, self.trained, self.steps, self.curve = budget, 0.0, 0, []
-        self.marks = [c for c in CHECKPOINTS if c < budget] + [budget]
+        self.marks = [float(c) for c in CHECKPOINTS if c < budget] + [float(budget)]
 
     @property
     def done(self):
@@ -209,6 +209,8 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, default=3, help="runs, each with its own seed")
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/papers_rbf.json"))
     args = ap.parse_args(argv)
+    if args.seeds < 1:
+        ap.error("--seeds must be at least 1")
     torch.set_num_threads(1)
     budget = 3.0 if args.quick else args.budget
     began = time.perf_counter()

@@ -45,9 +45,10 @@ def test_import_in_a_new_process_does_not_compile(fresh_store, target):
         import json, os, sys, numpy as np
         from exprforge.kernels import bump
         x = np.linspace(-2, 2, 5, dtype=np.float32)
+        values = bump(x).tolist()
         heavy = sorted({"scipy.special", "sympy", "egglog", "torch"} & set(sys.modules))
         print(json.dumps({"hit": bump.cache_info["hit"], "compiled": bump.cache_info["compiled"],
-                          "pid": os.getpid(), "values": bump(x).tolist(), "target": bump.target,
+                          "pid": os.getpid(), "values": values, "target": bump.target,
                           "heavy": heavy}))
     """, fresh_store)
     assert result["hit"] and not result["compiled"] and result["target"] == target
