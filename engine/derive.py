@@ -203,3 +203,98 @@ def vjp(expr: Expr, cotangent: Expr, wrt) -> dict:
 
 def _nonzero(d: Expr):
     return None if d.op == "const" and d.attr == 0 else d
+
+
+# --- taking factors out of sums ---------------------------------------------------------
+# A backward program sums products such as grad * a * x * r over a row, where a (a
+# broadcast parameter) and r (a row's value) do not change along the row: summing
+# grad * x once and multiplying by a * r is the same sum over the reals, with fewer
+# products per element, and the same sum of grad * x then serves every term that needs
+# it (PolyNorm's three means' cotangents and its three coefficients' gradients).
+
+ALL_AXES = None   # flat_axes of a value constant along every axis (a literal)
+
+
+def hoist_constant_factors(expr: Expr, flat: dict) -> Expr:
+    """expr with every float sum and mean over axes A of a product rewritten as
+    (the factors constant along A) * (the sum or mean of the others). `flat` maps a
+    variable's name to the axes (negative) on which it has length 1 (is broadcast);
+    literals, reductions (kept dims) and elementwise values of such are flat on the
+    axes all their inputs are. Exact over the reals; the rounding differs."""
+    memo: dict = {}
+
+    def flat_axes(e):
+        if e in memo:
+            return memo[e]
+        if e.op == "const" or e.spec.group == "const":
+            out = ALL_AXES
+        elif e.op == "var":
+            out = frozenset(flat.get(e.name, ()))
+        else:
+            out = ALL_AXES
+            for a in e.args:
+                out = _meet(out, flat_axes(a))
+            if e.spec.group == "reduce":
+                out = frozenset(e.attr) | (out or frozenset())
+        memo[e] = out
+        return out
+
+    def visit(node, args):
+        if node.op not in ("rsum", "rmean") or not dt.is_float(node.dtype):
+            return None
+        axes = frozenset(node.attr)
+        sign, factors = _factors(args[0], lambda f: _covers(flat_axes(f), axes))
+        out, rest = [], []
+        for f in factors:
+            if not (f.op == "const" and f.attr == 1):   # a factor 1 is dropped
+                (out if _covers(flat_axes(f), axes) else rest).append(f)
+        if not rest or len(rest) == len(factors):   # all constant, or nothing to take out
+            return None
+        result = make(node.op, (_product(rest),), node.attr)
+        result = _product(out + [result]) if out else result
+        return make("neg", (result,)) if sign else result
+    return rebuild(expr, visit)
+
+
+def _meet(a, b):
+    return b if a is ALL_AXES else a if b is ALL_AXES else a & b
+
+
+def _covers(axes, wanted) -> bool:
+    return axes is ALL_AXES or wanted <= axes
+
+
+def _factors(e: Expr, constant) -> tuple[bool, list]:
+    """(negated, factors) of a product tree: through mul, neg, and a division by a
+    constant value (as a factor 1/c); a subtree with no constant factor stays whole
+    (x * x * x stays the value the forward computes)."""
+    if not _has_constant_factor(e, constant):
+        return False, [e]
+    if e.op == "mul":
+        s1, f1 = _factors(e.args[0], constant)
+        s2, f2 = _factors(e.args[1], constant)
+        return s1 != s2, f1 + f2
+    if e.op == "neg":
+        s, f = _factors(e.args[0], constant)
+        return not s, f
+    if e.op == "div" and constant(e.args[1]) and not constant(e.args[0]):
+        s, f = _factors(e.args[0], constant)
+        return s, f + [1 / e.args[1]]
+    return False, [e]
+
+
+def _has_constant_factor(e: Expr, constant) -> bool:
+    if constant(e):
+        return True
+    if e.op == "mul":
+        return any(_has_constant_factor(a, constant) for a in e.args)
+    if e.op == "neg":
+        return _has_constant_factor(e.args[0], constant)
+    return e.op == "div" and constant(e.args[1])
+
+
+def _product(factors: list) -> Expr:
+    out = factors[0]
+    for f in factors[1:]:
+        out = out * f
+    return out

@@ -13,6 +13,9 @@ A program with reductions (sum, mean, var, max over axes) gets its backward from
 engine.derive.vjp instead: reverse mode cut at the reductions, each elementwise piece
 differentiated by `derive`, each reduction's cotangent summed over its axes. The backward
 kernel recomputes the forward's reductions, once (nothing is saved but the inputs).
+Factors that do not change along a sum's axes (parameters broadcast there, the forward's
+row values) are multiplied after the sum (engine.derive.hoist_constant_factors), so
+sums that differ only by them are one: PolyNorm's gradient loop sums 4 products, not 7.
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ import numpy as np
 
 from exprforge.codegen.lower import Plan, Reduce, RowReduce
 from exprforge.engine import dtypes as dt
-from exprforge.engine.derive import derive, vjp
+from exprforge.engine.derive import derive, hoist_constant_factors, vjp
 from exprforge.engine.expr import var
 
 from .kernel import Kernel, broadcasts_to, reduced_layout
@@ -158,6 +161,10 @@ class TorchKernel(Kernel):
                       if n.spec.group == "reduce"}
             gradients = [summed(grad, axes, shared) if axes else grad
                          for grad, axes in zip(gradients, sums)]
+        # what does not change along a sum's axes is multiplied after it: the parameters
+        # broadcast there (sums tells which), the forward's row values
+        flat = dict(zip(names, sums)) if sums is not None else {}
+        gradients = [hoist_constant_factors(grad, flat) for grad in gradients]
         args = ((GRAD, expr.dtype),) + self.plan.params
         return compile_kernel(tuple(gradients), "torch", None, args,
                               full=GRAD if full else None, **self.options)
