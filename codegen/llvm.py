@@ -178,13 +178,14 @@ def _emit_items(emitter: _Emitter, fn, items, values: dict, types: dict):
         types[ins.out] = ins.dtype
 
 
-CHUNK = 256   # elements per inner loop: the buffers are 256 * 8 bytes at most per input
+CHUNK = 256   # elements per inner loop (and 8-byte zeros in _zeros)
 I32 = ir.IntType(32)
 
 
 class _Loop:
-    """The frame both kinds of Program share: the function, its row loop, a buffer per
-    input that is constant along the row (filled once per row), and the element loop."""
+    """The frame both kinds of Program share: the function, its row loop, the value of
+    each input that is constant along the row (loaded once per row), and the element
+    loop."""
 
     def __init__(self, module: ir.Module, p: Program, flags: tuple, extra: int = 0):
         args = [I64, I64] + [PTR, PTR, I64] * (len(p.params) + extra)
@@ -199,7 +200,8 @@ class _Loop:
             out.add_attribute("noalias")
         self.b = ir.IRBuilder(fn.append_basic_block("entry"))
         self.zero, self.one = ir.Constant(I64, 0), ir.Constant(I64, 1)
-        self.buffers = [self.alloca(dtype, CHUNK) for _, dtype in p.params]
+        self.slots = [self.alloca(dtype, 1) for _, dtype in p.params]
+        self.zeros = _zeros(module)
 
     def alloca(self, dtype: str, n: int):
         """A stack array of n elements, made in the entry block."""
@@ -226,43 +228,58 @@ class _Loop:
         self.b.position_at_end(done)
 
     def row(self):
-        """Opens the row loop and fills the buffers of the inputs constant along this
-        row: (row index, head, exit, each input's first element in the row, whether it
-        runs along the row)."""
-        b, chunk = self.b, ir.Constant(I64, CHUNK)
-        fill = b.select(b.icmp_signed("<", self.cols, chunk), self.cols, chunk)
+        """Opens the row loop and keeps the value of each input constant along this row:
+        (row index, head, exit, each input's first element in the row, whether it runs
+        along the row)."""
+        b = self.b
         r, head, done = self.counted(self.zero, self.rows, "row")
         starts, along = [], []
         for k, ((ptr, table, stride), (_, dtype)) in enumerate(zip(self.inputs, self.p.params)):
             offset = b.load(b.gep(table, [r], source_etype=I64), typ=I64)
             start = b.gep(ptr, [offset], source_etype=MEMORY[dtype])
             runs = b.icmp_signed("!=", stride, self.zero)
-            with b.if_then(b.not_(runs)):   # constant along the row: fill its buffer once
-                value = b.load(start, typ=MEMORY[dtype])
-                t, fill_head, fill_done = self.counted(self.zero, fill, f"fill{k}")
-                b.store(value, b.gep(self.buffers[k], [t], source_etype=MEMORY[dtype]))
-                self.close(t, self.one, fill_head, fill_done)
+            with b.if_then(b.not_(runs)):   # constant along the row: its one value
+                b.store(b.load(start, typ=MEMORY[dtype]), self.slots[k])
             starts.append(start)
             along.append(runs)
         return r, head, done, starts, along
 
     def elements(self, starts, along, c, m, store):
         """The element loop over j < m (the row's elements c + j, m <= CHUNK): computes the
-        program's per-element values and calls store(value, dtype, k, j) for each."""
+        program's per-element values and calls store(value, dtype, k, j) for each. An
+        input constant along the row reads a block of zeros (a load the loop can make
+        one vector load, like the others) and takes its row's value instead: no
+        per-row copy of it."""
         b, p = self.b, self.p
-        sources = [b.select(runs, b.gep(start, [c], source_etype=MEMORY[dtype]), buffer)
-                   for runs, start, buffer, (_, dtype)
-                   in zip(along, starts, self.buffers, p.params)]
+        sources = [b.select(runs, b.gep(start, [c], source_etype=MEMORY[dtype]), self.zeros)
+                   for runs, start, (_, dtype) in zip(along, starts, p.params)]
+        fixed = [b.load(slot, typ=MEMORY[dtype]) for slot, (_, dtype) in zip(self.slots, p.params)]
         j, head, done = self.counted(self.zero, m, "elem")
         values, types = {}, {}
-        for (name, dtype), source in zip(p.params, sources):
+        for (name, dtype), source, runs, value in zip(p.params, sources, along, fixed):
             raw = b.load(b.gep(source, [j], source_etype=MEMORY[dtype]), typ=MEMORY[dtype])
+            raw = b.select(runs, raw, value)
             values[name] = b.trunc(raw, TYPES["bool"]) if dtype == "bool" else raw
             types[name] = dtype
         _emit_items(_Emitter(self.module, b, self.flags), self.fn, p.body, values, types)
         for k, (name, (_, dtype)) in enumerate(zip(p.returns, p.outputs)):
             store(values[name], dtype, k, j)
         self.close(j, self.one, head, done)      # branches may have moved the block
+
+
+def _zeros(module: ir.Module):
+    """CHUNK 8-byte zeros, one constant array per module (what an input constant along
+    the row 'reads' in the element loop)."""
+    name = "exprforge.zeros"
+    if name in module.globals:
+        return module.globals[name]
+    ty = ir.ArrayType(ir.IntType(8), CHUNK * 8)
+    g = ir.GlobalVariable(module, ty, name)
+    g.initializer = ir.Constant(ty, None)
+    g.global_constant = True
+    g.linkage = "private"
+    g.align = 64
+    return g
 
 
 def render_program(module: ir.Module, p: Program, flags: tuple) -> ir.Function:

@@ -268,7 +268,8 @@ NUM = frozenset()
 
 
 # reverse-mode helpers for the reductions' vjp column. Float counts are exact below 2**24
-# elements per reduction (2**53 in float64).
+# elements per reduction (2**53 in float64). The vjps multiply by 1 / count, a row's
+# value, rather than divide: c may hold a parameter, which makes it a value per element.
 def _spread(c, u, f):
     return f.where(True, c, u)  # c broadcast to u's shape, so that a later sum sees it all
 
@@ -483,11 +484,11 @@ ROWS = [
          vjp=lambda c, u, out, f: _spread(c, u, f)),
     _row("rmean", 1, "T", group="reduce", text="mean", np_fn=np.mean, mp_fn=None, cost=1.0,
          jvp=lambda a, out, t, f: f.rmean(t[0], axis=out.attr),
-         vjp=lambda c, u, out, f: _spread(c / _count(u, out, f), u, f)),
+         vjp=lambda c, u, out, f: _spread(c * (1 / _count(u, out, f)), u, f)),
     _row("rvar", 1, "T", group="reduce", text="var", np_fn=np.var, mp_fn=None, cost=3.0,
          jvp=lambda a, out, t, f: 2 * f.rmean((a[0] - f.rmean(a[0], axis=out.attr)) * t[0],
                                               axis=out.attr),
-         vjp=lambda c, u, out, f: 2 * c * (u - f.rmean(u, axis=out.attr)) / _count(u, out, f)),
+         vjp=lambda c, u, out, f: 2 * c * (1 / _count(u, out, f)) * (u - f.rmean(u, axis=out.attr))),
     # ties share the gradient evenly, as torch.amax does
     _row("rmax", 1, "T", group="reduce", text="max", np_fn=np.max, mp_fn=None, cost=1.0,
          jvp=lambda a, out, t, f: f.rsum(f.where(a[0].eq(out), t[0], 0), axis=out.attr)
