@@ -231,7 +231,7 @@ def _is_leaf(node: Expr) -> bool:
 # --- splitting at reductions and linearizing -----------------------------------------------
 
 def lower(expr, dtype: str | None = None, args=None, has=lambda op: True,
-          full: str | None = None, rows: bool = False) -> Plan:
+          full: str | None = None, rows: bool = False, scalars: tuple = ()) -> Plan:
     """The plan a target compiles: elementwise Programs and Reduce steps.
 
     `expr` is an Expr or a tuple of them (a kernel with one result per expression; the
@@ -242,7 +242,9 @@ def lower(expr, dtype: str | None = None, args=None, has=lambda op: True,
     names not in the expression are allowed (the kernel ignores their values).
     rows: the target runs RowReduce steps (float sums and means over axes that include
     the last, their arguments computed in the loop, never stored); reductions sharing
-    axes and inputs share one loop."""
+    axes and inputs share one loop. `scalars` names variables the caller promises are
+    constant along every axis the program reduces (a scalar parameter): values computed
+    from them and from reductions alone are computed once per reduced element too."""
     many = isinstance(expr, (tuple, list))
     roots = tuple(expr) if many else (expr,)
     if not roots:
@@ -258,7 +260,7 @@ def lower(expr, dtype: str | None = None, args=None, has=lambda op: True,
     fused = {n for n in order if rows and _row_reducible(n)}
     materialized = _materialized(lowered, order, fused)
     if rows:
-        materialized |= _per_row(order, materialized)
+        materialized |= _per_row(order, materialized, frozenset(scalars))
     names = {n: f"s{i}" for i, n in enumerate(n for n in order if n in materialized)}
     values = {n: "v_" + n.name if n.op == "var" else names.get(n) for n in order}
     # Steps in order; an elementwise node joins an earlier loop of the same shape when
@@ -347,14 +349,15 @@ def _materialized(roots: tuple, order: list, fused=frozenset()) -> set:
 PER_ROW_CYCLES = 2.0
 
 
-def _per_row(order: list, materialized: set) -> set:
-    """Nodes that read no input except through reductions, cost PER_ROW_CYCLES or more,
-    and feed a node that does read an input: computed once per reduced element, in a
-    loop of their own, rather than once per element of a full-size loop."""
+def _per_row(order: list, materialized: set, scalars=frozenset()) -> set:
+    """Nodes that read no input except through reductions (and `scalars`), cost
+    PER_ROW_CYCLES or more, and feed a node that does read an input: computed once per
+    reduced element, in a loop of their own, rather than once per element of a
+    full-size loop."""
     small, cost, reduced = {}, {}, {}
     for n in order:
         if n.op == "var":
-            small[n] = False
+            small[n], cost[n], reduced[n] = n.name in scalars, 0.0, False
         elif _is_leaf(n) or n.spec.group == "reduce":
             small[n], cost[n], reduced[n] = True, 0.0, n.spec.group == "reduce"
         else:

@@ -38,13 +38,15 @@ def _roots(expr) -> tuple:
     return tuple(expr) if isinstance(expr, tuple) else (expr,)
 
 
-def spec_of(expr, target: str, dtype, args, options: dict, full=None) -> dict:
+def spec_of(expr, target: str, dtype, args, options: dict, full=None, scalars=()) -> dict:
     text = [to_text(e) for e in expr] if isinstance(expr, tuple) else to_text(expr)
     spec = {"text": text, "vars": declarations(expr), "target": target,
             "dtype": dtype, "args": list(args) if args is not None else None,
             "options": options}
     if full is not None:   # only when set: other kernels keep their store keys
         spec["full"] = full
+    if scalars:
+        spec["scalars"] = list(scalars)
     return spec
 
 
@@ -66,9 +68,9 @@ def _as_expr(expr, dtype):
 
 
 def compile_kernel(expr, target: str = "numba", dtype: str | None = None, args=None,
-                   full: str | None = None, **options):
+                   full: str | None = None, scalars: tuple = (), **options):
     """A Kernel for `expr` (an Expr or text, or a tuple of them: one kernel returning a
-    tuple of arrays) on `target`; see exprforge.compile. `full`: see lower()."""
+    tuple of arrays) on `target`; see exprforge.compile. `full`, `scalars`: see lower()."""
     if isinstance(expr, (tuple, list)):
         expr = tuple(_as_expr(e, dtype) for e in expr)
         if not expr:
@@ -89,9 +91,9 @@ def compile_kernel(expr, target: str = "numba", dtype: str | None = None, args=N
         options["approx"] = True
         program = tuple(with_library_functions(prepare(e, dtype)) for e in _roots(expr))
         program = program if isinstance(expr, tuple) else program[0]
-    plan = lower(program, dtype, args, has=module.has, full=full,
+    plan = lower(program, dtype, args, has=module.has, full=full, scalars=tuple(scalars),
                  rows=getattr(module, "ROW_REDUCTIONS", False))
-    spec = spec_of(expr, target, dtype, args, options, full)
+    spec = spec_of(expr, target, dtype, args, options, full, tuple(scalars))
     source = module.source_of(plan, options)  # in the key: a new renderer means a new entry
     key = store.content_key({**spec, "platform": module.platform_key(), "source": source})
     return _materialize(module, plan, spec, key, source)
@@ -136,4 +138,5 @@ def load(name: str):
     entry = store.read_entry(name)
     expr = expr_of(entry)
     return compile_kernel(expr, entry["target"], entry["dtype"], entry["args"],
-                          full=entry.get("full"), **entry["options"])
+                          full=entry.get("full"), scalars=tuple(entry.get("scalars", ())),
+                          **entry["options"])

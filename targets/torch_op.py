@@ -165,9 +165,12 @@ class TorchKernel(Kernel):
         # broadcast there (sums tells which), the forward's row values
         flat = dict(zip(names, sums)) if sums is not None else {}
         gradients = [hoist_constant_factors(grad, flat) for grad in gradients]
+        # parameters broadcast on every axis the program reduces join its row values
+        reduced = {a for n in expr.toposort() if n.spec.group == "reduce" for a in n.attr}
+        scalars = tuple(name for name, axes in flat.items() if reduced <= set(axes))
         args = ((GRAD, expr.dtype),) + self.plan.params
         return compile_kernel(tuple(gradients), "torch", None, args,
-                              full=GRAD if full else None, **self.options)
+                              full=GRAD if full else None, scalars=scalars, **self.options)
 
     @cache  # noqa: B019
     def _vjp(self, g):

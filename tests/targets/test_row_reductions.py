@@ -191,3 +191,29 @@ def test_reductions_of_reductions_and_literals(target):
         _same_bits(xf.compile(e, target=target)(x), evaluate(e, {"x": x}))
     k = xf.compile(parse("x * exp(0.5) + 1", vars={"x": "float32"}), target=target)
     assert len(k.plan.steps) == 1
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_scalars_join_the_per_row_values(target):
+    """With `scalars`, a value of reductions and a scalar parameter (a * 1/sqrt(mean))
+    gets a per-row loop instead of being formed per element; the kernel's bits are the
+    evaluator's whatever the parameter's shape turns out to be (a full array breaks the
+    promise: slower, still right)."""
+    from exprforge.targets.build import compile_kernel
+    e = parse("x * (a / sqrt(mean(x * x, axis=-1) + 1e-6)) + b",
+              vars={"x": "float32", "a": "float32", "b": "float32"})
+    plain = lower(e, rows=True)
+    promised = lower(e, rows=True, scalars=("a",))
+
+    def per_row_reads(plan):
+        return [set(dict(s.params)) for s in plan.steps
+                if not isinstance(s, RowReduce) and "v_x" not in dict(s.params)]
+    assert not any("v_a" in p for p in per_row_reads(plain))
+    assert any("v_a" in p for p in per_row_reads(promised))
+    k = compile_kernel(e, target, None, ("x", "a", "b"), scalars=("a",))
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((5, 37)).astype(np.float32)
+    for a in (np.float32(0.75), rng.standard_normal((5, 1)).astype(np.float32),
+              rng.standard_normal((5, 37)).astype(np.float32)):
+        b = np.float32(0.25)
+        _same_bits(k(x, a, b), evaluate(e, {"x": x, "a": a, "b": b}))
