@@ -34,7 +34,7 @@ from tests.nn.references import (b0_reference, polynorm_reference,  # noqa: E402
                                  polyrelu_reference, s0_reference)
 
 OUT_JSON = ROOT / "benchmarks/results/layers.json"
-REPS, ROUNDS = 5, 5
+REPS, ROUNDS = 5, 20
 
 
 def rbf_torch(f, centers, scales, weight, bias):
