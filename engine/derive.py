@@ -148,8 +148,12 @@ def grad(expr: Expr, wrt) -> Expr:
 # --- reverse mode through reductions ------------------------------------------------------
 # A reduction's cotangent is the sum over its axes of what its users send it (keepdims);
 # the op table's vjp column passes that sum on to the reduction's argument.
+# Each user's term is summed on its own: the terms have the shapes of the pieces they
+# come from, and a sum of their total would count a term that is shorter on a summed
+# axis once per element of the longer ones (sum(x * mean(x, -1), -1) + mean(x, -1) sends
+# mean(x, -1) a cotangent of length 1 from the top and of x's length from the sum).
 
-def vjp(expr: Expr, cotangent: Expr, wrt) -> dict:
+def vjp(expr: Expr, cotangent: Expr, wrt, flat: dict | None = None) -> dict:
     """{name: gradient of sum(cotangent * expr) with respect to variable `name`} for the
     names in `wrt` (None where it is zero), through reductions too.
 
@@ -158,12 +162,18 @@ def vjp(expr: Expr, cotangent: Expr, wrt) -> dict:
     placeholder variables; so a program without reductions gets cotangent * derive(expr, x),
     and one with them gets, for y = f(x, r(x)), cotangent * df/dx + rule_r(sum over r's
     axes of cotangent * df/dr) * du/dx, repeated down the nested reductions.
-    `cotangent` must have expr's shape. A gradient's shape may be a broadcast of its
-    variable's: the caller sums it over the dimensions the variable was stretched on.
+    `cotangent` must have expr's shape. `flat` maps variable names (the cotangent's too)
+    to the axes (negative) on which they have length 1; each variable's gradient is
+    summed over its own where it is longer (keepdims), term by term. Without it a
+    gradient's shape may be a broadcast of its variable's, for the caller to sum: right
+    only where its terms have the same lengths on the summed axes.
     The pieces' terms are added as one Expr, so a program whose pieces stretch the same
     axis to different lengths (w * x * sum(x * v, -1), w and v of lengths 5 and 3, x of
     length 1) has a gradient program that fails to broadcast when run.
     """
+    flat = flat or {}
+    flat_of = flat_axes(flat)
+    shared = {tuple(sorted(n.attr)) for n in expr.toposort() if n.spec.group == "reduce"}
     reductions = [n for n in expr.toposort() if n.spec.group == "reduce"
                   and dt.is_float(n.dtype) and n.variables()]
     taken = {v.name for v in expr.variables()} | {v.name for v in cotangent.variables()}
@@ -173,7 +183,11 @@ def vjp(expr: Expr, cotangent: Expr, wrt) -> dict:
     grads = {name: None for name in wrt}
     sent = {r: None for r in reductions}  # cotangents the reductions' users send them
 
-    def add(total, term):
+    def add(total, term, axes):
+        """total + term summed over those of `axes` on which it may be longer than 1."""
+        found = flat_of(term)
+        over = () if found is ALL_AXES else tuple(sorted(set(axes) - found))
+        term = summed(term, over, shared) if over else term
         return term if total is None else total + term
 
     def send(root: Expr, c: Expr):
@@ -183,12 +197,12 @@ def vjp(expr: Expr, cotangent: Expr, wrt) -> dict:
             if name in inside:
                 d = _nonzero(derive(piece, name))
                 if d is not None:
-                    grads[name] = add(grads[name], c * d.subs(back))
+                    grads[name] = add(grads[name], c * d.subs(back), flat.get(name, ()))
         for r, p in hold.items():
             if p.name in inside:
                 d = _nonzero(derive(piece, p))
-                if d is not None:
-                    sent[r] = add(sent[r], c * d.subs(back))
+                if d is not None:   # summed over r's axes, and where r is broadcast
+                    sent[r] = add(sent[r], c * d.subs(back), flat_of(r))
 
     send(expr, cotangent)
     for r in reversed(reductions):  # every user of r comes later in topological order
@@ -196,9 +210,21 @@ def vjp(expr: Expr, cotangent: Expr, wrt) -> dict:
             continue
         if r.spec.vjp is None:
             raise NotImplementedError(f"no vector-Jacobian product for {r.op}")
-        c = r.spec.vjp(F.rsum(sent[r], axis=r.attr), r.args[0], r, F)
-        send(r.args[0], c)
+        send(r.args[0], r.spec.vjp(sent[r], r.args[0], r, F))
     return {n: None if g is None else cleanup(g) for n, g in grads.items()}
+
+
+def summed(grad: Expr, axes: tuple, shared=()) -> Expr:
+    """grad summed over `axes` (keepdims). Where the program reduces over fewer of them
+    (`shared`: its reductions' axes), the sum is over those first (a CPU target runs it
+    in the loop of those reductions: a (C, 1, 1) parameter's gradient of a program with
+    row means is a sum of per-row sums), then over the rest."""
+    axes = tuple(sorted(axes))
+    inner = max((r for r in shared if set(r) < set(axes)), key=len, default=None)
+    if axes in shared or inner is None:
+        return grad.sum(axis=axes)
+    rest = tuple(sorted(set(axes) - set(inner)))
+    return grad.sum(axis=inner).sum(axis=rest)
 
 
 def _nonzero(d: Expr):
@@ -215,15 +241,13 @@ def _nonzero(d: Expr):
 ALL_AXES = None   # flat_axes of a value constant along every axis (a literal)
 
 
-def hoist_constant_factors(expr: Expr, flat: dict) -> Expr:
-    """expr with every float sum and mean over axes A of a product rewritten as
-    (the factors constant along A) * (the sum or mean of the others). `flat` maps a
-    variable's name to the axes (negative) on which it has length 1 (is broadcast);
-    literals, reductions (kept dims) and elementwise values of such are flat on the
-    axes all their inputs are. Exact over the reals; the rounding differs."""
+def flat_axes(flat: dict):
+    """A function giving, for an Expr, the axes on which it has length 1 (ALL_AXES for a
+    literal), given those of its variables (`flat`: name -> axes): elementwise values are
+    flat where all their inputs are, reductions on their axes too (kept dims)."""
     memo: dict = {}
 
-    def flat_axes(e):
+    def of(e):
         if e in memo:
             return memo[e]
         if e.op == "const" or e.spec.group == "const":
@@ -233,21 +257,32 @@ def hoist_constant_factors(expr: Expr, flat: dict) -> Expr:
         else:
             out = ALL_AXES
             for a in e.args:
-                out = _meet(out, flat_axes(a))
+                out = _meet(out, of(a))
             if e.spec.group == "reduce":
                 out = frozenset(e.attr) | (out or frozenset())
         memo[e] = out
         return out
+    return of
+
+
+def hoist_constant_factors(expr: Expr, flat: dict) -> Expr:
+    """expr with every float sum and mean over axes A of a product rewritten as
+    (the factors constant along A) * (the sum or mean of the others). `flat` maps a
+    variable's name to the axes (negative) on which it has length 1 (is broadcast);
+    see flat_axes for the other nodes. Exact over the reals; the rounding differs (a
+    factor 1/c from x / c overflows for a subnormal c; a * sum(...) is NaN where a is 0
+    and the sum overflows, where the sum of a * ... was 0)."""
+    flat_of = flat_axes(flat)
 
     def visit(node, args):
         if node.op not in ("rsum", "rmean") or not dt.is_float(node.dtype):
             return None
         axes = frozenset(node.attr)
-        sign, factors = _factors(args[0], lambda f: _covers(flat_axes(f), axes))
+        sign, factors = _factors(args[0], lambda f: _covers(flat_of(f), axes))
         out, rest = [], []
         for f in factors:
             if not (f.op == "const" and f.attr == 1):   # a factor 1 is dropped
-                (out if _covers(flat_axes(f), axes) else rest).append(f)
+                (out if _covers(flat_of(f), axes) else rest).append(f)
         if not rest or len(rest) == len(factors):   # all constant, or nothing to take out
             return None
         result = make(node.op, (_product(rest),), node.attr)

@@ -3,15 +3,15 @@
 The forward op runs the CPU kernel (LLVM by default, or Numba) on CPU tensors and the
 Triton kernel on CUDA tensors. Its backward is one more custom op: a kernel of several
 results, for each float argument x_i that needs a gradient the Expr g * d(expr)/d(x_i)
-(derivative from engine/derive.py, g the incoming gradient), then each summed over the
-dimensions its argument was broadcast on. The gradients share one loop, so the forward
-values they all need (an exp, a quotient) are computed once. register_fake gives shapes
-and dtypes for tracing (torch.compile, opcheck). The backward op itself has no autograd:
-no second derivatives.
+(engine.derive.vjp, g the incoming gradient), each term summed over the dimensions its
+argument was broadcast on. The gradients share one loop, so the forward values they all
+need (an exp, a quotient) are computed once. register_fake gives shapes and dtypes for
+tracing (torch.compile, opcheck). The backward op itself has no autograd: no second
+derivatives.
 
-A program with reductions (sum, mean, var, max over axes) gets its backward from
-engine.derive.vjp instead: reverse mode cut at the reductions, each elementwise piece
-differentiated by `derive`, each reduction's cotangent summed over its axes. The backward
+Through reductions (sum, mean, var, max over axes) vjp runs reverse mode cut at the
+reductions, each elementwise piece differentiated by `derive`, each reduction's
+cotangent summed over its axes. The backward
 kernel recomputes the forward's reductions, once (nothing is saved but the inputs).
 Factors that do not change along a sum's axes (parameters broadcast there, the forward's
 row values) are multiplied after the sum (engine.derive.hoist_constant_factors), so
@@ -25,7 +25,7 @@ import numpy as np
 
 from exprforge.codegen.lower import Plan, Reduce, RowReduce
 from exprforge.engine import dtypes as dt
-from exprforge.engine.derive import derive, hoist_constant_factors, vjp
+from exprforge.engine.derive import hoist_constant_factors, vjp
 from exprforge.engine.expr import var
 
 from .kernel import Kernel, broadcasts_to, reduced_layout
@@ -136,13 +136,16 @@ class TorchKernel(Kernel):
         return [i for i, (_, d) in enumerate(self.plan.params) if dt.is_float(d)]
 
     @cache  # noqa: B019 (one per kernel and set of arguments; kernels live as long as their op)
-    def backward_kernel(self, indices: tuple, full: bool = False, sums: tuple | None = None):
+    def backward_kernel(self, indices: tuple, full: bool = False, flat: tuple | None = None):
         """One kernel computing the gradient for each argument in `indices` (grad_out *
         d(expr)/d(arg) when elementwise), on (grad_out, *args): what the gradients share
         (the forward's values, its reductions) is computed once. full: every argument
         broadcasts to grad_out's shape (the result's), so all the gradients' elementwise
-        work shares one loop. sums: per index, the axes (negative) of grad_out its
-        argument was broadcast on, summed in the kernel (see summed)."""
+        work shares one loop. flat: per argument of the backward (grad_out, then the
+        kernel's), the axes (negative) on which it has length 1 (see unit_axes); each
+        gradient is summed in the kernel where its argument has length 1 and it is
+        longer. Without it a gradient may be longer than its argument, for the caller to
+        sum (see vjp)."""
         from .build import compile_kernel
         if self.plan.many:
             raise TypeError("a kernel of several results has no backward here")
@@ -151,50 +154,27 @@ class TorchKernel(Kernel):
         expr = self.source_expr
         g = var(GRAD, expr.dtype)
         names = [self.plan.params[i][0] for i in indices]
-        if not any(n.spec.group == "reduce" for n in expr.toposort()):
-            gradients = [g * derive(expr, name) for name in names]
-        else:
-            found = self._vjp(g)
-            gradients = [found.get(name, g * 0) for name in names]
-        if sums is not None:
-            shared = {tuple(sorted(n.attr)) for n in expr.toposort()
-                      if n.spec.group == "reduce"}
-            gradients = [summed(grad, axes, shared) if axes else grad
-                         for grad, axes in zip(gradients, sums)]
-        # what does not change along a sum's axes is multiplied after it: the parameters
-        # broadcast there (sums tells which), the forward's row values
-        flat = dict(zip(names, sums)) if sums is not None else {}
-        gradients = [hoist_constant_factors(grad, flat) for grad in gradients]
-        # parameters broadcast on every axis the program reduces join its row values
-        reduced = {a for n in expr.toposort() if n.spec.group == "reduce" for a in n.attr}
-        scalars = tuple(name for name, axes in flat.items() if reduced <= set(axes))
         args = ((GRAD, expr.dtype),) + self.plan.params
+        flat = dict(zip((n for n, _ in args), flat)) if flat is not None else {}
+        found = vjp(expr, g, names, flat)
+        gradients = [found[name] if found[name] is not None else g * 0 for name in names]
+        # what does not change along a sum's axes is multiplied after it: the parameters
+        # broadcast there, the forward's row values
+        gradients = [hoist_constant_factors(grad, flat) for grad in gradients]
+        # parameters of length 1 on every axis the backward reduces join its row values
+        reduced = {a for grad in gradients for n in grad.toposort()
+                   if n.spec.group == "reduce" for a in n.attr}
+        scalars = tuple(name for name, axes in flat.items()
+                        if name != GRAD and reduced and reduced <= set(axes)) if full else ()
         return compile_kernel(tuple(gradients), "torch", None, args,
                               full=GRAD if full else None, scalars=scalars, **self.options)
 
-    @cache  # noqa: B019
-    def _vjp(self, g):
-        names = [self.plan.params[i][0] for i in self.differentiable]
-        return vjp(self.source_expr, g, names)
 
-
-def summed(grad, axes: tuple, shared=()):
-    """grad summed over `axes` (keepdims). Where the program reduces over fewer of them
-    (`shared`: its reductions' axes), the sum is over those first (a CPU target runs it
-    in the loop of those reductions: a (C, 1, 1) parameter's gradient of a program with
-    row means is a sum of per-row sums), then over the rest."""
-    axes = tuple(sorted(axes))
-    inner = max((r for r in shared if set(r) < set(axes)), key=len, default=None)
-    if axes in shared or inner is None:
-        return grad.sum(axis=axes)
-    rest = tuple(sorted(set(axes) - set(inner)))
-    return grad.sum(axis=inner).sum(axis=rest)
-
-
-def broadcast_axes(shape, full) -> tuple:
-    """The axes (negative) of `full` on which an array of `shape` is broadcast."""
-    shape = (1,) * (len(full) - len(shape)) + tuple(shape)
-    return tuple(i - len(full) for i, (d, f) in enumerate(zip(shape, full)) if d != f)
+def unit_axes(shapes: list) -> tuple:
+    """Per shape, the axes (negative, up to the longest shape's rank) of length 1."""
+    rank = max(map(len, shapes), default=0)
+    return tuple(tuple(i - len(s) for i, d in enumerate(s) if d == 1) +
+                 tuple(range(-rank, -len(s))) for s in map(tuple, shapes))
 
 
 _OPS: dict = {}
@@ -245,9 +225,8 @@ def _op_for(key: str, kernel: TorchKernel):
         if wanted:
             full = all(broadcasts_to(t.shape, grad.shape) for t in inputs)
             # the sums over the dimensions an input was stretched on: in the kernel
-            sums = tuple(broadcast_axes(inputs[i].shape, grad.shape) for i in wanted) \
-                if full else None
-            backward = kernel.backward_kernel(wanted, full, sums)
+            flat = unit_axes([grad.shape] + [t.shape for t in inputs])
+            backward = kernel.backward_kernel(wanted, full, flat)
             for i, g in zip(wanted, backward(grad, *inputs)):
                 t = inputs[i]
                 if g.shape != t.shape:

@@ -26,10 +26,32 @@ CASES = [
 ]
 
 
+# gradient terms of different shapes added together: each is summed over its variable's
+# length-1 axes on its own (a sum of their total counted the shorter term once per
+# element of the longer one)
+MIXED_TERMS = [
+    ("a * x + sum(a, axis=-1)", {"a": (2, 1), "x": (2, 3)}),
+    ("sum(x * mean(x, axis=-1), axis=-1) + mean(x, axis=-1)", {"x": (4, 5)}),
+    ("mean(x * (x * y), axis=(-2, -1)) * ((y * y) / (1.5 + a * a))",
+     {"a": (1, 4, 1), "x": (4, 5), "y": ()}),
+    ("b * sum(x, axis=-1) + b * x", {"b": (1, 1), "x": (3, 4)}),
+]
+
+
 @pytest.mark.parametrize("text,shapes", CASES)
 def test_gradcheck_through_reductions(text, shapes):
     k = xf.compile(xf.parse(text), target="torch")
     g = torch.Generator().manual_seed(0)
+    inputs = [torch.randn(shapes[n], generator=g, dtype=torch.float64).requires_grad_()
+              for n in k.args]
+    assert torch.autograd.gradcheck(k, inputs)
+
+
+@pytest.mark.parametrize("cpu", ["llvm", "numba"])
+@pytest.mark.parametrize("text,shapes", MIXED_TERMS)
+def test_terms_of_different_shapes_are_summed_on_their_own(text, shapes, cpu):
+    k = xf.compile(xf.parse(text), target="torch", cpu=cpu)
+    g = torch.Generator().manual_seed(1)
     inputs = [torch.randn(shapes[n], generator=g, dtype=torch.float64).requires_grad_()
               for n in k.args]
     assert torch.autograd.gradcheck(k, inputs)

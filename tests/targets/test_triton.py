@@ -368,3 +368,22 @@ def test_a_kernel_of_several_results_writes_each():
     assert_same_bits(first.cpu().numpy(), x * y + 1)
     assert ulps(second.cpu().numpy(), np.exp(x) * y).max() <= 2
     assert total.shape == (2, 1) and np.allclose(total.cpu().numpy(), (x * y).sum(-1, keepdims=True))
+
+
+def test_a_torch_backward_kernel_runs_as_on_the_cpu():
+    """The torch op's backward on CUDA tensors runs its kernel of several gradients here:
+    gradients of different shapes, parameters summed where broadcast."""
+    from exprforge.targets.torch_op import _cuda_forward, unit_axes
+    k = compile_kernel(parse("mean(x * (x * y), axis=(-2, -1)) * ((y * y) / (1.5 + a * a))"
+                             " + b * x"), "torch")
+    rng = np.random.default_rng(3)
+    shapes = {"a": (1, 4, 1), "x": (4, 5), "y": (), "b": (5,)}
+    inputs = [torch.from_numpy(rng.standard_normal(shapes[n])) for n in k.args]
+    grad = torch.from_numpy(rng.standard_normal((1, 4, 5)))
+    back = k.backward_kernel(tuple(k.differentiable), True,
+                             unit_axes([grad.shape] + [t.shape for t in inputs]))
+    on_cpu = back.cpu(grad.numpy(), *(t.numpy() for t in inputs))
+    on_triton = _cuda_forward(back, [grad, *inputs])
+    assert [tuple(t.shape) for t in on_triton] == [np.shape(c) for c in on_cpu]
+    for c, t in zip(on_cpu, on_triton):
+        np.testing.assert_allclose(t.cpu().numpy(), c, rtol=1e-12, atol=1e-14)
