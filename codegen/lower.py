@@ -165,7 +165,12 @@ class Plan:
     params: tuple            # ((variable name, dtype), ...) in kernel call order
     steps: tuple             # Program | Reduce, in order
     results: tuple           # the step outputs holding each expression's value, in order
-    full: str | None = None  # a variable every other input broadcasts to (see lower)
+    full: str | tuple | None = None  # the variable(s) of the result's shape (see lower)
+
+    @property
+    def full_names(self) -> tuple:
+        return () if self.full is None else (self.full,) if isinstance(self.full, str) \
+            else tuple(self.full)
 
     @property
     def programs(self):
@@ -237,7 +242,9 @@ def lower(expr, dtype: str | None = None, args=None, has=lambda op: True,
     `expr` is an Expr or a tuple of them (a kernel with one result per expression; the
     values they share are computed once). Elementwise steps that read the same inputs
     share one loop. `full` names a variable every other input broadcasts to (the kernel
-    checks it): then every step reading it has its shape, and they share a loop too.
+    checks it): then every step reading it has its shape, and they share a loop too. A
+    tuple of names: the first is that variable, the others have exactly its shape (the
+    kernel checks that too), so reductions over any of them share loops.
     `args` fixes the kernel's parameter order (default: the variable names sorted);
     names not in the expression are allowed (the kernel ignores their values).
     rows: the target runs RowReduce steps (float sums and means over axes that include
@@ -255,7 +262,8 @@ def lower(expr, dtype: str | None = None, args=None, has=lambda op: True,
         lowered = tuple(_variances_as_means(e) for e in lowered)
     order = list(dict.fromkeys(n for e in lowered for n in e.toposort()))
     params = _params(lowered, args)
-    if full is not None and full not in dict(params):
+    fulls = () if full is None else (full,) if isinstance(full, str) else tuple(full)
+    if full is not None and (not fulls or not set(fulls) <= set(dict(params))):
         raise ValueError(f"full={full!r} is not one of the kernel's arguments")
     fused = {n for n in order if rows and _row_reducible(n)}
     materialized = _materialized(lowered, order, fused)
@@ -282,7 +290,7 @@ def lower(expr, dtype: str | None = None, args=None, has=lambda op: True,
         ready = max((step_of[n] for n in inputs if n.op != "var"), default=-1)
         reads = frozenset().union(*(atoms.get(n, frozenset((n,))) for n in inputs))
         # the full shape: reading `full`, or an elementwise result that read it
-        reads_full = any(isinstance(a, Expr) and a.op == "var" and a.name == full
+        reads_full = any(isinstance(a, Expr) and a.op == "var" and a.name in fulls
                          for a in reads)
         shape = "full" if reads_full else reads or node   # a constant: a step of its own
         axes = tuple(sorted(node.attr)) if node in fused else None

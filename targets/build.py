@@ -78,6 +78,7 @@ def compile_kernel(expr, target: str = "numba", dtype: str | None = None, args=N
     else:
         expr = _as_expr(expr, dtype)
     module = target_module(target)
+    full = tuple(full) if isinstance(full, list) else full   # as the store's JSON gives it
     approx = bool(options.pop("approx", False))
     unknown = sorted(set(options) - set(module.OPTIONS))
     if unknown:

@@ -79,7 +79,7 @@ class Kernel(ABC):
         env = {"v_" + name: self.convert(a, want, name)
                for (name, want), a in zip(self.plan.params, arrays)}
         if self.plan.full is not None:
-            self.check_full(list(env.values()), env["v_" + self.plan.full])
+            self.check_full(env)
         step = self._one_loop
         if step is not None:   # the usual kernel: one loop, one result
             (value,) = self.run_program(step, [env[p] for p, _ in step.params], [out])
@@ -109,12 +109,17 @@ class Kernel(ABC):
             return steps[0]
         return None
 
-    def check_full(self, arrays, full):
-        """The plan's `full` argument has the shape all arguments broadcast to."""
-        if not all(broadcasts_to(a.shape, full.shape) for a in arrays):
-            raise ValueError(f"argument {self.plan.full} must have the shape every argument "
-                             f"broadcasts to; got shapes "
-                             f"{[tuple(a.shape) for a in arrays]}")
+    def check_full(self, env: dict):
+        """The plan's `full` argument has the shape all arguments broadcast to, and the
+        other names in `full` that shape up to leading 1s."""
+        first, *same = self.plan.full_names
+        full = env["v_" + first]
+        if not all(broadcasts_to(a.shape, full.shape) for a in env.values()) or \
+                any(math.prod(env["v_" + name].shape) != math.prod(full.shape) for name in same):
+            also = f" (and {', '.join(same)}, that shape)" if same else ""
+            raise ValueError(f"argument {first} must have the shape every argument "
+                             f"broadcasts to{also}; got shapes "
+                             f"{[tuple(a.shape) for a in env.values()]}")
 
     # --- hooks a target may override ---------------------------------------------------
     def convert(self, a, want: str, name: str):

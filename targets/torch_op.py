@@ -166,8 +166,12 @@ class TorchKernel(Kernel):
                    if n.spec.group == "reduce" for a in n.attr}
         scalars = tuple(name for name, axes in flat.items()
                         if name != GRAD and reduced and reduced <= set(axes)) if full else ()
+        # arguments of grad_out's shape: their reductions share its loops
+        same = tuple(name for name, _ in self.plan.params
+                     if GRAD in flat and flat.get(name) == flat[GRAD]) if full else ()
         return compile_kernel(tuple(gradients), "torch", None, args,
-                              full=GRAD if full else None, scalars=scalars, **self.options)
+                              full=(GRAD, *same) if same else GRAD if full else None,
+                              scalars=scalars, **self.options)
 
 
 def unit_axes(shapes: list) -> tuple:

@@ -217,3 +217,25 @@ def test_scalars_join_the_per_row_values(target):
               rng.standard_normal((5, 37)).astype(np.float32)):
         b = np.float32(0.25)
         _same_bits(k(x, a, b), evaluate(e, {"x": x, "a": a, "b": b}))
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_inputs_of_the_full_shape_share_one_reduction_loop(target):
+    """full=(g, x): x has g's shape, so the sums of x alone and those of g and x run in
+    one loop over the rows; the bits are the evaluator's, and an x of another shape is
+    refused."""
+    from exprforge.targets.build import compile_kernel
+    v = {"g": "float32", "x": "float32"}
+    roots = tuple(parse(t, vars=v) for t in ("g * x / sqrt(mean(x * x, axis=-1) + 1e-6)",
+                                              "sum(g * x, axis=-1) + sum(x, axis=-1)"))
+    one = lower(roots, args=("g", "x"), rows=True, full="g")
+    both = lower(roots, args=("g", "x"), rows=True, full=("g", "x"))
+    assert sum(isinstance(s, RowReduce) for s in one.steps) == 2
+    assert sum(isinstance(s, RowReduce) for s in both.steps) == 1
+    k = compile_kernel(roots, target, None, ("g", "x"), full=("g", "x"))
+    rng = np.random.default_rng(4)
+    g, x = rng.standard_normal((2, 6, 37)).astype(np.float32)
+    for got, e in zip(k(g, x), roots):
+        _same_bits(got, evaluate(e, {"g": g, "x": x}))
+    with pytest.raises(ValueError, match="that shape"):
+        k(g, x[:1])
