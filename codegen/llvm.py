@@ -317,7 +317,10 @@ def render_row_reduce(module: ir.Module, p: RowReduce, flags: tuple) -> ir.Funct
     loop = _Loop(module, p, flags, extra=2)
     b, fn = loop.b, loop.fn
     schedule = loop.extra[0][0]
-    sums = [(k, dtype) for k, ((_, dtype), op) in enumerate(zip(p.outputs, p.ops)) if op]
+    sums = [(k, dtype) for k, ((_, dtype), op) in enumerate(zip(p.outputs, p.ops))
+            if op and op != "rcount"]
+    counts = [(k, dtype) for k, ((_, dtype), op) in enumerate(zip(p.outputs, p.ops))
+              if op == "rcount"]
     blocks = {k: loop.alloca(dtype, PAIRWISE_BLOCK) for k, dtype in sums}
     stacks = {k: loop.alloca(dtype, PAIRWISE_STACK) for k, dtype in sums}
     r, row_head, row_done, starts, along = loop.row()
@@ -340,6 +343,8 @@ def render_row_reduce(module: ir.Module, p: RowReduce, flags: tuple) -> ir.Funct
     b.position_at_end(leaf)        # s > 0: the next s values, summed and pushed
 
     def store(value, dtype, k, j):
+        if p.ops[k] == "rcount":   # the row's length, not its sum
+            return
         if k in blocks:
             b.store(value, b.gep(blocks[k], [j], source_etype=MEMORY[dtype]))
             return
@@ -381,9 +386,10 @@ def render_row_reduce(module: ir.Module, p: RowReduce, flags: tuple) -> ir.Funct
     f64 = TYPES["float64"]
     table, _, accumulate = loop.extra[1]
     adds = b.icmp_signed("!=", accumulate, loop.zero)
-    for k, dtype in sums:
+    for k, dtype in sums + counts:
         ty, op = TYPES[dtype], p.ops[k]
-        total = b.select(empty, ir.Constant(ty, 0.0), b.load(stacks[k], typ=ty))
+        total = b.sitofp(loop.cols, ty) if op == "rcount" else \
+            b.select(empty, ir.Constant(ty, 0.0), b.load(stacks[k], typ=ty))
         with b.if_else(adds) as (add, store):
             with add:              # out[table[r]] += total; the caller divides means
                 slot = b.gep(loop.outs[k], [b.load(b.gep(table, [r], source_etype=I64),

@@ -116,8 +116,9 @@ class RowReduce(Program):
     as a C-contiguous array (targets.kernel.reduced_layout says how the target lays it
     out). A loop that adds rows into shared results runs on one thread."""
     values: tuple = ()       # per output: the SSA name of its summand (or stored value)
-    ops: tuple = ()          # per output: "rsum", "rmean", or "" for a value stored per
-                             # element (an elementwise result of the loop's shape)
+    ops: tuple = ()          # per output: "rsum", "rmean", "rcount" (a sum of ones: the
+                             # row's length, its summand unused), or "" for a value
+                             # stored per element (an elementwise result of the loop's shape)
     axes: tuple = ()         # the reduced axes, negative, sorted
 
     @property
@@ -405,6 +406,16 @@ def _variances_as_means(expr: Expr) -> Expr:
     return rebuild(expr, visit)
 
 
+def _counts(node: Expr) -> bool:
+    """A sum of ones broadcast to an argument's shape (the reductions' vjps count the
+    elements so): the number of elements, which a row's loop need not add up. The same
+    as NumPy's pairwise sum of ones below 2**24 elements (float32; 2**53 in float64)."""
+    arg = node.args[0]
+    return node.op == "rsum" and arg.op == "where" and \
+        all(a.op == "const" for a in arg.args[:2]) and \
+        arg.args[0].attr is True and arg.args[1].attr == 1
+
+
 def _row_reduce(nodes: list, fused: set, names: dict, values: dict, stop) -> RowReduce:
     """One RowReduce for reductions over the same axes of the same inputs, and for the
     elementwise nodes of their arguments' shape (stored per element)."""
@@ -419,7 +430,8 @@ def _row_reduce(nodes: list, fused: set, names: dict, values: dict, stop) -> Row
     return RowReduce(first, p.params, p.body, outputs, tuple(reductions + stored),
                      values=tuple(own[n.args[0]] for n in reductions) +
                      tuple(names[n] for n in stored),
-                     ops=tuple(n.op for n in reductions) + ("",) * len(stored),
+                     ops=tuple("rcount" if _counts(n) else n.op for n in reductions) +
+                     ("",) * len(stored),
                      axes=tuple(sorted(reductions[0].attr)))
 
 

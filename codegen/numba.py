@@ -169,7 +169,8 @@ def _row_loop(p: RowReduce, name: str, options: str, constants: dict) -> list[st
     header = ", ".join(f"{n}, r_{n}, c_{n}" for n in params)
     outs = [f"out{k}" for k in range(len(p.outputs))]
     values = [f"v{k}" for k in range(len(outs))]
-    sums = [k for k, op in enumerate(p.ops) if op]
+    sums = [k for k, op in enumerate(p.ops) if op and op != "rcount"]
+    counts = [k for k, op in enumerate(p.ops) if op == "rcount"]   # the row's length
     args = ", ".join(f"{n}[b_{n} + j * u_{n}]" for n in params)
     zeros = {k: _constant(constants, 0, p.outputs[k][1]) for k in sums}
     lines = [f"@njit([{loop_signature(p, extra=2)!r}], {options})",
@@ -195,7 +196,8 @@ def _row_loop(p: RowReduce, name: str, options: str, constants: dict) -> list[st
              "                    u = uint64(t)",
              f"                    {', '.join(values)} = core_{p.name}({args})",
              *[f"                    block{k}[u] = v{k}" if k in sums else
-               f"                    out{k}[first + j] = v{k}" for k in range(len(outs))],
+               f"                    out{k}[first + j] = v{k}" for k in range(len(outs))
+               if k not in counts],
              *[f"                stack{k}[sp] = block_sum(block{k}, s, {zeros[k]})"
                for k in sums],
              "                sp += 1",
@@ -207,7 +209,11 @@ def _row_loop(p: RowReduce, name: str, options: str, constants: dict) -> list[st
     lines.append("        if accumulate:   # out[table[i]] += total; the caller divides means")
     for k in sums:
         lines.append(f"            out{k}[table[i]] += (stack{k}[0] if sp else {zeros[k]})")
+    for k in counts:
+        lines.append(f"            out{k}[table[i]] += {CTOR[p.outputs[k][1]]}(cols)")
     lines.append("        else:   # out[i] = 0 + total (NumPy's start: -0 becomes +0)")
+    for k in counts:
+        lines.append(f"            out{k}[i] = {CTOR[p.outputs[k][1]]}(cols)")
     for k in sums:
         d = p.outputs[k][1]
         total = f"({zeros[k]} + (stack{k}[0] if sp else {zeros[k]}))"

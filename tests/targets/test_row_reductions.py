@@ -70,6 +70,9 @@ def test_plan_fuses_trailing_float_sums_only():
                     ("max(x, axis=-1)", x32)]:
         steps = lower(parse(text, vars=v), rows=True).steps
         assert [type(s) for s in steps] == [Reduce]
+    # a sum of ones is a count: the row's length, nothing added per element
+    (count,) = lower(parse("sum(where(True, 1, x * y), axis=-1)", vars=x32), rows=True).steps
+    assert count.ops == ("rcount",)
     # a variance over trailing axes is two means, both in loops
     steps = lower(parse("var(x, axis=-1)", vars=x32), rows=True).steps
     assert [type(s) for s in steps] == [RowReduce, RowReduce]
@@ -91,6 +94,13 @@ CASES = [
     ("sum(x * y, axis=(-3, -1)) + mean(x, axis=(-3, -1))",
      lambda n: {"x": (2, 4, 3, n), "y": (3, 1)}),
     ("mean(x, axis=(-4, -1))", lambda n: {"x": (5, 1, 1, n)}),
+    # counts (the vjps' sums of ones): the row's length, not added up; in one loop with
+    # a real sum, alone, and over rows added into their result
+    ("x / sum(where(True, 1, x * y), axis=-1) + sum(x, axis=-1)",
+     lambda n: {"x": (3, n), "y": (1, n)}),
+    ("sum(where(True, 1, x), axis=-1)", lambda n: {"x": (2, n)}),
+    ("sum(where(True, 1, x - y), axis=(-3, -1)) * mean(x, axis=(-3, -1))",
+     lambda n: {"x": (2, 4, 3, n), "y": (3, 1)}),
 ]
 
 
