@@ -3,6 +3,8 @@ backward rests on: gradcheck on programs with sums, means, variances and maxima,
 broadcast and over named axes."""
 import pytest
 import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 import exprforge as xf
 from exprforge.engine.derive import vjp
@@ -88,3 +90,46 @@ def test_vjp_is_plain_reverse_mode_without_reductions():
     grads = vjp(e, g, ["x", "y", "z"])
     assert grads["z"] is None
     assert grads["y"] is g * var("x", "float64")
+
+
+# --- random programs: reductions of broadcast inputs ---------------------------------------
+SHAPES = [(), (4,), (1, 4), (3, 1), (3, 4), (1, 1)]
+AXES = ["-1", "-2", "(-2, -1)"]
+
+
+@st.composite
+def reduction_programs(draw, depth=4):
+    """Smooth random programs over a, x, y with sums and means over the last two axes."""
+    def grow(d):
+        pick = draw(st.integers(0, 7)) if d else 0
+        if pick == 0:
+            return draw(st.sampled_from(["a", "x", "y"]))
+        if pick in (1, 2):
+            return f"({grow(d - 1)} {'+*'[pick - 1]} {grow(d - 1)})"
+        if pick == 3:
+            return f"{draw(st.sampled_from(['sin', 'tanh']))}({grow(d - 1)})"
+        if pick == 4:
+            return f"({grow(d - 1)} / (1.5 + {grow(d - 1)} ** 2))"
+        op = draw(st.sampled_from(["sum", "mean"]))
+        return f"{op}({grow(d - 1)}, axis={draw(st.sampled_from(AXES))})"
+    shapes = {n: draw(st.sampled_from(SHAPES)) for n in "axy"}
+    return grow(depth), shapes
+
+
+@settings(max_examples=25, deadline=None)
+@given(reduction_programs())
+def test_random_programs_with_reductions_pass_gradcheck(program):
+    """Gradients through reductions of inputs broadcast in every way against finite
+    differences: terms of different shapes, nested reductions, parameters summed."""
+    text, shapes = program
+    e = xf.parse(text)
+    g = torch.Generator().manual_seed(0)
+    env = {n: torch.randn(shapes.get(n, ()), generator=g, dtype=torch.float64)
+           for n in (v.name for v in e.variables())}
+    try:   # a reduction over an axis its argument lacks: not a program
+        xf.evaluate(e, {n: t.numpy() for n, t in env.items()})
+    except ValueError:
+        assume(False)
+    k = xf.compile(e, target="torch")
+    inputs = [env[n].requires_grad_() for n in k.args]
+    assert torch.autograd.gradcheck(k, inputs)
