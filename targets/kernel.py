@@ -169,6 +169,41 @@ class LoopKernel(Kernel):
     # thread costs ~0.1 ms here): a 1-cycle add needs 2**20 elements, exp (16) 65536.
     PARALLEL_WORK = 1 << 20
 
+    def __call__(self, *arrays, out=None):
+        # The usual call, kept cheap: one loop, arrays of the parameters' dtypes, one
+        # shape, C-contiguous, no out=; anything else takes the general path, which gives
+        # the same result.
+        fast = self._fast
+        if fast is not None and out is None and len(arrays) == len(fast[1]):
+            shape = getattr(arrays[0], "shape", None)
+            if shape and all(type(a) is np.ndarray and a.dtype is d and a.shape == shape
+                             and a.flags.c_contiguous for a, d in zip(arrays, fast[1])):
+                n = arrays[0].size
+                if n and not (self.options.get("parallel") and _workers() > 1):
+                    result = np.empty(shape, fast[3])
+                    self.launch_whole(fast[0], [arrays[i] for i in fast[2]], result, n)
+                    return result
+        return super().__call__(*arrays, out=out)
+
+    @cached_property
+    def _fast(self):
+        """(runner, parameter dtypes, the loop's parameters as indices into them, result
+        dtype) for a plan of one loop over variables alone; else None."""
+        step = self._one_loop
+        if step is None or isinstance(step, RowReduce) or self.plan.full is not None:
+            return None
+        index = {"v_" + name: i for i, (name, _) in enumerate(self.plan.params)}
+        if not all(p in index for p, _ in step.params):
+            return None
+        (_, dtype), = step.outputs
+        return (self.runners[step.name], [_DTYPES[d] for _, d in self.plan.params],
+                [index[p] for p, _ in step.params], _DTYPES[dtype])
+
+    def launch_whole(self, runner, arrays, result, n: int):
+        """runner over n elements: C-contiguous arrays of the result's shape, one row."""
+        _, _, operands = self.operands(1, n, [(a.reshape(-1), _FIRST_ROW, 1) for a in arrays])
+        self.launch(runner, 0, 1, 0, n, n, operands, [result.reshape(-1)])
+
     def parallel_worth(self, program: Program, n: int) -> bool:
         cycles = sum(OPS[i.op].cost for i in program.flat() if i.op != "const")
         return n * max(cycles, 1.0) >= self.PARALLEL_WORK

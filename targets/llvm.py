@@ -13,7 +13,7 @@ from functools import cache
 from exprforge.codegen import llvm as renderer
 from exprforge.codegen.lower import Plan, RowReduce
 
-from .kernel import LoopKernel
+from .kernel import _FIRST_ROW, LoopKernel
 from .store import CorruptEntry, write_once
 
 NAME = "llvm"
@@ -154,6 +154,10 @@ class LLVMKernel(LoopKernel):
             args += [address(a) + col * step * a.itemsize,
                      table_address(table) + row * 8, step]
         fn(*args, *[address(r) + (row * width + col) * r.itemsize for r in results])
+
+    def launch_whole(self, runner, arrays, result, n):
+        first = table_address(_FIRST_ROW)
+        runner(1, n, *[x for a in arrays for x in (address(a), first, 1)], address(result))
 
 
 KERNEL = LLVMKernel

@@ -200,6 +200,24 @@ def test_read_only_inputs(kernel):
 
 
 @pytest.mark.parametrize("target", TARGETS)
+def test_the_usual_call_matches_the_general_path(target):
+    """Arrays of one shape and the kernel's dtype take a short path: the same bits and
+    shape as with out= (the general path), with arguments in the kernel's order, an
+    argument the program does not read, and 2-D and read-only arrays."""
+    e = xf.parse("x - 2 * y", vars=V32)
+    k = xf.compile(e, target=target, args=("y", "unused", "x"))
+    rng = np.random.default_rng(5)
+    x, y, unused = rng.standard_normal((3, 4, 6)).astype(np.float32)
+    y.setflags(write=False)
+    got = k(y, unused, x)
+    out = np.empty((4, 6), np.float32)
+    k(y, unused, x, out=out)
+    assert got.shape == (4, 6) and got.dtype == np.float32
+    _same_bits(got, out)
+    _same_bits(got, evaluate(e, {"x": x, "y": y}))
+
+
+@pytest.mark.parametrize("target", TARGETS)
 def test_parallel_matches_serial(target):
     e = xf.parse("sqrt(x * x + 1) * exp(-x)", dtype="float32")
     x = np.random.default_rng(0).standard_normal(300_001).astype(np.float32)
