@@ -698,8 +698,9 @@ def explain(faster, exprs_info, compile_report, by, overhead, probe) -> list:
     sizes = sorted({f["n"] for f in faster})
     why = {
         "call overhead": "the fixed cost per call decides at small N: exprforge's Kernel.__call__ "
-        "(per-argument dtype checks, broadcast_shapes, ndarray.ctypes for every pointer and a "
-        "ctypes call for LLVM; ufunc dispatch for Numba) against NumPy's C dispatch; estimated "
+        "(per-argument dtype, shape and layout checks in Python, each pointer taken through "
+        "the buffer protocol, then one ctypes call for LLVM or one call of Numba's compiled "
+        "loop) against NumPy's C dispatch; estimated "
         f"fixed cost per call here (add, t=1): {over}",
         **{f"xf.{t} parallel slower than its own serial kernel": "with parallel=True both "
            "CPU targets split the rows (or the one row) over a ThreadPoolExecutor of "
