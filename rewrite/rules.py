@@ -175,6 +175,9 @@ def _explog(g="explog"):
         _r("log-sqrt", g, "log(sqrt(x))", "0.5 * log(x)"),
         _r("sqrt-exp", g, "sqrt(exp(x))", "exp(0.5 * x)"),
         _r("pow-exp-log", g, "x ** a", "exp(a * log(x))", "positive(x)"),
+        # b = 0 needs a finite: exp(-inf) ** 0 = 0 ** 0 = 1 but exp(-inf * 0) = NaN
+        _r("exp-pow", g, "exp(a) ** b", "exp(a * b)", "nonzero(b)"),
+        _r("exp-pow-finite", g, "exp(a) ** b", "exp(a * b)", "finite(a)"),
         _r("expm1-def", g, "exp(a) - 1", "expm1(a)", both_ways=True),
         _r("log1p-def", g, "log(1 + a)", "log1p(a)", both_ways=True),
         _r("exp2-def", g, "exp2(a)", "exp(a * ln2)", both_ways=True),
