@@ -265,14 +265,20 @@ def flat_axes(flat: dict):
     return of
 
 
-def hoist_constant_factors(expr: Expr, flat: dict) -> Expr:
+def hoist_constant_factors(expr: Expr, flat: dict, ranks: dict) -> Expr:
     """expr with every float sum and mean over axes A of a product rewritten as
     (the factors constant along A) * (the sum or mean of the others). `flat` maps a
-    variable's name to the axes (negative) on which it has length 1 (is broadcast);
-    see flat_axes for the other nodes. Exact over the reals; the rounding differs (a
-    factor 1/c from x / c overflows for a subnormal c; a * sum(...) is NaN where a is 0
-    and the sum overflows, where the sum of a * ... was 0)."""
+    variable's name to the axes (negative) on which it has length 1 (is broadcast, or
+    absent: beyond its rank); see flat_axes for the other nodes. `ranks` maps it to its
+    number of dimensions: the factors left in the sum keep one that has all of A (in
+    sum(a * y, (-2, -1)) with a of shape (4,) and y (1, 1), y stays in). Exact over the
+    reals; the rounding differs (a factor 1/c from x / c overflows for a subnormal c;
+    a * sum(...) is NaN where a is 0 and the sum overflows, where the sum of a * ... was
+    0)."""
     flat_of = flat_axes(flat)
+
+    def rank_of(e):
+        return max((ranks.get(v.name, 0) for v in e.variables()), default=0)
 
     def visit(node, args):
         if node.op not in ("rsum", "rmean") or not dt.is_float(node.dtype):
@@ -283,6 +289,10 @@ def hoist_constant_factors(expr: Expr, flat: dict) -> Expr:
         for f in factors:
             if not (f.op == "const" and f.attr == 1):   # a factor 1 is dropped
                 (out if _covers(flat_of(f), axes) else rest).append(f)
+        if out and max(map(rank_of, rest), default=0) < max(-a for a in axes):
+            carrier = max(out, key=rank_of)   # the product had the rank: one factor has
+            out.remove(carrier)
+            rest.append(carrier)
         if not rest or len(rest) == len(factors):   # all constant, or nothing to take out
             return None
         result = make(node.op, (_product(rest),), node.attr)

@@ -142,10 +142,10 @@ class TorchKernel(Kernel):
         (the forward's values, its reductions) is computed once. full: every argument
         broadcasts to grad_out's shape (the result's), so all the gradients' elementwise
         work shares one loop. flat: per argument of the backward (grad_out, then the
-        kernel's), the axes (negative) on which it has length 1 (see unit_axes); each
-        gradient is summed in the kernel where its argument has length 1 and it is
-        longer. Without it a gradient may be longer than its argument, for the caller to
-        sum (see vjp)."""
+        kernel's), its number of dimensions and the axes (negative) on which it has
+        length 1 (see unit_axes); each gradient is summed in the kernel where its
+        argument has length 1 and it is longer. Without it a gradient may be longer than
+        its argument, for the caller to sum (see vjp)."""
         from .build import compile_kernel
         if self.plan.many:
             raise TypeError("a kernel of several results has no backward here")
@@ -155,12 +155,15 @@ class TorchKernel(Kernel):
         g = var(GRAD, expr.dtype)
         names = [self.plan.params[i][0] for i in indices]
         args = ((GRAD, expr.dtype),) + self.plan.params
-        flat = dict(zip((n for n, _ in args), flat)) if flat is not None else {}
+        shapes = dict(zip((n for n, _ in args), flat)) if flat is not None else {}
+        flat = {name: axes for name, (_, axes) in shapes.items()}
+        ranks = {name: ndim for name, (ndim, _) in shapes.items()}
         found = vjp(expr, g, names, flat)
         gradients = [found[name] if found[name] is not None else g * 0 for name in names]
         # what does not change along a sum's axes is multiplied after it: the parameters
         # broadcast there, the forward's row values
-        gradients = [hoist_constant_factors(grad, flat) for grad in gradients]
+        gradients = [hoist_constant_factors(grad, flat, ranks) if shapes else grad
+                     for grad in gradients]
         # parameters of length 1 on every axis the backward reduces join its row values
         reduced = {a for grad in gradients for n in grad.toposort()
                    if n.spec.group == "reduce" for a in n.attr}
@@ -175,10 +178,11 @@ class TorchKernel(Kernel):
 
 
 def unit_axes(shapes: list) -> tuple:
-    """Per shape, the axes (negative, up to the longest shape's rank) of length 1."""
+    """Per shape, (its number of dimensions, its axes of length 1: negative, up to the
+    longest shape's rank, those it lacks included)."""
     rank = max(map(len, shapes), default=0)
-    return tuple(tuple(i - len(s) for i, d in enumerate(s) if d == 1) +
-                 tuple(range(-rank, -len(s))) for s in map(tuple, shapes))
+    return tuple((len(s), tuple(i - len(s) for i, d in enumerate(s) if d == 1) +
+                  tuple(range(-rank, -len(s)))) for s in map(tuple, shapes))
 
 
 _OPS: dict = {}

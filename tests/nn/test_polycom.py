@@ -105,7 +105,7 @@ def test_parameter_gradients_are_summed_in_the_input_gradients_loop():
     """PolyReLU's backward is one loop: the input gradient per element and the four
     scalar parameters' gradients summed as it goes (no full-size arrays for them)."""
     k = _kernel("polyrelu", "float64")
-    flat = ((), ()) + ((-2, -1),) * 4   # grad_out, x: (8, 32); the parameters: ()
+    flat = ((2, ()),) * 2 + ((0, (-2, -1)),) * 4   # grad_out, x: (8, 32); the parameters: ()
     backward = k.backward_kernel((0, 1, 2, 3, 4), True, flat)
     (step,) = backward.plan.steps
     assert isinstance(step, RowReduce) and sorted(step.ops) == ["", "rsum", "rsum", "rsum", "rsum"]

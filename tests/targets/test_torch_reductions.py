@@ -133,3 +133,14 @@ def test_random_programs_with_reductions_pass_gradcheck(program):
     k = xf.compile(e, target="torch")
     inputs = [env[n].requires_grad_() for n in k.args]
     assert torch.autograd.gradcheck(k, inputs)
+
+
+def test_a_sum_whose_rank_comes_from_a_broadcast_input():
+    """Found by the property test above: y of shape (1, 1) gives a * y the rank the sum
+    needs; the backward may not take y out of it."""
+    k = xf.compile(xf.parse("sin(sum(a * y, axis=(-2, -1)))"), target="torch")
+    g = torch.Generator().manual_seed(2)
+    shapes = {"a": (4,), "y": (1, 1)}
+    inputs = [torch.randn(shapes[n], generator=g, dtype=torch.float64).requires_grad_()
+              for n in k.args]
+    assert torch.autograd.gradcheck(k, inputs)
