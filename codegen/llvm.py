@@ -312,8 +312,9 @@ def render_row_reduce(module: ir.Module, p: RowReduce, flags: tuple) -> ir.Funct
     i64 accumulate, out0, ...): the sum of row i's per-element values, added in the
     schedule's order (see lower.pairwise_schedule), is outk[i] (a mean: divided by cols),
     or with accumulate != 0 is added to outk[table[i]]; an elementwise output (op "") is
-    stored at outk[i * cols + j]. A block's values go to a buffer and are summed there in
-    8 lanes (one vector add per 8 elements); the block sums wait on a stack."""
+    stored at outk[i * cols + j]; a count (op "rcount") is cols, its summand unused. A
+    block's values go to a buffer and are summed there in 8 lanes (one vector add per 8
+    elements); the block sums wait on a stack."""
     loop = _Loop(module, p, flags, extra=2)
     b, fn = loop.b, loop.fn
     schedule = loop.extra[0][0]

@@ -237,7 +237,8 @@ def _is_leaf(node: Expr) -> bool:
 # --- splitting at reductions and linearizing -----------------------------------------------
 
 def lower(expr, dtype: str | None = None, args=None, has=lambda op: True,
-          full: str | None = None, rows: bool = False, scalars: tuple = ()) -> Plan:
+          full: str | tuple | None = None, rows: bool = False,
+          scalars: tuple = ()) -> Plan:
     """The plan a target compiles: elementwise Programs and Reduce steps.
 
     `expr` is an Expr or a tuple of them (a kernel with one result per expression; the

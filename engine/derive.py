@@ -167,9 +167,10 @@ def vjp(expr: Expr, cotangent: Expr, wrt, flat: dict | None = None) -> dict:
     summed over its own where it is longer (keepdims), term by term. Without it a
     gradient's shape may be a broadcast of its variable's, for the caller to sum: right
     only where its terms have the same lengths on the summed axes.
-    The pieces' terms are added as one Expr, so a program whose pieces stretch the same
-    axis to different lengths (w * x * sum(x * v, -1), w and v of lengths 5 and 3, x of
-    length 1) has a gradient program that fails to broadcast when run.
+    Without `flat`, too, a program whose pieces stretch the same axis to different
+    lengths (w * x * sum(x * v, -1), w and v of lengths 5 and 3, x of length 1) has a
+    gradient program that fails to broadcast when run; with it each term is summed
+    first. A literal term is never summed (a cotangent is not a literal).
     """
     flat = flat or {}
     flat_of = flat_axes(flat)

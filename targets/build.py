@@ -68,7 +68,7 @@ def _as_expr(expr, dtype):
 
 
 def compile_kernel(expr, target: str = "numba", dtype: str | None = None, args=None,
-                   full: str | None = None, scalars: tuple = (), **options):
+                   full: str | tuple | None = None, scalars: tuple = (), **options):
     """A Kernel for `expr` (an Expr or text, or a tuple of them: one kernel returning a
     tuple of arrays) on `target`; see exprforge.compile. `full`, `scalars`: see lower()."""
     if isinstance(expr, (tuple, list)):

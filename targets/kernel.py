@@ -115,7 +115,8 @@ class Kernel(ABC):
         first, *same = self.plan.full_names
         full = env["v_" + first]
         if not all(broadcasts_to(a.shape, full.shape) for a in env.values()) or \
-                any(math.prod(env["v_" + name].shape) != math.prod(full.shape) for name in same):
+                any(_unpadded(env["v_" + name].shape) != _unpadded(full.shape)
+                    for name in same):
             also = f" (and {', '.join(same)}, that shape)" if same else ""
             raise ValueError(f"argument {first} must have the shape every argument "
                              f"broadcasts to{also}; got shapes "
@@ -318,6 +319,14 @@ def _workers() -> int:
 @cache
 def _pool():
     return ThreadPoolExecutor(max_workers=_workers())
+
+
+def _unpadded(shape) -> tuple:
+    """shape without its leading 1s."""
+    shape = tuple(shape)
+    while shape and shape[0] == 1:
+        shape = shape[1:]
+    return shape
 
 
 def broadcasts_to(shape, full) -> bool:

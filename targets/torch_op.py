@@ -181,8 +181,9 @@ def unit_axes(shapes: list) -> tuple:
     """Per shape, (its number of dimensions, its axes of length 1: negative, up to the
     longest shape's rank, those it lacks included)."""
     rank = max(map(len, shapes), default=0)
-    return tuple((len(s), tuple(i - len(s) for i, d in enumerate(s) if d == 1) +
-                  tuple(range(-rank, -len(s)))) for s in map(tuple, shapes))
+    return tuple((len(s), tuple(sorted(tuple(i - len(s) for i, d in enumerate(s) if d == 1) +
+                                       tuple(range(-rank, -len(s))))))
+                 for s in map(tuple, shapes))
 
 
 _OPS: dict = {}

@@ -249,3 +249,5 @@ def test_inputs_of_the_full_shape_share_one_reduction_loop(target):
         _same_bits(got, evaluate(e, {"g": g, "x": x}))
     with pytest.raises(ValueError, match="that shape"):
         k(g, x[:1])
+    with pytest.raises(ValueError, match="that shape"):   # empty, of another shape
+        k(np.ones((0, 37), np.float32), np.ones((0, 1), np.float32))

@@ -93,13 +93,14 @@ def test_vjp_is_plain_reverse_mode_without_reductions():
 
 
 # --- random programs: reductions of broadcast inputs ---------------------------------------
-SHAPES = [(), (4,), (1, 4), (3, 1), (3, 4), (1, 1)]
-AXES = ["-1", "-2", "(-2, -1)"]
+SHAPES = [(), (4,), (1, 4), (3, 1), (3, 4), (1, 1), (2, 1, 4), (1, 3, 1)]
+AXES = ["-1", "-2", "(-2, -1)", "(-3, -1)"]
 
 
 @st.composite
 def reduction_programs(draw, depth=4):
-    """Smooth random programs over a, x, y with sums and means over the last two axes."""
+    """Smooth random programs over a, x, y with sums, means and variances over the last
+    axes."""
     def grow(d):
         pick = draw(st.integers(0, 7)) if d else 0
         if pick == 0:
@@ -110,7 +111,7 @@ def reduction_programs(draw, depth=4):
             return f"{draw(st.sampled_from(['sin', 'tanh']))}({grow(d - 1)})"
         if pick == 4:
             return f"({grow(d - 1)} / (1.5 + {grow(d - 1)} ** 2))"
-        op = draw(st.sampled_from(["sum", "mean"]))
+        op = draw(st.sampled_from(["sum", "mean", "var"]))
         return f"{op}({grow(d - 1)}, axis={draw(st.sampled_from(AXES))})"
     shapes = {n: draw(st.sampled_from(SHAPES)) for n in "axy"}
     return grow(depth), shapes
