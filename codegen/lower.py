@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from exprforge.engine import dtypes as dt
 from exprforge.engine.evaluate import literal_value, named_value, prepare
 from exprforge.engine.expr import Expr, F, rebuild
-from exprforge.engine.ops import OPS
+from exprforge.engine.ops import OPS, is_count
 
 
 @dataclass(frozen=True)
@@ -170,8 +170,7 @@ class Plan:
 
     @property
     def full_names(self) -> tuple:
-        return () if self.full is None else (self.full,) if isinstance(self.full, str) \
-            else tuple(self.full)
+        return full_names(self.full)
 
     @property
     def programs(self):
@@ -234,6 +233,11 @@ def _is_leaf(node: Expr) -> bool:
     return node.op in ("var", "const") or node.spec.group == "const"
 
 
+def full_names(full) -> tuple:
+    """lower's `full` (None, a name, or names) as a tuple of names."""
+    return () if full is None else (full,) if isinstance(full, str) else tuple(full)
+
+
 # --- splitting at reductions and linearizing -----------------------------------------------
 
 def lower(expr, dtype: str | None = None, args=None, has=lambda op: True,
@@ -264,7 +268,7 @@ def lower(expr, dtype: str | None = None, args=None, has=lambda op: True,
         lowered = tuple(_variances_as_means(e) for e in lowered)
     order = list(dict.fromkeys(n for e in lowered for n in e.toposort()))
     params = _params(lowered, args)
-    fulls = () if full is None else (full,) if isinstance(full, str) else tuple(full)
+    fulls = full_names(full)
     if full is not None and (not fulls or not set(fulls) <= set(dict(params))):
         raise ValueError(f"full={full!r} is not one of the kernel's arguments")
     fused = {n for n in order if rows and _row_reducible(n)}
@@ -407,16 +411,6 @@ def _variances_as_means(expr: Expr) -> Expr:
     return rebuild(expr, visit)
 
 
-def _counts(node: Expr) -> bool:
-    """A sum of ones broadcast to an argument's shape (the reductions' vjps count the
-    elements so): the number of elements, which a row's loop need not add up. The same
-    as NumPy's pairwise sum of ones below 2**24 elements (float32; 2**53 in float64)."""
-    arg = node.args[0]
-    return node.op == "rsum" and arg.op == "where" and \
-        all(a.op == "const" for a in arg.args[:2]) and \
-        arg.args[0].attr is True and arg.args[1].attr == 1
-
-
 def _row_reduce(nodes: list, fused: set, names: dict, values: dict, stop) -> RowReduce:
     """One RowReduce for reductions over the same axes of the same inputs, and for the
     elementwise nodes of their arguments' shape (stored per element)."""
@@ -431,7 +425,7 @@ def _row_reduce(nodes: list, fused: set, names: dict, values: dict, stop) -> Row
     return RowReduce(first, p.params, p.body, outputs, tuple(reductions + stored),
                      values=tuple(own[n.args[0]] for n in reductions) +
                      tuple(names[n] for n in stored),
-                     ops=tuple("rcount" if _counts(n) else n.op for n in reductions) +
+                     ops=tuple("rcount" if is_count(n) else n.op for n in reductions) +
                      ("",) * len(stored),
                      axes=tuple(sorted(reductions[0].attr)))
 

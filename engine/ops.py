@@ -278,6 +278,17 @@ def _count(u, out, f):
     return f.rsum(f.where(True, 1, u), axis=out.attr)  # elements reduced into each result
 
 
+def is_count(node) -> bool:
+    """Whether node is a sum of ones spread to an argument's shape, as _count writes
+    it: the number of elements reduced, which a back end may take from the shape (the
+    same as NumPy's pairwise sum of ones below 2**24 elements in float32, 2**53 in
+    float64)."""
+    if node.op != "rsum" or node.args[0].op != "where":
+        return False
+    cond, one = node.args[0].args[:2]
+    return cond.op == "const" and cond.attr is True and one.op == "const" and one.attr == 1
+
+
 def _row(name, arity, args, out="T", tkind="float", **kw):
     return Op(name=name, arity=arity, args=args, out=out, tkind=tkind, **kw)
 

@@ -11,8 +11,8 @@ derivatives.
 
 Through reductions (sum, mean, var, max over axes) vjp runs reverse mode cut at the
 reductions, each elementwise piece differentiated by `derive`, each reduction's
-cotangent summed over its axes. The backward
-kernel recomputes the forward's reductions, once (nothing is saved but the inputs).
+cotangent summed over its axes. The backward kernel recomputes the forward's
+reductions, once (nothing is saved but the inputs).
 Factors that do not change along a sum's axes (parameters broadcast there, the forward's
 row values) are multiplied after the sum (engine.derive.hoist_constant_factors), so
 sums that differ only by them are one: PolyNorm's gradient loop sums 4 products, not 7.
