@@ -19,7 +19,7 @@ from llvmlite import ir
 
 from exprforge.engine import dtypes as dt
 
-from .lower import PAIRWISE_BLOCK, PAIRWISE_STACK, Branch, Plan, Program, RowReduce
+from .lower import PAIRWISE_STACK, Branch, Plan, Program, RowReduce
 
 TYPES = {"float32": ir.FloatType(), "float64": ir.DoubleType(), "int32": ir.IntType(32),
          "int64": ir.IntType(64), "bool": ir.IntType(1)}
@@ -49,24 +49,48 @@ def has(op: str) -> bool:
 
 
 class _Emitter:
-    """Emits one Program's instructions into a builder."""
+    """Emits one Program's instructions into a builder, on scalars or, with width > 1,
+    on vectors of `width` elements (a branch-free body: a Branch needs scalars)."""
 
-    def __init__(self, module: ir.Module, builder: ir.IRBuilder, flags: tuple):
-        self.m, self.b, self.flags = module, builder, flags
+    def __init__(self, module: ir.Module, builder: ir.IRBuilder, flags: tuple, width: int = 1):
+        self.m, self.b, self.flags, self.width = module, builder, flags, width
+
+    def type(self, dtype: str, memory: bool = False):
+        ty = (MEMORY if memory else TYPES)[dtype]
+        return ir.VectorType(ty, self.width) if self.width > 1 else ty
+
+    def const(self, dtype: str, value):
+        """A constant of the dtype (every lane of it)."""
+        return ir.Constant(self.type(dtype), float(value) if dt.is_float(dtype) else int(value))
 
     def function(self, name: str, ret, args) -> ir.Function:
         fnty = ir.FunctionType(ret, args)
         existing = self.m.globals.get(name)
         return existing if existing is not None else ir.Function(self.m, fnty, name)
 
-    def intrinsic(self, name: str, ty, n: int):
-        return self.function(f"{name}.{'f32' if ty == TYPES['float32'] else 'f64'}", ty, [ty] * n)
+    def suffix(self, ty) -> str:
+        """An intrinsic's type suffix: f32, f64, v8f32, ..."""
+        scalar = ty.element if isinstance(ty, ir.VectorType) else ty
+        name = "f32" if scalar == TYPES["float32"] else "f64"
+        return f"v{ty.count}{name}" if isinstance(ty, ir.VectorType) else name
 
-    def libm(self, name: str, ty, n: int):
-        return self.function(name + ("f" if ty == TYPES["float32"] else ""), ty, [ty] * n)
+    def intrinsic(self, name: str, ty, n: int):
+        return self.function(f"{name}.{self.suffix(ty)}", ty, [ty] * n)
+
+    def call_libm(self, name: str, ty, args):
+        """A C library call; on vectors, one call per lane."""
+        if not isinstance(ty, ir.VectorType):
+            fn = self.function(name + ("f" if ty == TYPES["float32"] else ""), ty, [ty] * len(args))
+            return self.b.call(fn, args)
+        result = ir.Constant(ty, None)
+        for lane in range(ty.count):
+            k = ir.Constant(I32, lane)
+            value = self.call_libm(name, ty.element, [self.b.extract_element(a, k) for a in args])
+            result = self.b.insert_element(result, value, k)
+        return result
 
     def emit(self, op: str, args: list, dtype: str, src: str | None, attr):
-        b, ty = self.b, TYPES[dtype]
+        b, ty = self.b, self.type(dtype)
         is_float = dt.is_float(src or dtype)
         if op in COMPARE:
             return (b.fcmp_unordered("!=", *args) if op == "ne" and is_float  # NaN != NaN
@@ -77,14 +101,14 @@ class _Emitter:
         if op in INT_BINARY:
             return getattr(b, INT_BINARY[op])(*args)
         if op == "abs" and not dt.is_float(dtype):
-            return b.select(b.icmp_signed("<", args[0], ir.Constant(ty, 0)), b.neg(args[0]), args[0])
+            return b.select(b.icmp_signed("<", args[0], self.const(dtype, 0)), b.neg(args[0]), args[0])
         if op in ("min", "max") and not dt.is_float(dtype):
             pick = b.icmp_signed("<=" if op == "min" else ">=", args[0], args[1])
             return b.select(pick, args[0], args[1])
         if op in INTRINSICS:
             return b.call(self.intrinsic(INTRINSICS[op], ty, len(args)), args)
         if op in LIBM:
-            return b.call(self.libm(LIBM[op], ty, len(args)), args)
+            return self.call_libm(LIBM[op], ty, args)
         return getattr(self, "emit_" + op)(args, dtype, src, attr)
 
     def emit_neg(self, args, dtype, src, attr):
@@ -100,34 +124,34 @@ class _Emitter:
 
     def emit_shl(self, args, dtype, src, attr):
         a, n = args
-        zero, width = ir.Constant(TYPES[dtype], 0), ir.Constant(TYPES[dtype], dt.BITS[dtype])
+        zero, width = self.const(dtype, 0), self.const(dtype, dt.BITS[dtype])
         # NumPy: a count outside [0, width) shifts everything out (LLVM would give poison)
         return self.b.select(self.b.icmp_unsigned("<", n, width), self.b.shl(a, n), zero)
 
     def emit_shr(self, args, dtype, src, attr):
         a, n = args
-        ty = TYPES[dtype]
-        width = ir.Constant(ty, dt.BITS[dtype])
-        fill = self.b.ashr(a, ir.Constant(ty, dt.BITS[dtype] - 1))   # 0 or -1
+        width = self.const(dtype, dt.BITS[dtype])
+        fill = self.b.ashr(a, self.const(dtype, dt.BITS[dtype] - 1))   # 0 or -1
         return self.b.select(self.b.icmp_unsigned("<", n, width), self.b.ashr(a, n), fill)
 
     def emit_ldexp(self, args, dtype, src, attr):
         x, n = args
-        i32 = ir.IntType(32)
+        i32 = self.type("int32")
         if n.type != i32:  # clamp a 64-bit exponent: past +-2**20 every result is 0 or inf
             limit = ir.Constant(n.type, 1 << 20)
             n = self.b.select(self.b.icmp_signed(">", n, limit), limit, n)
             n = self.b.select(self.b.icmp_signed("<", n, self.b.neg(limit)), self.b.neg(limit), n)
             n = self.b.trunc(n, i32)
-        ty = TYPES[dtype]
-        name = f"llvm.ldexp.{'f32' if ty == TYPES['float32'] else 'f64'}.i32"
+        ty = self.type(dtype)
+        ints = f"v{self.width}i32" if self.width > 1 else "i32"
+        name = f"llvm.ldexp.{self.suffix(ty)}.{ints}"
         return self.b.call(self.function(name, ty, [ty, i32]), [x, n])
 
     def emit_bitcast(self, args, dtype, src, attr):
-        return self.b.bitcast(args[0], TYPES[dtype])
+        return self.b.bitcast(args[0], self.type(dtype))
 
     def emit_cast(self, args, dtype, src, attr):
-        b, x, to = self.b, args[0], TYPES[dtype]
+        b, x, to = self.b, args[0], self.type(dtype)
         if src == dtype:
             return x
         if dtype == "bool":
@@ -144,10 +168,14 @@ class _Emitter:
         return b.sext(x, to) if dt.BITS[dtype] > dt.BITS[src] else b.trunc(x, to)
 
 
-def constant(value, dtype: str):
-    if dt.is_float(dtype):
-        return ir.Constant(TYPES[dtype], float(value))
-    return ir.Constant(TYPES[dtype], int(value))
+def splat(b: ir.IRBuilder, value, width: int):
+    """value in every lane of a vector of `width` (value itself when width is 1)."""
+    if width == 1:
+        return value
+    vector = ir.VectorType(value.type, width)
+    one = b.insert_element(ir.Constant(vector, None), value, ir.Constant(I32, 0))
+    return b.shuffle_vector(one, ir.Constant(vector, None),
+                            ir.Constant(ir.VectorType(I32, width), [0] * width))
 
 
 def _emit_items(emitter: _Emitter, fn, items, values: dict, types: dict):
@@ -170,7 +198,7 @@ def _emit_items(emitter: _Emitter, fn, items, values: dict, types: dict):
                 phi.add_incoming(value, block)
             values[ins.out] = phi
         elif ins.op == "const":
-            values[ins.out] = constant(ins.attr, ins.dtype)
+            values[ins.out] = emitter.const(ins.dtype, ins.attr)
         else:
             src = types[ins.args[0]] if ins.args else None
             values[ins.out] = emitter.emit(ins.op, [values[a] for a in ins.args], ins.dtype,
@@ -231,38 +259,58 @@ class _Loop:
         """Opens the row loop and keeps the value of each input constant along this row:
         (row index, head, exit, each input's first element in the row, whether it runs
         along the row)."""
-        b = self.b
         r, head, done = self.counted(self.zero, self.rows, "row")
+        return (r, head, done, *self.row_reads(r, self.slots))
+
+    def row_reads(self, r, slots):
+        """Row r's first element of each input, and whether the input runs along the
+        row; an input that does not has its one value put in its entry of `slots`."""
+        b = self.b
         starts, along = [], []
         for k, ((ptr, table, stride), (_, dtype)) in enumerate(zip(self.inputs, self.p.params)):
             offset = b.load(b.gep(table, [r], source_etype=I64), typ=I64)
             start = b.gep(ptr, [offset], source_etype=MEMORY[dtype])
             runs = b.icmp_signed("!=", stride, self.zero)
             with b.if_then(b.not_(runs)):   # constant along the row: its one value
-                b.store(b.load(start, typ=MEMORY[dtype]), self.slots[k])
+                b.store(b.load(start, typ=MEMORY[dtype]), slots[k])
             starts.append(start)
             along.append(runs)
-        return r, head, done, starts, along
+        return starts, along
 
-    def elements(self, starts, along, c, m, store):
-        """The element loop over j < m (the row's elements c + j, m <= CHUNK): computes the
-        program's per-element values and calls store(value, dtype, k, j) for each. An
-        input constant along the row reads a block of zeros (a load the loop can make
-        one vector load, like the others) and takes its row's value instead: no
-        per-row copy of it."""
+    def sources(self, starts, along, c, slots=None):
+        """Per input, where the element loop reads it from the row's element c on, and
+        its row value: an input constant along the row reads a block of zeros (a load
+        the loop can make one vector load, like the others) and takes its row's value
+        instead: no per-row copy of it."""
         b, p = self.b, self.p
         sources = [b.select(runs, b.gep(start, [c], source_etype=MEMORY[dtype]), self.zeros)
                    for runs, start, (_, dtype) in zip(along, starts, p.params)]
-        fixed = [b.load(slot, typ=MEMORY[dtype]) for slot, (_, dtype) in zip(self.slots, p.params)]
-        j, head, done = self.counted(self.zero, m, "elem")
-        values, types = {}, {}
-        for (name, dtype), source, runs, value in zip(p.params, sources, along, fixed):
-            raw = b.load(b.gep(source, [j], source_etype=MEMORY[dtype]), typ=MEMORY[dtype])
-            raw = b.select(runs, raw, value)
-            values[name] = b.trunc(raw, TYPES["bool"]) if dtype == "bool" else raw
+        fixed = [b.load(slot, typ=MEMORY[dtype])
+                 for slot, (_, dtype) in zip(slots or self.slots, p.params)]
+        return sources, along, fixed
+
+    def compute(self, reads, j, width: int = 1) -> dict:
+        """The program's values at element j of `reads` (what sources() gave): SSA name
+        -> LLVM value, the body's results included; with width > 1, vectors of the values
+        at j, j + 1, ... (a body without Branch items)."""
+        b, values, types = self.b, {}, {}
+        emitter = _Emitter(self.module, b, self.flags, width)
+        for (name, dtype), source, runs, value in zip(self.p.params, *reads):
+            at = b.gep(source, [j], source_etype=MEMORY[dtype])
+            raw = b.load(at, typ=emitter.type(dtype, memory=True), align=dt.BITS[dtype] // 8)
+            raw = b.select(runs, raw, splat(b, value, width))
+            values[name] = b.trunc(raw, emitter.type("bool")) if dtype == "bool" else raw
             types[name] = dtype
-        _emit_items(_Emitter(self.module, b, self.flags), self.fn, p.body, values, types)
-        for k, (name, (_, dtype)) in enumerate(zip(p.returns, p.outputs)):
+        _emit_items(emitter, self.fn, self.p.body, values, types)
+        return values
+
+    def elements(self, starts, along, c, m, store):
+        """The element loop over j < m (the row's elements c + j, m <= CHUNK): computes the
+        program's per-element values and calls store(value, dtype, k, j) for each."""
+        reads = self.sources(starts, along, c)
+        j, head, done = self.counted(self.zero, m, "elem")
+        values = self.compute(reads, j)
+        for k, (name, (_, dtype)) in enumerate(zip(self.p.returns, self.p.outputs)):
             store(values[name], dtype, k, j)
         self.close(j, self.one, head, done)      # branches may have moved the block
 
@@ -307,25 +355,61 @@ def render_program(module: ir.Module, p: Program, flags: tuple) -> ir.Function:
     return loop.fn
 
 
+# Rows a RowReduce sums side by side. Each sum's 8 lanes are one chain of dependent vector
+# adds (NumPy's order fixes it): with a short argument, one row at a time waits on the
+# add's latency; rows in lockstep (they share one schedule) give the adder independent
+# chains, as long as the chains fit the vector registers. With a longer argument the
+# work per element hides the latency and more rows only add register pressure.
+ROW_LANES = (4, 2)
+MAX_CHAINS = 12
+MAX_LANE_BODY = 16   # instructions
+
+
+def row_lanes(p: RowReduce) -> int:
+    """How many rows the RowReduce `p` sums side by side."""
+    if len(p.flat()) > MAX_LANE_BODY:
+        return 1
+    chains = max(1, sum(1 for op in p.ops if op and op != "rcount"))
+    return next((n for n in ROW_LANES if n * chains <= MAX_CHAINS), 1)
+
+
 def render_row_reduce(module: ir.Module, p: RowReduce, flags: tuple) -> ir.Function:
     """void NAME(rows, cols, inputs..., ptr schedule, ptr -, i64 -, ptr table, ptr -,
     i64 accumulate, out0, ...): the sum of row i's per-element values, added in the
     schedule's order (see lower.pairwise_schedule), is outk[i] (a mean: divided by cols),
     or with accumulate != 0 is added to outk[table[i]]; an elementwise output (op "") is
-    stored at outk[i * cols + j]; a count (op "rcount") is cols, its summand unused. A
-    block's values go to a buffer and are summed there in 8 lanes (one vector add per 8
-    elements); the block sums wait on a stack."""
+    stored at outk[i * cols + j]; a count (op "rcount") is cols, its summand unused.
+    Values are summed as they are computed (see _leaf_sums), the partial sums of a row
+    waiting on a stack; row_lanes(p) rows run together, then the rows left one by one."""
     loop = _Loop(module, p, flags, extra=2)
-    b, fn = loop.b, loop.fn
-    schedule = loop.extra[0][0]
+    b, n = loop.b, row_lanes(p)
+    rest = loop.zero
+    if n > 1:
+        r, head, done = loop.counted(loop.zero, b.sub(loop.rows, ir.Constant(I64, n - 1)),
+                                     "rows")
+        _reduce_rows(loop, [b.add(r, ir.Constant(I64, k)) for k in range(n)])
+        loop.close(r, ir.Constant(I64, n), head, done)
+        rest = r
+    r, head, done = loop.counted(rest, loop.rows, "row")
+    _reduce_rows(loop, [r])
+    loop.close(r, loop.one, head, done)
+    b.ret_void()
+    return loop.fn
+
+
+def _reduce_rows(loop: _Loop, rows: list):
+    """The RowReduce's work for the rows `rows` (in order), through one run of the
+    schedule: their sums interleaved, their results stored (or added) row by row."""
+    b, fn, p = loop.b, loop.fn, loop.p
     sums = [(k, dtype) for k, ((_, dtype), op) in enumerate(zip(p.outputs, p.ops))
             if op and op != "rcount"]
     counts = [(k, dtype) for k, ((_, dtype), op) in enumerate(zip(p.outputs, p.ops))
               if op == "rcount"]
-    blocks = {k: loop.alloca(dtype, PAIRWISE_BLOCK) for k, dtype in sums}
-    stacks = {k: loop.alloca(dtype, PAIRWISE_STACK) for k, dtype in sums}
-    r, row_head, row_done, starts, along = loop.row()
-    row_start = b.mul(r, loop.cols)
+    slots = [[loop.alloca(dtype, 1) for _, dtype in p.params] for _ in rows]
+    stacks = [{k: loop.alloca(dtype, PAIRWISE_STACK) for k, dtype in sums} for _ in rows]
+    row_reads = [loop.row_reads(r, lane) for r, lane in zip(rows, slots)]
+    row_starts = [b.mul(r, loop.cols) for r in rows]
+    schedule = loop.extra[0][0]
     entry = b.block
     step_head, step_body, row_end = (fn.append_basic_block(f"step.{s}")
                                      for s in ("head", "body", "end"))
@@ -343,20 +427,21 @@ def render_row_reduce(module: ir.Module, p: RowReduce, flags: tuple) -> ir.Funct
 
     b.position_at_end(leaf)        # s > 0: the next s values, summed and pushed
 
-    def store(value, dtype, k, j):
-        if p.ops[k] == "rcount":   # the row's length, not its sum
-            return
-        if k in blocks:
-            b.store(value, b.gep(blocks[k], [j], source_etype=MEMORY[dtype]))
-            return
-        if dtype == "bool":        # an elementwise output: stored in place
-            value = b.zext(value, MEMORY["bool"])
-        at = b.add(b.add(row_start, off), j)
-        b.store(value, b.gep(loop.outs[k], [at], source_etype=MEMORY[dtype]))
-    loop.elements(starts, along, off, s, store)
-    for k, dtype in sums:
-        total = _block_sum(loop, blocks[k], s, dtype)
-        b.store(total, b.gep(stacks[k], [sp], source_etype=TYPES[dtype]))
+    def storer(row_start):
+        def store(value, dtype, k, j):   # an elementwise output (or 8): stored in place
+            if dtype == "bool":
+                value = b.zext(value, ir.VectorType(MEMORY["bool"], value.type.count)
+                               if isinstance(value.type, ir.VectorType) else MEMORY["bool"])
+            at = b.add(b.add(row_start, off), j)
+            b.store(value, b.gep(loop.outs[k], [at], source_etype=MEMORY[dtype]),
+                    align=dt.BITS[dtype] // 8 if dtype != "bool" else 1)
+        return store
+    reads = [loop.sources(starts, along, off, lane)
+             for (starts, along), lane in zip(row_reads, slots)]
+    totals = _leaf_sums(loop, reads, s, sums, [storer(start) for start in row_starts])
+    for lane, row_totals in zip(stacks, totals):
+        for (k, dtype), total in zip(sums, row_totals):
+            b.store(total, b.gep(lane[k], [sp], source_etype=TYPES[dtype]))
     pushed, moved = b.add(sp, loop.one), b.add(off, s)
     leaf_end = b.block
     b.branch(next_step)
@@ -364,11 +449,12 @@ def render_row_reduce(module: ir.Module, p: RowReduce, flags: tuple) -> ir.Funct
     b.position_at_end(combine)     # s == 0: the top two partial sums added
     popped = b.sub(sp, loop.one)
     below = b.sub(sp, ir.Constant(I64, 2))
-    for k, dtype in sums:
-        ty = TYPES[dtype]
-        low = b.gep(stacks[k], [below], source_etype=ty)
-        high = b.gep(stacks[k], [popped], source_etype=ty)
-        b.store(b.fadd(b.load(low, typ=ty), b.load(high, typ=ty)), low)
+    for lane in stacks:
+        for k, dtype in sums:
+            ty = TYPES[dtype]
+            low = b.gep(lane[k], [below], source_etype=ty)
+            high = b.gep(lane[k], [popped], source_etype=ty)
+            b.store(b.fadd(b.load(low, typ=ty), b.load(high, typ=ty)), low)
     b.branch(next_step)
 
     b.position_at_end(next_step)
@@ -387,78 +473,97 @@ def render_row_reduce(module: ir.Module, p: RowReduce, flags: tuple) -> ir.Funct
     f64 = TYPES["float64"]
     table, _, accumulate = loop.extra[1]
     adds = b.icmp_signed("!=", accumulate, loop.zero)
-    for k, dtype in sums + counts:
-        ty, op = TYPES[dtype], p.ops[k]
-        total = b.sitofp(loop.cols, ty) if op == "rcount" else \
-            b.select(empty, ir.Constant(ty, 0.0), b.load(stacks[k], typ=ty))
-        with b.if_else(adds) as (add, store):
-            with add:              # out[table[r]] += total; the caller divides means
-                slot = b.gep(loop.outs[k], [b.load(b.gep(table, [r], source_etype=I64),
-                                                   typ=I64)], source_etype=ty)
-                b.store(b.fadd(b.load(slot, typ=ty), total), slot)
-            with store:            # out[r] = 0 + total (NumPy's start: -0 becomes +0)
-                value = b.fadd(ir.Constant(ty, 0.0), total)
-                if op == "rmean":  # NumPy divides in float64, then rounds to the dtype
-                    wide = value if ty == f64 else b.fpext(value, f64)
-                    quotient = b.fdiv(wide, b.sitofp(loop.cols, f64))
-                    value = quotient if ty == f64 else b.fptrunc(quotient, ty)
-                b.store(value, b.gep(loop.outs[k], [r], source_etype=ty))
-    loop.close(r, loop.one, row_head, row_done)
-    b.ret_void()
-    return fn
+    for r, lane in zip(rows, stacks):   # in row order: rows adding into one result
+        for k, dtype in sums + counts:
+            ty, op = TYPES[dtype], p.ops[k]
+            total = b.sitofp(loop.cols, ty) if op == "rcount" else \
+                b.select(empty, ir.Constant(ty, 0.0), b.load(lane[k], typ=ty))
+            with b.if_else(adds) as (add, store):
+                with add:              # out[table[r]] += total; the caller divides means
+                    slot = b.gep(loop.outs[k], [b.load(b.gep(table, [r], source_etype=I64),
+                                                       typ=I64)], source_etype=ty)
+                    b.store(b.fadd(b.load(slot, typ=ty), total), slot)
+                with store:            # out[r] = 0 + total (NumPy's start: -0 becomes +0)
+                    value = b.fadd(ir.Constant(ty, 0.0), total)
+                    if op == "rmean":  # NumPy divides in float64, then rounds to the dtype
+                        wide = value if ty == f64 else b.fpext(value, f64)
+                        quotient = b.fdiv(wide, b.sitofp(loop.cols, f64))
+                        value = quotient if ty == f64 else b.fptrunc(quotient, ty)
+                    b.store(value, b.gep(loop.outs[k], [r], source_etype=ty))
 
 
-def _block_sum(loop: _Loop, block, n, dtype: str):
-    """NumPy's sum of a block of n <= 128 values: left to right from 0 when n < 8, else
-    8 partial sums (lane k adds elements k, k + 8, ... up to n rounded down to 8) added
-    as ((0+1)+(2+3))+((4+5)+(6+7)), then the rest left to right."""
-    b, fn, ty = loop.b, loop.fn, TYPES[dtype]
-    vec, eight = ir.VectorType(ty, 8), ir.Constant(I64, 8)
-    size = 4 if dtype == "float32" else 8
+def _fold(loop: _Loop, start, stop, step, firsts: list, update, name: str) -> list:
+    """A loop over i = start, start + step, ... < stop carrying values: each starts as
+    its entry of `firsts` and becomes update(i, values) (a list) per step; their final
+    values."""
+    b, fn = loop.b, loop.fn
+    before = b.block
+    head, body, done = (fn.append_basic_block(f"{name}.{s}") for s in ("head", "body", "done"))
+    b.branch(head)
+    b.position_at_end(head)
+    i = b.phi(I64)
+    i.add_incoming(start, before)
+    carried = []
+    for first in firsts:
+        phi = b.phi(first.type)
+        phi.add_incoming(first, before)
+        carried.append(phi)
+    b.cbranch(b.icmp_signed("<", i, stop), body, done)
+    b.position_at_end(body)
+    for phi, value in zip(carried, update(i, carried)):
+        phi.add_incoming(value, b.block)       # the body may have branched: its last block
+    i.add_incoming(b.add(i, step), b.block)
+    b.branch(head)
+    b.position_at_end(done)
+    return carried
 
-    def accumulate(start, stop, first, step, load, name):
-        """first, then each load(i) added, for i = start, start + step, ... < stop."""
-        before = b.block
-        head, body, done = (fn.append_basic_block(f"{name}.{s}") for s in ("head", "body", "done"))
-        b.branch(head)
-        b.position_at_end(head)
-        i, acc = b.phi(I64), b.phi(first.type)
-        i.add_incoming(start, before)
-        acc.add_incoming(first, before)
-        b.cbranch(b.icmp_signed("<", i, stop), body, done)
-        b.position_at_end(body)
-        acc.add_incoming(b.fadd(acc, load(i)), b.block)
-        i.add_incoming(b.add(i, step), b.block)
-        b.branch(head)
-        b.position_at_end(done)
-        return acc
 
-    def element(i):
-        return b.load(b.gep(block, [i], source_etype=ty), typ=ty)
+def _leaf_sums(loop: _Loop, reads: list, n, sums: list, stores: list) -> list:
+    """NumPy's sum of the program's values over elements j < n (n <= 128) of each row's
+    `reads`, for each output in `sums` ((k, dtype) pairs), computed as they are summed
+    (nothing is buffered): 8 lanes, lane l adding elements l, l + 8, ... below n rounded
+    down to 8, added as ((0+1)+(2+3))+((4+5)+(6+7)), then the rest left to right; below
+    8 elements that is 0 plus each in turn, NumPy's order there too. (NumPy starts its
+    lanes at the first 8 values, not at 0: the two differ only in a zero's sign, and the
+    row's total is 0 + the sum, which makes every zero +0.) Each group of 8 is the
+    program on vectors of 8 (with branches: the scalar program 8 times). Other outputs
+    go to the row's store(value, dtype, k, j) at each element. Per row, its sums."""
+    b, p = loop.b, loop.p
 
-    def lane_group(i):
-        return b.load(b.gep(block, [i], source_etype=ty), typ=vec, align=size)
+    def values_at(j, width=1):   # every row's summands at j, row after row
+        out = []
+        for row_reads, store in zip(reads, stores):
+            values = loop.compute(row_reads, j, width)
+            for k, (name, (_, dtype)) in enumerate(zip(p.returns, p.outputs)):
+                if not p.ops[k]:
+                    store(values[name], dtype, k, j)
+            out += [values[p.returns[k]] for k, _ in sums]
+        return out
 
-    small, wide, join = (fn.append_basic_block(f"block.{s}") for s in ("small", "wide", "join"))
-    b.cbranch(b.icmp_signed("<", n, eight), small, wide)
-    b.position_at_end(small)
-    small_total = accumulate(loop.zero, n, ir.Constant(ty, 0.0), loop.one, element, "seq")
-    small_end = b.block
-    b.branch(join)
-    b.position_at_end(wide)
+    def add_group(g, accs):
+        if not any(isinstance(item, Branch) for item in p.body):   # 8 at once
+            return [b.fadd(acc, group) for acc, group in zip(accs, values_at(g, 8))]
+        lanes = [values_at(b.add(g, ir.Constant(I64, lane))) for lane in range(8)]
+        out = []
+        for k, acc in enumerate(accs):
+            group = ir.Constant(acc.type, None)
+            for lane in range(8):
+                group = b.insert_element(group, lanes[lane][k], ir.Constant(I32, lane))
+            out.append(b.fadd(acc, group))
+        return out
+
+    def add_one(j, totals):
+        return [b.fadd(t, v) for t, v in zip(totals, values_at(j))]
     end = b.and_(n, ir.Constant(I64, -8))
-    lanes = accumulate(eight, end, lane_group(loop.zero), eight, lane_group, "lanes")
-    r = [b.extract_element(lanes, ir.Constant(I32, k)) for k in range(8)]
-    tree = b.fadd(b.fadd(b.fadd(r[0], r[1]), b.fadd(r[2], r[3])),
-                  b.fadd(b.fadd(r[4], r[5]), b.fadd(r[6], r[7])))
-    wide_total = accumulate(end, n, tree, loop.one, element, "rest")
-    wide_end = b.block
-    b.branch(join)
-    b.position_at_end(join)
-    total = b.phi(ty)
-    total.add_incoming(small_total, small_end)
-    total.add_incoming(wide_total, wide_end)
-    return total
+    zeros = [ir.Constant(ir.VectorType(TYPES[dtype], 8), None) for _ in reads for _, dtype in sums]
+    accs = _fold(loop, loop.zero, end, ir.Constant(I64, 8), zeros, add_group, "lanes")
+    trees = []
+    for acc in accs:
+        r = [b.extract_element(acc, ir.Constant(I32, k)) for k in range(8)]
+        trees.append(b.fadd(b.fadd(b.fadd(r[0], r[1]), b.fadd(r[2], r[3])),
+                            b.fadd(b.fadd(r[4], r[5]), b.fadd(r[6], r[7]))))
+    totals = _fold(loop, end, n, loop.one, trees, add_one, "rest")
+    return [totals[i * len(sums):(i + 1) * len(sums)] for i in range(len(reads))]
 
 
 def render(plan: Plan, *, fastmath: bool = False, contract: bool = False,
