@@ -255,9 +255,11 @@ def lower(expr, dtype: str | None = None, args=None, has=lambda op: True,
     names not in the expression are allowed (the kernel ignores their values).
     rows: the target runs RowReduce steps (float sums and means over axes that include
     the last, their arguments computed in the loop, never stored); reductions sharing
-    axes and inputs share one loop. `scalars` names variables the caller promises are
-    constant along every axis the program reduces (a scalar parameter): values computed
-    from them and from reductions alone are computed once per reduced element too."""
+    axes and inputs share one loop. `scalars` names variables small next to the result
+    and constant where it varies most (a scalar parameter, a row's saved mean): values
+    computed from them and from reductions alone get loops of their own over those
+    smaller shapes, not computed once per element of the result (right for any shapes;
+    only the speed depends on the promise)."""
     many = isinstance(expr, (tuple, list))
     roots = tuple(expr) if many else (expr,)
     if not roots:
@@ -364,14 +366,17 @@ PER_ROW_CYCLES = 2.0
 
 
 def _per_row(order: list, materialized: set, scalars=frozenset()) -> set:
-    """Nodes that read no input except through reductions (and `scalars`), cost
-    PER_ROW_CYCLES or more, and feed a node that does read an input: computed once per
-    reduced element, in a loop of their own, rather than once per element of a
-    full-size loop."""
+    """Nodes that read no input except through reductions and `scalars` (and read one of
+    those), cost PER_ROW_CYCLES or more, and feed a node that does read an input:
+    computed once per reduced element, in a loop of their own, rather than once per
+    element of a full-size loop."""
     small, cost, reduced = {}, {}, {}
     for n in order:
         if n.op == "var":
-            small[n], cost[n], reduced[n] = n.name in scalars, 0.0, False
+            # a scalar is constant where the reductions are (a forward's saved row
+            # value is one): values of it alone are worth a loop of their own too
+            small[n] = reduced[n] = n.name in scalars
+            cost[n] = 0.0
         elif _is_leaf(n) or n.spec.group == "reduce":
             small[n], cost[n], reduced[n] = True, 0.0, n.spec.group == "reduce"
         else:

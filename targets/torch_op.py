@@ -11,22 +11,24 @@ derivatives.
 
 Through reductions (sum, mean, var, max over axes) vjp runs reverse mode cut at the
 reductions, each elementwise piece differentiated by `derive`, each reduction's
-cotangent summed over its axes. The backward kernel recomputes the forward's
-reductions, once (nothing is saved but the inputs).
+cotangent summed over its axes. The forward op also returns the reductions the
+gradients read (`saved_reductions`: a row's mean, a variance and its mean), computed
+anyway, and the op's backward kernel reads them instead of computing them again;
+`backward_kernel(saved=False)` gives one that recomputes them from the inputs.
 Factors that do not change along a sum's axes (parameters broadcast there, the forward's
 row values) are multiplied after the sum (engine.derive.hoist_constant_factors), so
 sums that differ only by them are one: PolyNorm's gradient loop sums 4 products, not 7.
 """
 from __future__ import annotations
 
-from functools import cache
+from functools import cache, cached_property
 
 import numpy as np
 
 from exprforge.codegen.lower import Plan, Reduce, RowReduce
 from exprforge.engine import dtypes as dt
 from exprforge.engine.derive import hoist_constant_factors, vjp
-from exprforge.engine.expr import var
+from exprforge.engine.expr import F, rebuild, var
 
 from .kernel import Kernel, broadcasts_to, reduced_layout
 
@@ -34,6 +36,20 @@ NAME = "torch"
 OPTIONS = {"cpu": "llvm"}
 ROW_REDUCTIONS = True   # both CPU targets run RowReduce loops
 GRAD = "grad_out"   # the incoming gradient's variable name in backward programs
+SAVED = "saved_"    # saved_0, saved_1, ...: the forward's reductions in backward programs
+
+
+def saved_reductions(expr) -> tuple:
+    """The float reductions of `expr` (of its inputs) that its gradients read, and the
+    mean inside each variance (a variance's gradient reads it): what the forward returns
+    for the backward."""
+    found = []
+    for n in expr.toposort():
+        if n.spec.group == "reduce" and dt.is_float(n.dtype) and n.variables():
+            found.append(n)
+            if n.op == "rvar":   # the node the variance's vjp rule builds
+                found.append(F.rmean(n.args[0], axis=n.attr))
+    return tuple(dict.fromkeys(found))
 
 
 def _cpu_module(options):
@@ -121,22 +137,44 @@ class TorchKernel(Kernel):
                 t = t.to(torch_dtype(want))
             args.append(t)
         result = self.op(*args)
-        return tuple(result) if self.plan.many else result
+        if self.plan.many:
+            return tuple(result)
+        return result[0] if self.saved else result
 
     def run_program(self, program, arrays, outs):  # NumPy arrays: the CPU kernel's work
         return self.cpu.run_program(program, arrays, outs)
 
+    @cached_property
+    def saved(self) -> tuple:
+        """The reductions the op's forward returns after its result (saved_reductions)."""
+        return () if self.plan.many else saved_reductions(self.source_expr)
+
+    @cached_property
+    def forward_kernel(self):
+        """The CPU kernel the op's forward runs: the result, then the saved reductions
+        (one kernel: they are computed once, for both)."""
+        if not self.saved:
+            return self.cpu
+        from .build import compile_kernel
+        return compile_kernel((self.source_expr, *self.saved), self.options["cpu"], None,
+                              self.plan.params, full=self.plan.full,
+                              approx=bool(self.options.get("approx")))
+
     def forward_numpy(self, *tensors):
+        """The op's forward on NumPy copies of `tensors`: its result (a list of them for
+        a kernel of several results, or the result and the saved reductions)."""
         arrays = [t.detach().cpu().numpy() for t in tensors]
-        result = self.cpu(*arrays)
-        return [np.asarray(r) for r in result] if self.plan.many else np.asarray(result)
+        result = self.forward_kernel(*arrays)
+        many = self.plan.many or self.saved
+        return [np.asarray(r) for r in result] if many else np.asarray(result)
 
     @property
     def differentiable(self):
         return [i for i, (_, d) in enumerate(self.plan.params) if dt.is_float(d)]
 
     @cache  # noqa: B019 (one per kernel and set of arguments; kernels live as long as their op)
-    def backward_kernel(self, indices: tuple, full: bool = False, flat: tuple | None = None):
+    def backward_kernel(self, indices: tuple, full: bool = False, flat: tuple | None = None,
+                        saved: bool = False):
         """One kernel computing the gradient for each argument in `indices` (grad_out *
         d(expr)/d(arg) when elementwise), on (grad_out, *args): what the gradients share
         (the forward's values, its reductions) is computed once. full: every argument
@@ -145,7 +183,9 @@ class TorchKernel(Kernel):
         kernel's), its number of dimensions and the axes (negative) on which it has
         length 1 (see unit_axes); each gradient is summed in the kernel where its
         argument has length 1 and it is longer. Without it a gradient may be longer than
-        its argument, for the caller to sum (see vjp)."""
+        its argument, for the caller to sum (see vjp). saved: the kernel also takes the
+        forward's saved reductions (self.saved, after the kernel's arguments) and reads
+        them instead of computing them."""
         from .build import compile_kernel
         if self.plan.many:
             raise TypeError("a kernel of several results has no backward here")
@@ -154,21 +194,29 @@ class TorchKernel(Kernel):
         expr = self.source_expr
         g = var(GRAD, expr.dtype)
         names = [self.plan.params[i][0] for i in indices]
-        args = ((GRAD, expr.dtype),) + self.plan.params
+        stored = {node: var(f"{SAVED}{k}", node.dtype)
+                  for k, node in enumerate(self.saved)} if saved else {}
+        if {v.name for v in stored.values()} & {n for n, _ in self.plan.params}:
+            raise ValueError(f"a variable named {SAVED}N clashes with the backward's saved values")
+        args = ((GRAD, expr.dtype),) + self.plan.params + \
+            tuple((v.name, v.dtype) for v in stored.values())
         shapes = dict(zip((n for n, _ in args), flat)) if flat is not None else {}
         flat = {name: axes for name, (_, axes) in shapes.items()}
         ranks = {name: ndim for name, (ndim, _) in shapes.items()}
         found = vjp(expr, g, names, flat)
         gradients = [found[name] if found[name] is not None else g * 0 for name in names]
+        gradients = [rebuild(grad, lambda node, _: stored.get(node)) for grad in gradients]
         # what does not change along a sum's axes is multiplied after it: the parameters
         # broadcast there, the forward's row values
         gradients = [hoist_constant_factors(grad, flat, ranks) if shapes else grad
                      for grad in gradients]
-        # parameters of length 1 on every axis the backward reduces join its row values
+        # parameters of length 1 on every axis the backward reduces join its row values,
+        # and so do the saved reductions (row values themselves)
         reduced = {a for grad in gradients for n in grad.toposort()
                    if n.spec.group == "reduce" for a in n.attr}
         scalars = tuple(name for name, axes in flat.items()
                         if name != GRAD and reduced and reduced <= set(axes)) if full else ()
+        scalars += tuple(v.name for v in stored.values() if v.name not in scalars)
         # arguments of grad_out's shape: their reductions share its loops
         same = tuple(name for name, _ in self.plan.params
                      if GRAD in flat and flat.get(name) == flat[GRAD]) if full else ()
@@ -190,53 +238,63 @@ _OPS: dict = {}
 
 
 def _op_for(key: str, kernel: TorchKernel):
-    """The custom op exprforge::k_KEY, defined once per process."""
+    """The custom op exprforge::k_KEY, defined once per process. A kernel with saved
+    reductions returns them after its result: (Tensor, Tensor, ...)."""
     import torch
     if key in _OPS:
         return _OPS[key]
     names = [f"a{i}" for i in range(len(kernel.plan.params))]
-    many = kernel.plan.many
-    schema = f"({', '.join('Tensor ' + n for n in names)}) -> {'Tensor[]' if many else 'Tensor'}"
+    many, saved = kernel.plan.many, kernel.saved
+    exprs = kernel.plan.expr if many else (kernel.plan.expr, *saved)
+    returns = "Tensor[]" if many else f"({', '.join(['Tensor'] * len(exprs))})" if saved \
+        else "Tensor"
+    schema = f"({', '.join('Tensor ' + n for n in names)}) -> {returns}"
     qualname = f"exprforge::k_{key[:20]}"
-    exprs = kernel.plan.expr if many else (kernel.plan.expr,)
     out_dtypes = [torch_dtype(e.dtype) for e in exprs]
+    several = many or bool(saved)
 
     def forward(*tensors):
         if tensors and tensors[0].is_cuda:
             result = _cuda_forward(kernel, tensors)
-            return list(result) if many else result
-        results = kernel.forward_numpy(*tensors)
-        results = [torch.from_numpy(r if r.flags.c_contiguous and r.flags.writeable
-                                    else r.copy()) for r in (results if many else [results])]
-        return results if many else results[0]
+        else:
+            result = kernel.forward_numpy(*tensors)
+            result = [torch.from_numpy(r if r.flags.c_contiguous and r.flags.writeable
+                                       else r.copy()) for r in (result if several else [result])]
+            result = result if several else result[0]
+        return list(result) if many else tuple(result) if saved else result
 
     op = torch.library.custom_op(qualname, forward, mutates_args=(), schema=schema)
 
     @op.register_fake
     def _(*tensors):
-        shapes = result_shapes(kernel.plan, {n: t.shape for (n, _), t in
-                                             zip(kernel.plan.params, tensors)})
+        plan = kernel.forward_kernel.plan if saved else kernel.plan
+        shapes = result_shapes(plan, {n: t.shape for (n, _), t in
+                                      zip(kernel.plan.params, tensors)})
         results = [tensors[0].new_empty(shape, dtype=d) if tensors else
                    torch.empty(shape, dtype=d) for shape, d in zip(shapes, out_dtypes)]
-        return results if many else results[0]
+        return results if many else tuple(results) if saved else results[0]
 
     _OPS[key] = op
     if many:   # a backward's kernel: torch never differentiates it again here
         return op
 
     def setup_context(ctx, inputs, output):
-        ctx.save_for_backward(*inputs)
+        stats = tuple(output[1:]) if saved else ()
+        if stats:
+            ctx.mark_non_differentiable(*stats)
+        ctx.save_for_backward(*inputs, *stats)
 
-    def backward(ctx, grad):
-        inputs = ctx.saved_tensors
+    def backward(ctx, grad, *_):   # the saved reductions get no gradient
+        inputs = ctx.saved_tensors[:len(names)]
+        stats = ctx.saved_tensors[len(names):]
         wanted = tuple(i for i in kernel.differentiable if ctx.needs_input_grad[i])
         grads = [None] * len(inputs)
         if wanted:
-            full = all(broadcasts_to(t.shape, grad.shape) for t in inputs)
+            full = all(broadcasts_to(t.shape, grad.shape) for t in inputs + stats)
             # the sums over the dimensions an input was stretched on: in the kernel
-            flat = unit_axes([grad.shape] + [t.shape for t in inputs])
-            backward = kernel.backward_kernel(wanted, full, flat)
-            for i, g in zip(wanted, backward(grad, *inputs)):
+            flat = unit_axes([grad.shape] + [t.shape for t in inputs + stats])
+            backward = kernel.backward_kernel(wanted, full, flat, saved=bool(stats))
+            for i, g in zip(wanted, backward(grad, *inputs, *stats)):
                 t = inputs[i]
                 if g.shape != t.shape:
                     g = g.reshape(t.shape) if g.numel() == t.numel() else \
@@ -249,9 +307,13 @@ def _op_for(key: str, kernel: TorchKernel):
 
 
 def _cuda_forward(kernel: TorchKernel, tensors):
+    """The op's forward on CUDA tensors: a Triton kernel of the same program(s), the
+    saved reductions included."""
     from .build import compile_kernel
-    triton_kernel = compile_kernel(kernel.plan.expr, "triton", None, kernel.plan.params,
-                                   full=kernel.plan.full)
+    exprs = (kernel.source_expr, *kernel.saved) if kernel.saved else kernel.source_expr
+    triton_kernel = compile_kernel(exprs, "triton", None, kernel.plan.params,
+                                   full=kernel.plan.full,
+                                   approx=bool(kernel.options.get("approx")))
     return triton_kernel(*tensors)
 
 

@@ -4,7 +4,9 @@ import pytest
 import torch
 
 import exprforge as xf
+from exprforge.codegen.lower import Reduce, RowReduce
 from exprforge.engine.evaluate import evaluate
+from exprforge.targets.torch_op import unit_axes
 
 CASES = ["x * y + sin(x)",
          "where(x > 0, x, 0.1 * x) + abs(y)",   # selections and kinks
@@ -112,3 +114,39 @@ def test_the_gradients_come_from_one_kernel_of_several_results():
     with pytest.raises(ValueError, match="must have the shape every argument"):
         back(g[:1], x, y)       # grad_out is not the full shape: refused, not wrong
     assert len(k.backward_kernel((0, 1)).plan.programs) == 2    # without full: a loop each
+
+
+@pytest.mark.parametrize("cpu", ["llvm", "numba"])
+def test_the_forward_saves_its_reductions_for_the_backward(cpu):
+    """A program with reductions: the op returns them after its result (the kernel's
+    call gives the result alone), opcheck and torch.compile accept it, and its backward
+    reads them instead of computing them again, with the same gradients to the bit."""
+    e = xf.parse("(x - mean(x, axis=-1)) / sqrt(var(x, axis=-1) + 1e-5) * y + sum(x * y, axis=-1)")
+    k = xf.compile(e, target="torch", cpu=cpu)
+    assert [n.op for n in k.saved] == ["rmean", "rvar", "rsum"]   # the variance's mean is x's
+    x, y = _inputs((4, 6), (6,), seed=2)
+    result, *stats = k.op(x, y)
+    assert [tuple(s.shape) for s in stats] == [(4, 1)] * 3
+    np.testing.assert_array_equal(k(x, y).numpy(), result.numpy())
+    np.testing.assert_array_equal(stats[1].numpy(), np.var(x.numpy(), axis=-1, keepdims=True))
+    checked = torch.library.opcheck(k.op, (x, y.clone().requires_grad_()))
+    assert set(checked.values()) == {"SUCCESS"}, checked
+    fn = torch.compile(lambda a, b: k(a, b) * 2, backend="eager", fullgraph=True)
+    torch.testing.assert_close(fn(x, y), result * 2)
+    xr, yr = x.clone().requires_grad_(), y.clone().requires_grad_()
+    assert torch.autograd.gradcheck(k, (xr, yr))
+    g = torch.randn(4, 6, dtype=torch.float64)
+    flat = unit_axes([g.shape, x.shape, y.shape] + [s.shape for s in stats])
+    reading = k.backward_kernel((0, 1), True, flat, saved=True)
+    computing = k.backward_kernel((0, 1), True, flat[:3])
+    assert reading.args[3:] == ("saved_0", "saved_1", "saved_2")
+
+    def reductions(kernel):   # sums and means computed (a row's count is not one)
+        return sum(1 if isinstance(s, Reduce) else
+                   sum(op not in ("", "rcount") for op in s.ops) if isinstance(s, RowReduce)
+                   else 0 for s in kernel.plan.steps)
+    assert reductions(reading) < reductions(computing)
+    for a, b in zip(reading(g, x, y, *stats), computing(g, x, y)):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    (gx,) = torch.autograd.grad(k(xr, y), xr, g)    # the op's own backward
+    np.testing.assert_array_equal(gx.numpy(), computing(g, x, y)[0].numpy())

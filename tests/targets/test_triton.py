@@ -387,3 +387,18 @@ def test_a_torch_backward_kernel_runs_as_on_the_cpu():
     assert [tuple(t.shape) for t in on_triton] == [np.shape(c) for c in on_cpu]
     for c, t in zip(on_cpu, on_triton):
         np.testing.assert_allclose(t.cpu().numpy(), c, rtol=1e-12, atol=1e-14)
+
+
+def test_the_torch_forward_with_saved_reductions_runs_as_on_the_cpu():
+    """On CUDA tensors the op's forward is a Triton kernel of the result and the
+    reductions it saves for the backward."""
+    from exprforge.targets.torch_op import _cuda_forward
+    k = compile_kernel(parse("x / sqrt(var(x, axis=-1) + 1e-5) * y"), "torch")
+    rng = np.random.default_rng(4)
+    x, y = rng.standard_normal((3, 7)), rng.standard_normal(7)
+    want = k.forward_kernel(x, y)
+    got = _cuda_forward(k, [torch.from_numpy(x), torch.from_numpy(y)])
+    assert len(got) == len(want) == 1 + len(k.saved) == 3
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a.cpu().numpy(), b, rtol=1e-13, atol=1e-15)
+
