@@ -167,6 +167,7 @@ class Plan:
     steps: tuple             # Program | Reduce, in order
     results: tuple           # the step outputs holding each expression's value, in order
     full: str | tuple | None = None  # the variable(s) of the result's shape (see lower)
+    flat: tuple = ()         # ((name, ndim, axes of length 1), ...) the kernel was made for
 
     @property
     def full_names(self) -> tuple:
@@ -242,7 +243,7 @@ def full_names(full) -> tuple:
 
 def lower(expr, dtype: str | None = None, args=None, has=lambda op: True,
           full: str | tuple | None = None, rows: bool = False,
-          scalars: tuple = ()) -> Plan:
+          scalars: tuple = (), flat: dict | None = None) -> Plan:
     """The plan a target compiles: elementwise Programs and Reduce steps.
 
     `expr` is an Expr or a tuple of them (a kernel with one result per expression; the
@@ -259,7 +260,11 @@ def lower(expr, dtype: str | None = None, args=None, has=lambda op: True,
     and constant where it varies most (a scalar parameter, a row's saved mean): values
     computed from them and from reductions alone get loops of their own over those
     smaller shapes, not computed once per element of the result (right for any shapes;
-    only the speed depends on the promise)."""
+    only the speed depends on the promise). `flat` (with `full`) gives each variable's
+    number of dimensions and its axes of length 1 (negative, padded to the longest:
+    targets.kernel.unit_axes), which the kernel checks: then values of the same
+    dimensions and the same axes of length 1 have the same shape, and share loops
+    whatever they read (a row's saved mean and a row sum of the input)."""
     many = isinstance(expr, (tuple, list))
     roots = tuple(expr) if many else (expr,)
     if not roots:
@@ -273,6 +278,11 @@ def lower(expr, dtype: str | None = None, args=None, has=lambda op: True,
     fulls = full_names(full)
     if full is not None and (not fulls or not set(fulls) <= set(dict(params))):
         raise ValueError(f"full={full!r} is not one of the kernel's arguments")
+    if flat and full is None:
+        raise ValueError("flat= needs full=: shapes agree only where all broadcast to one")
+    flat = {n: (int(d), tuple(sorted(a))) for n, (d, a) in (flat or {}).items()
+            if n in dict(params)}
+    layout = _layouts(order, flat) if flat else {}
     fused = {n for n in order if rows and _row_reducible(n)}
     materialized = _materialized(lowered, order, fused)
     if rows:
@@ -280,9 +290,10 @@ def lower(expr, dtype: str | None = None, args=None, has=lambda op: True,
     names = {n: f"s{i}" for i, n in enumerate(n for n in order if n in materialized)}
     values = {n: "v_" + n.name if n.op == "var" else names.get(n) for n in order}
     # Steps in order; an elementwise node joins an earlier loop of the same shape when
-    # everything it reads is computed before that loop. Its shape is the broadcast of its
-    # atoms' shapes: the variables, Reduce results and RowReduce steps it reads through
-    # the elementwise steps before it (the reductions of one RowReduce share a shape).
+    # everything it reads is computed before that loop or per element in it. Its shape
+    # is the broadcast of its atoms' shapes (or, given `flat`, its layout): the
+    # variables, Reduce results and RowReduce steps it reads through the elementwise
+    # steps before it (the reductions of one RowReduce share a shape).
     # A loop with reductions (a RowReduce) runs over its arguments' shape, so elementwise
     # nodes of that shape join it too: their values are stored as it goes.
     slots, step_of, loops, atoms, axes_of = [], {}, {}, {}, {}
@@ -300,10 +311,18 @@ def lower(expr, dtype: str | None = None, args=None, has=lambda op: True,
         # the full shape: reading `full`, or an elementwise result that read it
         reads_full = any(isinstance(a, Expr) and a.op == "var" and a.name in fulls
                          for a in reads)
-        shape = "full" if reads_full else reads or node   # a constant: a step of its own
+        known = layout.get(node.args[0] if node in fused else node)
+        shape = known if isinstance(known, tuple) else \
+            "full" if reads_full else reads or node   # a constant: a step of its own
         axes = tuple(sorted(node.attr)) if node in fused else None
-        slot = next((k for k in loops.get(shape, ()) if k > ready and
-                     (axes is None or axes_of[k] in (None, axes))), None)
+        # a loop after everything it reads, or the last loop it reads from when that loop
+        # computes what it reads per element (not a row sum, known only at a row's end)
+        per_element = ready >= 0 and not any(step_of[n] == ready for n in inputs if n in fused)
+
+        def fits(k):
+            return (k > ready or k == ready and per_element) and \
+                (axes is None or axes_of[k] in (None, axes))
+        slot = next((k for k in loops.get(shape, ()) if fits(k)), None)
         if slot is None:
             slot = len(slots)
             loops.setdefault(shape, []).append(slot)
@@ -318,9 +337,38 @@ def lower(expr, dtype: str | None = None, args=None, has=lambda op: True,
                   _row_reduce(s, fused, names, values, materialized) if axes_of[k] else
                   linearize(s, names, values, stop=materialized) for k, s in enumerate(slots))
     results = tuple(names[e] for e in lowered)
+    flat = tuple((n, d, a) for n, (d, a) in sorted(flat.items()))
     if many:
-        return Plan(prepared, lowered, params, steps, results, full)
-    return Plan(prepared[0], lowered[0], params, steps, results, full)
+        return Plan(prepared, lowered, params, steps, results, full, flat)
+    return Plan(prepared[0], lowered[0], params, steps, results, full, flat)
+
+
+def _layouts(order: list, flat: dict) -> dict:
+    """Per node, ("layout", ndim, axes of length 1) of its value, from its variables'
+    (`flat`); "any" for a value of literals alone (it broadcasts to anything); None where
+    a variable is not in `flat`. With every variable broadcasting to one shape, equal
+    layouts are equal shapes."""
+    out = {}
+    for n in order:
+        if n.op == "var":
+            known = flat.get(n.name)
+            out[n] = ("layout", known[0], frozenset(known[1])) if known else None
+        elif _is_leaf(n):
+            out[n] = "any"
+        else:
+            found = [out[a] for a in n.args]
+            if None in found:
+                out[n] = None
+                continue
+            found = [k for k in found if k != "any"]
+            if not found:
+                out[n] = "any"
+                continue
+            ones = frozenset.intersection(*(k[2] for k in found))
+            if n.spec.group == "reduce":   # kept dims: length 1 on its axes too
+                ones |= frozenset(n.attr)
+            out[n] = ("layout", max(k[1] for k in found), ones)
+    return out
 
 
 def _inputs(node: Expr, stop) -> frozenset:

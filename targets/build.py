@@ -38,7 +38,8 @@ def _roots(expr) -> tuple:
     return tuple(expr) if isinstance(expr, tuple) else (expr,)
 
 
-def spec_of(expr, target: str, dtype, args, options: dict, full=None, scalars=()) -> dict:
+def spec_of(expr, target: str, dtype, args, options: dict, full=None, scalars=(),
+            flat=None) -> dict:
     text = [to_text(e) for e in expr] if isinstance(expr, tuple) else to_text(expr)
     spec = {"text": text, "vars": declarations(expr), "target": target,
             "dtype": dtype, "args": list(args) if args is not None else None,
@@ -47,6 +48,8 @@ def spec_of(expr, target: str, dtype, args, options: dict, full=None, scalars=()
         spec["full"] = full
     if scalars:
         spec["scalars"] = list(scalars)
+    if flat:
+        spec["flat"] = {n: [d, list(a)] for n, (d, a) in sorted(flat.items())}
     return spec
 
 
@@ -68,9 +71,11 @@ def _as_expr(expr, dtype):
 
 
 def compile_kernel(expr, target: str = "numba", dtype: str | None = None, args=None,
-                   full: str | tuple | None = None, scalars: tuple = (), **options):
+                   full: str | tuple | None = None, scalars: tuple = (),
+                   flat: dict | None = None, **options):
     """A Kernel for `expr` (an Expr or text, or a tuple of them: one kernel returning a
-    tuple of arrays) on `target`; see exprforge.compile. `full`, `scalars`: see lower()."""
+    tuple of arrays) on `target`; see exprforge.compile. `full`, `scalars`, `flat`: see
+    lower()."""
     if isinstance(expr, (tuple, list)):
         expr = tuple(_as_expr(e, dtype) for e in expr)
         if not expr:
@@ -92,9 +97,11 @@ def compile_kernel(expr, target: str = "numba", dtype: str | None = None, args=N
         options["approx"] = True
         program = tuple(with_library_functions(prepare(e, dtype)) for e in _roots(expr))
         program = program if isinstance(expr, tuple) else program[0]
+    flat = {n: (d, tuple(a)) for n, (d, a) in flat.items()} if flat else None
     plan = lower(program, dtype, args, has=module.has, full=full, scalars=tuple(scalars),
+                 flat=flat,
                  rows=getattr(module, "ROW_REDUCTIONS", False))
-    spec = spec_of(expr, target, dtype, args, options, full, tuple(scalars))
+    spec = spec_of(expr, target, dtype, args, options, full, tuple(scalars), flat)
     source = module.source_of(plan, options)  # in the key: a new renderer means a new entry
     key = store.content_key({**spec, "platform": module.platform_key(), "source": source})
     return _materialize(module, plan, spec, key, source)
@@ -140,4 +147,5 @@ def load(name: str):
     expr = expr_of(entry)
     return compile_kernel(expr, entry["target"], entry["dtype"], entry["args"],
                           full=entry.get("full"), scalars=tuple(entry.get("scalars", ())),
+                          flat=entry.get("flat"),
                           **entry["options"])

@@ -121,6 +121,14 @@ class Kernel(ABC):
             raise ValueError(f"argument {first} must have the shape every argument "
                              f"broadcasts to{also}; got shapes "
                              f"{[tuple(a.shape) for a in env.values()]}")
+        if self.plan.flat:   # the layouts the loops were grouped by
+            names = [name for name, _ in self.plan.params]
+            found = dict(zip(names, unit_axes(env["v_" + n].shape for n in names)))
+            for name, ndim, axes in self.plan.flat:
+                if found[name] != (ndim, axes):
+                    raise ValueError(f"argument {name} must have {ndim} dimensions, of "
+                                     f"length 1 on axes {axes} (this kernel was made for "
+                                     f"that); got shape {tuple(env['v_' + name].shape)}")
 
     # --- hooks a target may override ---------------------------------------------------
     def convert(self, a, want: str, name: str):
@@ -327,6 +335,20 @@ def _unpadded(shape) -> tuple:
     while shape and shape[0] == 1:
         shape = shape[1:]
     return shape
+
+
+def unit_axes(shapes) -> tuple:
+    """Per shape, (its number of dimensions, its axes of length 1: negative, up to the
+    longest shape's rank, those it lacks included)."""
+    return _unit_axes(tuple(tuple(s) for s in shapes))
+
+
+@lru_cache(maxsize=256)
+def _unit_axes(shapes: tuple) -> tuple:
+    rank = max(map(len, shapes), default=0)
+    return tuple((len(s), tuple(sorted(tuple(i - len(s) for i, d in enumerate(s) if d == 1) +
+                                       tuple(range(-rank, -len(s))))))
+                 for s in map(tuple, shapes))
 
 
 def broadcasts_to(shape, full) -> bool:

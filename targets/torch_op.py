@@ -30,7 +30,7 @@ from exprforge.engine import dtypes as dt
 from exprforge.engine.derive import hoist_constant_factors, vjp
 from exprforge.engine.expr import F, rebuild, var
 
-from .kernel import Kernel, broadcasts_to, reduced_layout
+from .kernel import Kernel, broadcasts_to, reduced_layout, unit_axes  # noqa: F401 (API)
 
 NAME = "torch"
 OPTIONS = {"cpu": "llvm"}
@@ -222,16 +222,7 @@ class TorchKernel(Kernel):
                      if GRAD in flat and flat.get(name) == flat[GRAD]) if full else ()
         return compile_kernel(tuple(gradients), "torch", None, args,
                               full=(GRAD, *same) if same else GRAD if full else None,
-                              scalars=scalars, **self.options)
-
-
-def unit_axes(shapes: list) -> tuple:
-    """Per shape, (its number of dimensions, its axes of length 1: negative, up to the
-    longest shape's rank, those it lacks included)."""
-    rank = max(map(len, shapes), default=0)
-    return tuple((len(s), tuple(sorted(tuple(i - len(s) for i, d in enumerate(s) if d == 1) +
-                                       tuple(range(-rank, -len(s))))))
-                 for s in map(tuple, shapes))
+                              scalars=scalars, flat=shapes if full else None, **self.options)
 
 
 _OPS: dict = {}

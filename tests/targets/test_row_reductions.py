@@ -280,3 +280,36 @@ def test_inputs_of_the_full_shape_share_one_reduction_loop(target):
         k(g, x[:1])
     with pytest.raises(ValueError, match="that shape"):   # empty, of another shape
         k(np.ones((0, 37), np.float32), np.ones((0, 1), np.float32))
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_values_of_one_layout_share_loops(target):
+    """Given `flat` (each argument's dimensions and axes of length 1), per-row values
+    share a loop whatever they read: two saved row values and a row sum of the input
+    (a backward reading its forward's statistics). The bits are the evaluator's, and an
+    argument of another layout is refused."""
+    from exprforge.targets.build import compile_kernel
+    v = {"g": "float32", "x": "float32", "m": "float32", "n": "float32"}
+    roots = tuple(parse(t, vars=v) for t in (
+        "g / sqrt(m + 1e-6) + x * x / sqrt(n + 1e-6)",
+        "x * sum(g * x, axis=-1) / (m * sqrt(m + 1e-6)) + x * x * sum(g, axis=-1) / n"))
+    args = ("g", "x", "m", "n")
+    flat = {"g": (2, ()), "x": (2, ()), "m": (2, (-1,)), "n": (2, (-1,))}
+
+    def per_row(plan):   # the loops over the rows alone: reading neither g nor x
+        return [s for s in plan.steps if not isinstance(s, (RowReduce, Reduce)) and
+                not {"v_g", "v_x"} & set(dict(s.params))]
+    options = dict(args=args, rows=True, full=("g", "x"), scalars=("m", "n"))
+    assert len(per_row(lower(roots, **options))) > 1
+    assert len(per_row(lower(roots, flat=flat, **options))) == 1
+    with pytest.raises(ValueError, match="needs full"):
+        lower(roots, args=args, flat=flat)
+    k = compile_kernel(roots, target, None, args, full=("g", "x"), scalars=("m", "n"),
+                       flat=flat)
+    rng = np.random.default_rng(6)
+    g, x = rng.standard_normal((2, 6, 37)).astype(np.float32)
+    m, n = rng.uniform(0.5, 2, (2, 6, 1)).astype(np.float32)
+    for got, e in zip(k(g, x, m, n), roots):
+        _same_bits(got, evaluate(e, {"g": g, "x": x, "m": m, "n": n}))
+    with pytest.raises(ValueError, match="length 1 on axes"):
+        k(g, x, np.broadcast_to(m, g.shape).copy(), n)
