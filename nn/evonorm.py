@@ -12,8 +12,8 @@ forward kernel and every gradient (input, v, gamma, beta) come from the engine
 B0 uses the batch variance in training and a moving average of it in eval mode. The eval
 program is the training program with the batch variance node replaced by a variable
 `running_var`; the moving average is a third small program,
-(1 - momentum) * running_var + momentum * var_{N,H,W}(x), run without autograd after each
-training forward (it recomputes the batch variance: a kernel returns one tensor).
+(1 - momentum) * running_var + momentum * batch_var, run without autograd after each
+training forward on the batch variance that forward saved for its backward.
 S0 is batch-independent, so it has one program for both modes: the module reshapes x
 to (N, g, C/g, H, W) around the call so that the group variance is a reduction over the
 last three axes (reshapes are views; the arithmetic is the kernel's).
@@ -44,8 +44,8 @@ def evonorm_b0_expr(dtype: str = "float32", eps: float = 1e-5, training: bool = 
 
 
 def running_var_expr(dtype: str = "float32", momentum: float = 0.1) -> Expr:
-    x, running = var("x", dtype), var("running_var", dtype)
-    return (1 - momentum) * running + momentum * batch_variance(x)
+    running, batch = var("running_var", dtype), var("batch_var", dtype)
+    return (1 - momentum) * running + momentum * batch
 
 
 def evonorm_s0_expr(dtype: str = "float32", eps: float = 1e-5) -> Expr:
@@ -64,7 +64,7 @@ def _kernel(name: str, dtype: str, constant: float):
                               None, B0_EVAL_ARGS)
     if name == "running_var":
         return compile_kernel(running_var_expr(dtype, constant), "torch", None,
-                              ("x", "running_var"))
+                              ("running_var", "batch_var"))
     # float32: the sigmoid (forward and backward) is the library's verified program
     # (0.53 ULP on every input, plain arithmetic that vectorizes), not a libm expf call
     # per element; float64 keeps the C library
@@ -120,10 +120,12 @@ class EvoNormB0(_EvoNorm):
         if not self.training:
             running = self.running_var.to(x.dtype)
             return _kernel("b0_eval", dtype, self.eps)(x, *self._params(x), running)
-        y = _kernel("b0", dtype, self.eps)(x, *self._params(x))
+        kernel = _kernel("b0", dtype, self.eps)
+        y, *saved = kernel.with_saved(x, *self._params(x))
         with torch.no_grad():
+            batch = saved[kernel.saved.index(batch_variance(var("x", dtype)))]
             update = _kernel("running_var", dtype, self.momentum)
-            self.running_var.copy_(update(x.detach(), self.running_var.to(x.dtype)))
+            self.running_var.copy_(update(self.running_var.to(x.dtype), batch))
         return y
 
     def extra_repr(self):

@@ -12,7 +12,7 @@ import math
 import os
 from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
-from functools import cache, cached_property, lru_cache
+from functools import cache, cached_property, lru_cache, partial
 
 import numpy as np
 
@@ -73,16 +73,21 @@ class Kernel(ABC):
         if len(arrays) != len(self.plan.params):
             raise TypeError(f"kernel takes {len(self.plan.params)} argument(s) "
                             f"({', '.join(self.args)}), got {len(arrays)}")
-        results = self.plan.results
         if out is not None and self.plan.many:
             raise TypeError("out= takes one array; this kernel returns a tuple of them")
         env = {"v_" + name: self.convert(a, want, name)
                for (name, want), a in zip(self.plan.params, arrays)}
         if self.plan.full is not None:
             self.check_full(env)
+        return self.run_steps(env, out, self.run_program)
+
+    def run_steps(self, env: dict, out, run_program):
+        """The plan's steps on `env` (the converted arguments, by "v_" + name), the
+        Programs through run_program (run_program's signature): the result(s)."""
+        results = self.plan.results
         step = self._one_loop
         if step is not None:   # the usual kernel: one loop, one result
-            (value,) = self.run_program(step, [env[p] for p, _ in step.params], [out])
+            (value,) = run_program(step, [env[p] for p, _ in step.params], [out])
             return self.finish(value, out)
         outs = {results[0]: out} if out is not None else {}
         for step in self.plan.steps:
@@ -93,8 +98,8 @@ class Kernel(ABC):
                 env[step.name] = self.deliver(self.constant(step), outs.get(step.name))
             else:
                 names = [name for name, _ in step.outputs]
-                values = self.run_program(step, [env[p] for p, _ in step.params],
-                                          [outs.get(name) for name in names])
+                values = run_program(step, [env[p] for p, _ in step.params],
+                                     [outs.get(name) for name in names])
                 env.update(zip(names, values))
         if self.plan.many:
             return tuple(self.finish(env[name], None) for name in results)
@@ -192,7 +197,86 @@ class LoopKernel(Kernel):
                     result = np.empty(shape, fast[3])
                     self.launch_whole(fast[0], [arrays[i] for i in fast[2]], result, n)
                     return result
-        return super().__call__(*arrays, out=out)
+        key = self._replay_key(arrays) if out is None else None
+        if key is None:
+            return super().__call__(*arrays, out=out)
+        env = {"v_" + name: a for (name, _), a in zip(self.plan.params, arrays)}
+        recipe = self._recipes.get(key, False)
+        if recipe:
+            return self.run_steps(env, None, partial(self._replay_program, recipe))
+        if recipe is None:    # calls of these shapes take the general path
+            return super().__call__(*arrays)
+        if self.plan.full is not None:
+            self.check_full(env)
+        if len(self._recipes) >= 64:
+            self._recipes.clear()
+        recipe = {}
+        result = self.run_steps(env, None, partial(self._record_program, recipe))
+        self._recipes[key] = None if recipe.pop(None, False) else recipe
+        return result
+
+    # A call of several loops spends most of its time, on small arrays, working out each
+    # loop's layout from the shapes. The first call with given shapes (arrays of the
+    # parameters' dtypes, C-contiguous, no out=, one thread) records what each loop was
+    # launched with; later calls with those shapes launch the same on their arrays.
+    def _replay_key(self, arrays):
+        if self._one_loop is not None or self.options.get("parallel") or \
+                len(arrays) != len(self.plan.params):
+            return None
+        dtypes = self._param_dtypes
+        if not all(type(a) is np.ndarray and a.dtype == d and a.flags.c_contiguous
+                   for a, d in zip(arrays, dtypes)):
+            return None
+        # a read-only array is copied for Numba's loops: not the array the launch reads
+        return tuple((a.shape, a.flags.writeable) for a in arrays)
+
+    @cached_property
+    def _param_dtypes(self):
+        return [_DTYPES[d] for _, d in self.plan.params]
+
+    @cached_property
+    def _recipes(self) -> dict:
+        return {}
+
+    def _record_program(self, recipe: dict, program: Program, arrays, outs):
+        """run_program, noting in recipe[program.name] its results' shapes and dtypes
+        and its launches, each input as its index in `arrays`; recipe[None] = True when
+        a launch read anything else (a copy, a table that accumulates)."""
+        launches = []
+
+        def launch(runner, row, rows, col, cols, width, operands, results):
+            launches.append((runner, row, rows, col, cols, width, operands))
+            self.launch(runner, row, rows, col, cols, width, operands, results)
+        values = self.run_program(program, arrays, outs, launch=launch)
+        noted = []
+        for runner, row, rows, col, cols, width, operands in launches:
+            inputs, extra = operands[:len(arrays)], operands[len(arrays):]
+            if row or col or any(step for _, _, step in extra[1:]) or \
+                    not all(_same_data(op, a) for (op, _, _), a in zip(inputs, arrays)):
+                recipe[None] = True   # a thread's share, a RowReduce that accumulates
+            noted.append(self.launcher(runner, rows, cols, width, [
+                (k, table, step) for k, (_, table, step) in enumerate(inputs)] + extra))
+        recipe[program.name] = ([(v.shape, v.dtype) for v in values], noted)
+        return values
+
+    def _replay_program(self, recipe: dict, program: Program, arrays, outs):
+        shapes, launchers = recipe[program.name]
+        results = [np.empty(shape, dtype) for shape, dtype in shapes]
+        flat = [r.reshape(-1) for r in results]
+        for launcher in launchers:
+            launcher(arrays, flat)
+        return results
+
+    def launcher(self, runner, rows: int, cols: int, width: int, operands):
+        """A callable (arrays, results) running launch(runner, 0, rows, 0, cols, width,
+        ...) with the operands `operands`, where an int k stands for arrays[k] (flat);
+        a target may work out here what does not change from call to call."""
+        def run(arrays, results):
+            found = [(arrays[a].reshape(-1) if type(a) is int else a, table, step)
+                     for a, table, step in operands]
+            n, m, found = self.operands(rows, cols, found)
+            self.launch(runner, 0, n, 0, m, width, found, results)
+        return run
 
     @cached_property
     def _fast(self):
@@ -217,15 +301,16 @@ class LoopKernel(Kernel):
         cycles = sum(OPS[i.op].cost for i in program.flat() if i.op != "const")
         return n * max(cycles, 1.0) >= self.PARALLEL_WORK
 
-    def run_program(self, program: Program, arrays, outs):
+    def run_program(self, program: Program, arrays, outs, launch=None):
+        launch = launch or self.launch
         first = arrays[0].shape
         shape = first if all(a.shape == first for a in arrays) else \
             np.broadcast_shapes(*(a.shape for a in arrays))
         if isinstance(program, RowReduce):
-            return self._run_rows(program, shape, arrays, outs)
+            return self._run_rows(program, shape, arrays, outs, launch)
         if all(o is None for o in outs):   # the usual call: fresh results
             results = [np.empty(shape, dtype) for _, dtype in program.outputs]
-            self._run(program, shape, arrays, results)
+            self._run(program, shape, arrays, results, launch)
             return results
         for out, (_, dtype) in zip(outs, program.outputs):
             if out is None:
@@ -240,14 +325,14 @@ class LoopKernel(Kernel):
                   not any(np.may_share_memory(out, a) for a in arrays) for out in outs]
         results = [out if ok else np.empty(shape, dtype)
                    for out, ok, (_, dtype) in zip(outs, direct, program.outputs)]
-        self._run(program, shape, arrays, results)
+        self._run(program, shape, arrays, results, launch)
         for k, (out, ok) in enumerate(zip(outs, direct)):
             if out is not None and not ok:
                 np.copyto(out, results[k])
                 results[k] = out
         return results
 
-    def _run(self, program: Program, shape: tuple, arrays, results):
+    def _run(self, program: Program, shape: tuple, arrays, results, launch):
         n = results[0].size
         if not n:
             return
@@ -256,7 +341,7 @@ class LoopKernel(Kernel):
         workers = _workers()
         if not (self.options.get("parallel") and workers > 1 and
                 self.parallel_worth(program, n)) or 1 < rows < workers:
-            self.launch(runner, 0, rows, 0, cols, cols, operands, results)
+            launch(runner, 0, rows, 0, cols, cols, operands, results)
             return
         # threads take equal shares of the rows, or of the one row
         size = rows if rows > 1 else cols
@@ -264,10 +349,10 @@ class LoopKernel(Kernel):
         jobs = [(bounds[k], bounds[k + 1] - bounds[k]) for k in range(workers)]
         jobs = [(start, count, 0, cols) if rows > 1 else (0, 1, start, count)
                 for start, count in jobs if count]
-        list(_pool().map(lambda job: self.launch(runner, *job, cols, operands, results),
+        list(_pool().map(lambda job: launch(runner, *job, cols, operands, results),
                          jobs))
 
-    def _run_rows(self, program: RowReduce, shape: tuple, arrays, outs):
+    def _run_rows(self, program: RowReduce, shape: tuple, arrays, outs, launch):
         """A RowReduce over `shape` (see reduced_layout): each row's sum is one output
         value, or is added to one (in row order: serial) when reduced axes lie before
         the row's; means are divided by the count after that. Its elementwise outputs
@@ -290,13 +375,13 @@ class LoopKernel(Kernel):
                 widths = [1 if op else cols for op in program.ops]   # elements per row
 
                 def run(start, count):   # results from row `start`: views (width 0)
-                    self.launch(runner, start, count, 0, cols, 0, operands,
+                    launch(runner, start, count, 0, cols, 0, operands,
                                 [r[start * w:] for r, w in zip(flat, widths)])
                 bounds = [rows * k // workers for k in range(workers + 1)]
                 list(_pool().map(lambda k: run(bounds[k], bounds[k + 1] - bounds[k]),
                                  range(workers)))
             else:
-                self.launch(runner, 0, rows, 0, cols, 0, operands, flat)
+                launch(runner, 0, rows, 0, cols, 0, operands, flat)
         if accumulate:   # as np.mean: the float64 quotient of the sum by the count (intp)
             count = np.intp(math.prod(shape[a] for a in program.axes))
             for r, op in zip(results, program.ops):
@@ -349,6 +434,13 @@ def _unit_axes(shapes: tuple) -> tuple:
     return tuple((len(s), tuple(sorted(tuple(i - len(s) for i, d in enumerate(s) if d == 1) +
                                        tuple(range(-rank, -len(s))))))
                  for s in map(tuple, shapes))
+
+
+def _same_data(view, a) -> bool:
+    """Whether `view` (a flat operand) is all of `a`'s data, not a copy."""
+    return view.size == a.size and (not a.size or
+                                    view.__array_interface__["data"][0] ==
+                                    a.__array_interface__["data"][0])
 
 
 def broadcasts_to(shape, full) -> bool:

@@ -155,6 +155,24 @@ class LLVMKernel(LoopKernel):
                      table_address(table) + row * 8, step]
         fn(*args, *[address(r) + (row * width + col) * r.itemsize for r in results])
 
+    def launcher(self, runner, rows, cols, width, operands):
+        fixed, slots = [rows, cols], []
+        for a, table, step in operands:
+            if type(a) is int:
+                slots.append((len(fixed), a))
+                fixed.append(0)
+            else:
+                fixed.append(address(a))
+            fixed += [table_address(table), step]
+
+        def run(arrays, results):
+            args = fixed.copy()
+            for at, k in slots:
+                args[at] = address(arrays[k])
+            runner(*args, *[address(r) for r in results])
+        run.operands = operands   # the tables and constant arrays live as long as it
+        return run
+
     def launch_whole(self, runner, arrays, result, n):
         first = table_address(_FIRST_ROW)
         runner(1, n, *[x for a in arrays for x in (address(a), first, 1)], address(result))

@@ -120,26 +120,38 @@ class TorchKernel(Kernel):
         self.op = _op_for(key, self)
 
     def __call__(self, *tensors, out=None):
-        import torch
         if out is not None:
             raise TypeError("the torch target returns a new tensor; out= is not supported")
+        result = self.op(*self._tensors(tensors))
+        if self.plan.many:
+            return tuple(result)
+        return result[0] if self.saved else result
+
+    def with_saved(self, *tensors) -> tuple:
+        """The result and the reductions the forward saves for the backward (self.saved,
+        in order), from one call; the reductions carry no gradient."""
+        if not self.saved:
+            raise ValueError("this kernel saves no reductions")
+        return tuple(self.op(*self._tensors(tensors)))
+
+    def _tensors(self, tensors) -> list:
+        """The arguments as tensors of the parameters' dtypes (NumPy's same_kind)."""
+        import torch
         if len(tensors) != len(self.plan.params):
             raise TypeError(f"kernel takes {len(self.plan.params)} argument(s) "
                             f"({', '.join(self.args)}), got {len(tensors)}")
         args = []
         for (name, want), t in zip(self.plan.params, tensors):
+            dtype = torch_dtype(want)
             if not isinstance(t, torch.Tensor):
                 t = torch.as_tensor(np.asarray(t))
-            if t.dtype != torch_dtype(want):
-                if not torch.can_cast(t.dtype, torch_dtype(want)):  # NumPy's same_kind
+            if t.dtype != dtype:
+                if not torch.can_cast(t.dtype, dtype):  # NumPy's same_kind
                     raise TypeError(f"argument {name} is {want}; cannot use "
                                     f"{str(t.dtype).removeprefix('torch.')} data")
-                t = t.to(torch_dtype(want))
+                t = t.to(dtype)
             args.append(t)
-        result = self.op(*args)
-        if self.plan.many:
-            return tuple(result)
-        return result[0] if self.saved else result
+        return args
 
     def run_program(self, program, arrays, outs):  # NumPy arrays: the CPU kernel's work
         return self.cpu.run_program(program, arrays, outs)

@@ -313,3 +313,44 @@ def test_values_of_one_layout_share_loops(target):
         _same_bits(got, evaluate(e, {"g": g, "x": x, "m": m, "n": n}))
     with pytest.raises(ValueError, match="length 1 on axes"):
         k(g, x, np.broadcast_to(m, g.shape).copy(), n)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_calls_of_known_shapes_replay_the_recorded_launches(target):
+    """A kernel of several loops records, on its first call with given shapes, what each
+    loop was launched with, and launches the same on later calls with those shapes: the
+    results are the evaluator's whatever the data (new arrays, the same array twice,
+    read-only arrays); other shapes record again; a RowReduce that accumulates into its
+    results (a sum over an axis before the row) and a stretched input are not replayed,
+    and are still right."""
+    v = {"x": "float32", "y": "float32"}
+    roots = tuple(parse(t, vars=v) for t in (
+        "x * y / sqrt(mean(x * x, axis=-1) + 1e-6)", "sum(x * y, axis=-1) + 1",
+        "sum(x * y, axis=(-3, -1))"))
+    k = xf.compile(roots, target=target)
+    rng = np.random.default_rng(8)
+
+    def check(x, y):
+        got = k(x, y)
+        for a, e in zip(got, roots):
+            _same_bits(a, evaluate(e, {"x": x, "y": y}))
+        return got
+    x, y = rng.standard_normal((2, 5, 7, 33)).astype(np.float32)
+    first = check(x, y)
+    assert list(k._recipes.values()) == [None]   # the sum over axis -3 accumulates
+    row_only = xf.compile(roots[:2], target=target)
+    for shape in [(5, 33), (5, 33), (2, 3, 16), (5, 33)]:
+        a, b, c = rng.standard_normal((3, *shape)).astype(np.float32)
+        c.flags.writeable = False
+        for args in [(a, b), (a, a), (b, a), (c, b), (b, c)]:
+            got = row_only(*args)
+            for r, e in zip(got, roots[:2]):
+                _same_bits(r, evaluate(e, {"x": args[0], "y": args[1]}))
+        assert row_only._recipes[(((5, 33), True), ((5, 33), True))]
+    again = row_only(x[0, 0], y[0, 0])
+    assert not np.shares_memory(again[0], row_only(x[0, 0], y[0, 0])[0])
+    c = rng.standard_normal((5, 1)).astype(np.float32)
+    for _ in range(2):   # c is stretched along the row for the RowReduce: not replayed
+        for r, e in zip(row_only(c, x[0, :5]), roots[:2]):
+            _same_bits(r, evaluate(e, {"x": c, "y": x[0, :5]}))
+    assert first[0].shape == x.shape
