@@ -8,8 +8,11 @@ array types (Triton, on torch tensors) also override the conversions.
 """
 from __future__ import annotations
 
+import ctypes
 import math
 import os
+import threading
+import weakref
 from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache, cached_property, lru_cache, partial
@@ -194,7 +197,7 @@ class LoopKernel(Kernel):
                              and a.flags.c_contiguous for a, d in zip(arrays, fast[1])):
                 n = arrays[0].size
                 if n and not (self.options.get("parallel") and _workers() > 1):
-                    result = np.empty(shape, fast[3])
+                    result = empty(shape, fast[3])
                     self.launch_whole(fast[0], [arrays[i] for i in fast[2]], result, n)
                     return result
         key = self._replay_key(arrays) if out is None else None
@@ -261,7 +264,7 @@ class LoopKernel(Kernel):
 
     def _replay_program(self, recipe: dict, program: Program, arrays, outs):
         shapes, launchers = recipe[program.name]
-        results = [np.empty(shape, dtype) for shape, dtype in shapes]
+        results = [empty(shape, dtype) for shape, dtype in shapes]
         flat = [r.reshape(-1) for r in results]
         for launcher in launchers:
             launcher(arrays, flat)
@@ -309,7 +312,7 @@ class LoopKernel(Kernel):
         if isinstance(program, RowReduce):
             return self._run_rows(program, shape, arrays, outs, launch)
         if all(o is None for o in outs):   # the usual call: fresh results
-            results = [np.empty(shape, dtype) for _, dtype in program.outputs]
+            results = [empty(shape, dtype) for _, dtype in program.outputs]
             self._run(program, shape, arrays, results, launch)
             return results
         for out, (_, dtype) in zip(outs, program.outputs):
@@ -323,7 +326,7 @@ class LoopKernel(Kernel):
         # an out= overlapping an input, or not contiguous, is computed aside and copied
         direct = [out is not None and out.flags.c_contiguous and out.shape == shape and
                   not any(np.may_share_memory(out, a) for a in arrays) for out in outs]
-        results = [out if ok else np.empty(shape, dtype)
+        results = [out if ok else empty(shape, dtype)
                    for out, ok, (_, dtype) in zip(outs, direct, program.outputs)]
         self._run(program, shape, arrays, results, launch)
         for k, (out, ok) in enumerate(zip(outs, direct)):
@@ -359,8 +362,8 @@ class LoopKernel(Kernel):
         (op "") have the full shape."""
         shape = tuple(shape)
         reduced, split, accumulate = reduced_layout(shape, program.axes)
-        results = [np.empty(shape, dtype) if not op else
-                   (np.zeros if accumulate else np.empty)(reduced, dtype)
+        results = [empty(shape, dtype) if not op else
+                   (np.zeros if accumulate else empty)(reduced, dtype)
                    for (_, dtype), op in zip(program.outputs, program.ops)]
         rows, cols = math.prod(shape[:split]), math.prod(shape[split:])
         if rows:
@@ -450,6 +453,44 @@ def broadcasts_to(shape, full) -> bool:
 
 
 _FIRST_ROW = np.zeros(1, np.int64)
+
+
+class _Blocks:
+    """Memory for large results, kept for the next result of its size once nothing
+    refers to it any more (the array, its views, a tensor on it). Freed to the C library
+    instead, it may go back to the system and every page of the next result fault in
+    fresh (about 1 us a 4 KB page here: a layer step on 2 MB arrays lost 1.2 ms to it,
+    or not, depending on the allocator's history)."""
+    SMALLEST = 1 << 18    # bytes; smaller arrays come from NumPy
+    KEPT = 1 << 28        # bytes kept free at most
+
+    def __init__(self):
+        self.free, self.kept, self.lock = {}, 0, threading.Lock()
+
+    def empty(self, shape, dtype):
+        dtype = _DTYPES.get(dtype) or np.dtype(dtype)
+        nbytes = math.prod(shape) * dtype.itemsize
+        if nbytes < self.SMALLEST:
+            return np.empty(shape, dtype)
+        with self.lock:
+            blocks = self.free.get(nbytes)
+            block = blocks.pop() if blocks else None
+            if block is not None:
+                self.kept -= nbytes
+        if block is None:
+            block = (ctypes.c_char * nbytes)()
+        view = (ctypes.c_char * nbytes).from_buffer(block)   # its life is the array's
+        weakref.finalize(view, self._give_back, block, nbytes).atexit = False
+        return np.frombuffer(view, dtype).reshape(shape)
+
+    def _give_back(self, block, nbytes: int):
+        with self.lock:
+            if self.kept + nbytes <= self.KEPT:
+                self.free.setdefault(nbytes, []).append(block)
+                self.kept += nbytes
+
+
+empty = _Blocks().empty
 
 
 @lru_cache(maxsize=512)

@@ -421,3 +421,35 @@ def test_large_broadcast_kernels_split_rows_over_threads():
             serial = xf.compile(e, target=target)(m, x)
             _same_bits(xf.compile(e, target=target, parallel=True)(m, x), serial)
             _same_bits(serial, evaluate(e, {"m": m, "x": x}))
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_large_results_reuse_memory_nothing_refers_to(target):
+    """A large result's memory serves a later result once nothing refers to it: not
+    while a view of it or a tensor on it lives, whose values stay as they were."""
+    import gc
+
+    import torch
+    k = xf.compile(xf.parse("x * 2 + 1", vars={"x": "float32"}), target=target)
+    x = np.arange(1 << 17, dtype=np.float32)   # 512 KB
+    first = k(x)
+    address = first.ctypes.data
+    view = first[5:]
+    del first
+    gc.collect()
+    other = k(x + 1)                # the view holds it
+    assert not np.shares_memory(other, view)
+    np.testing.assert_array_equal(view, x[5:] * 2 + 1)
+    tensor = torch.from_numpy(other)
+    del other, view
+    gc.collect()
+    other = k(x + 2)                # the first block again; the tensor holds the second
+    assert other.ctypes.data == address and other.flags.writeable
+    assert not np.shares_memory(other, tensor.numpy())
+    np.testing.assert_array_equal(tensor.numpy(), (x + 1) * 2 + 1)
+    del other, tensor
+    gc.collect()
+    again = k(x + 3)
+    np.testing.assert_array_equal(again, (x + 3) * 2 + 1)
+    small = k(x[:10])
+    assert small.base is None   # small arrays are NumPy's own
