@@ -463,6 +463,7 @@ class _Blocks:
     or not, depending on the allocator's history)."""
     SMALLEST = 1 << 18    # bytes; smaller arrays come from NumPy
     KEPT = 1 << 28        # bytes kept free at most
+    ALIGN = 64            # each array starts on such a boundary
 
     def __init__(self):
         self.free, self.kept, self.lock = {}, 0, threading.Lock()
@@ -477,11 +478,12 @@ class _Blocks:
             block = blocks.pop() if blocks else None
             if block is not None:
                 self.kept -= nbytes
-        if block is None:
-            block = (ctypes.c_char * nbytes)()
-        view = (ctypes.c_char * nbytes).from_buffer(block)   # its life is the array's
+        if block is None:   # room to start on a 64-byte boundary (vector stores)
+            block = (ctypes.c_char * (nbytes + self.ALIGN))()
+        view = (ctypes.c_char * (nbytes + self.ALIGN)).from_buffer(block)   # lives as the array
         weakref.finalize(view, self._give_back, block, nbytes).atexit = False
-        return np.frombuffer(view, dtype).reshape(shape)
+        start = -ctypes.addressof(view) % self.ALIGN
+        return np.frombuffer(view, dtype, math.prod(shape), start).reshape(shape)
 
     def _give_back(self, block, nbytes: int):
         with self.lock:

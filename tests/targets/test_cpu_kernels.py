@@ -453,3 +453,28 @@ def test_large_results_reuse_memory_nothing_refers_to(target):
     np.testing.assert_array_equal(again, (x + 3) * 2 + 1)
     small = k(x[:10])
     assert small.base is None   # small arrays are NumPy's own
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_large_results_stored_past_the_cache_are_the_same_bits(target):
+    """Results of STREAM_BYTES and more go through non-temporal vector stores (LLVM) when
+    each output's rows start on 64-byte boundaries: the same bits as the evaluator for one
+    row or many, rows of any length (vectors, then the chunk's last elements one by one),
+    inputs constant along the row, and an out= that is not aligned (normal stores)."""
+    from exprforge.codegen.llvm import STREAM_BYTES
+    v = {"x": "float32", "r": "float32", "s": "float32"}
+    e = xf.parse("0.7*relu(x) + 0.2*x*x + r * x - s", vars=v)
+    k = xf.compile(e, target=target, args=("x", "r", "s"))
+    assert target != "llvm" or "!nontemporal" in k.source
+    rng = np.random.default_rng(11)
+    n = STREAM_BYTES // 4 + 37
+    s = np.float32(0.25)
+    for shape, rshape in [((n,), ()), ((n // 1024, 1024), (n // 1024, 1)),
+                          ((n // 1000, 1000), (n // 1000, 1)), ((n // 250, 250), (250,))]:
+        x = rng.standard_normal(shape).astype(np.float32)
+        r = rng.standard_normal(rshape).astype(np.float32)
+        want = evaluate(e, {"x": x, "r": r, "s": s})
+        _same_bits(k(x, r, s), want)
+        out = np.empty(x.size + 1, np.float32)[1:].reshape(shape)   # 4 bytes off
+        assert k(x, r, s, out=out) is out
+        _same_bits(out, want)
