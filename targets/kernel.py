@@ -251,12 +251,15 @@ class LoopKernel(Kernel):
             launches.append((runner, row, rows, col, cols, width, operands))
             self.launch(runner, row, rows, col, cols, width, operands, results)
         values = self.run_program(program, arrays, outs, launch=launch)
+        if isinstance(program, RowReduce) and reduced_layout(
+                np.broadcast_shapes(*(a.shape for a in arrays)), program.axes)[2]:
+            recipe[None] = True   # it accumulates into zeros (rows or none)
         noted = []
         for runner, row, rows, col, cols, width, operands in launches:
             inputs, extra = operands[:len(arrays)], operands[len(arrays):]
-            if row or col or any(step for _, _, step in extra[1:]) or \
+            if row or col or \
                     not all(_same_data(op, a) for (op, _, _), a in zip(inputs, arrays)):
-                recipe[None] = True   # a thread's share, a RowReduce that accumulates
+                recipe[None] = True   # a thread's share, a copy
             noted.append(self.launcher(runner, rows, cols, width, [
                 (k, table, step) for k, (_, table, step) in enumerate(inputs)] + extra))
         recipe[program.name] = ([(v.shape, v.dtype) for v in values], noted)
@@ -466,30 +469,33 @@ class _Blocks:
     ALIGN = 64            # each array starts on such a boundary
 
     def __init__(self):
-        self.free, self.kept, self.lock = {}, 0, threading.Lock()
+        # re-entrant: a collection while the lock is held may free a kept array, whose
+        # finalizer gives its block back on the same thread
+        self.free, self.kept, self.lock = {}, 0, threading.RLock()
 
     def empty(self, shape, dtype):
         dtype = _DTYPES.get(dtype) or np.dtype(dtype)
         nbytes = math.prod(shape) * dtype.itemsize
         if nbytes < self.SMALLEST:
             return np.empty(shape, dtype)
+        size = nbytes + self.ALIGN   # room to start on a 64-byte boundary (vector stores)
         with self.lock:
-            blocks = self.free.get(nbytes)
+            blocks = self.free.get(size)
             block = blocks.pop() if blocks else None
             if block is not None:
-                self.kept -= nbytes
-        if block is None:   # room to start on a 64-byte boundary (vector stores)
-            block = (ctypes.c_char * (nbytes + self.ALIGN))()
-        view = (ctypes.c_char * (nbytes + self.ALIGN)).from_buffer(block)   # lives as the array
-        weakref.finalize(view, self._give_back, block, nbytes).atexit = False
+                self.kept -= size
+        if block is None:
+            block = (ctypes.c_char * size)()
+        view = (ctypes.c_char * size).from_buffer(block)   # lives as long as the array
+        weakref.finalize(view, self._give_back, block, size).atexit = False
         start = -ctypes.addressof(view) % self.ALIGN
         return np.frombuffer(view, dtype, math.prod(shape), start).reshape(shape)
 
-    def _give_back(self, block, nbytes: int):
+    def _give_back(self, block, size: int):
         with self.lock:
-            if self.kept + nbytes <= self.KEPT:
-                self.free.setdefault(nbytes, []).append(block)
-                self.kept += nbytes
+            if self.kept + size <= self.KEPT:
+                self.free.setdefault(size, []).append(block)
+                self.kept += size
 
 
 empty = _Blocks().empty

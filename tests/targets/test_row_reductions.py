@@ -338,6 +338,14 @@ def test_calls_of_known_shapes_replay_the_recorded_launches(target):
     x, y = rng.standard_normal((2, 5, 7, 33)).astype(np.float32)
     first = check(x, y)
     assert list(k._recipes.values()) == [None]   # the sum over axis -3 accumulates
+    acc = xf.compile(tuple(parse(t, vars=v) for t in (
+        "sum(x * y, axis=(-3, -1))", "mean(x * y, axis=(-3, -1))")), target=target)
+    empty = np.ones((0, 3, 4), np.float32)
+    for _ in range(3):   # no rows: zeros and NaNs each time, not memory left from before
+        junk = [np.full((1, 3, 1), 7.5, np.float32) for _ in range(50)]
+        del junk
+        total, mean = acc(empty, empty)
+        assert not total.any() and np.isnan(mean).all()
     row_only = xf.compile(roots[:2], target=target)
     for shape in [(5, 33), (5, 33), (2, 3, 16), (5, 33)]:
         a, b, c = rng.standard_normal((3, *shape)).astype(np.float32)
