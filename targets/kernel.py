@@ -243,34 +243,38 @@ class LoopKernel(Kernel):
 
     def _record_program(self, recipe: dict, program: Program, arrays, outs):
         """run_program, noting in recipe[program.name] its results' shapes and dtypes
-        and its launches, each input as its index in `arrays`; recipe[None] = True when
-        a launch read anything else (a copy, a table that accumulates)."""
+        and its launches, each input as its index in `arrays` (and a RowReduce's shape,
+        for its results: zeros where it adds rows into them, then the means divided);
+        recipe[None] = True when a launch read anything else (a copy of an input) or
+        covered a thread's share."""
         launches = []
 
         def launch(runner, row, rows, col, cols, width, operands, results):
             launches.append((runner, row, rows, col, cols, width, operands))
             self.launch(runner, row, rows, col, cols, width, operands, results)
         values = self.run_program(program, arrays, outs, launch=launch)
-        if isinstance(program, RowReduce) and reduced_layout(
-                np.broadcast_shapes(*(a.shape for a in arrays)), program.axes)[2]:
-            recipe[None] = True   # it accumulates into zeros (rows or none)
+        reduced_over = tuple(np.broadcast_shapes(*(a.shape for a in arrays))) \
+            if isinstance(program, RowReduce) else None
         noted = []
         for runner, row, rows, col, cols, width, operands in launches:
             inputs, extra = operands[:len(arrays)], operands[len(arrays):]
             if row or col or \
                     not all(_same_data(op, a) for (op, _, _), a in zip(inputs, arrays)):
-                recipe[None] = True   # a thread's share, a copy
+                recipe[None] = True   # a thread's share, a copy of an input
             noted.append(self.launcher(runner, rows, cols, width, [
                 (k, table, step) for k, (_, table, step) in enumerate(inputs)] + extra))
-        recipe[program.name] = ([(v.shape, v.dtype) for v in values], noted)
+        recipe[program.name] = ([(v.shape, v.dtype) for v in values], noted, reduced_over)
         return values
 
     def _replay_program(self, recipe: dict, program: Program, arrays, outs):
-        shapes, launchers = recipe[program.name]
-        results = [empty(shape, dtype) for shape, dtype in shapes]
+        shapes, launchers, reduced_over = recipe[program.name]
+        results = [empty(shape, dtype) for shape, dtype in shapes] if reduced_over is None \
+            else _row_results(program, reduced_over)
         flat = [r.reshape(-1) for r in results]
         for launcher in launchers:
             launcher(arrays, flat)
+        if reduced_over is not None:
+            _divide_means(program, reduced_over, results)
         return results
 
     def launcher(self, runner, rows: int, cols: int, width: int, operands):
@@ -364,10 +368,8 @@ class LoopKernel(Kernel):
         the row's; means are divided by the count after that. Its elementwise outputs
         (op "") have the full shape."""
         shape = tuple(shape)
-        reduced, split, accumulate = reduced_layout(shape, program.axes)
-        results = [empty(shape, dtype) if not op else
-                   (np.zeros if accumulate else empty)(reduced, dtype)
-                   for (_, dtype), op in zip(program.outputs, program.ops)]
+        _, split, accumulate = reduced_layout(shape, program.axes)
+        results = _row_results(program, shape)
         rows, cols = math.prod(shape[:split]), math.prod(shape[split:])
         if rows:
             rows, cols, operands = self.operands(*loop_layout(shape, arrays, split))
@@ -388,12 +390,7 @@ class LoopKernel(Kernel):
                                  range(workers)))
             else:
                 launch(runner, 0, rows, 0, cols, 0, operands, flat)
-        if accumulate:   # as np.mean: the float64 quotient of the sum by the count (intp)
-            count = np.intp(math.prod(shape[a] for a in program.axes))
-            for r, op in zip(results, program.ops):
-                if op == "rmean":
-                    with np.errstate(invalid="ignore", divide="ignore"):
-                        np.true_divide(r, count, out=r, casting="unsafe")
+        _divide_means(program, shape, results)
         return [self.deliver(r, out) for r, out in zip(results, outs)]
 
     def operands(self, rows: int, cols: int, operands):
@@ -440,6 +437,26 @@ def _unit_axes(shapes: tuple) -> tuple:
     return tuple((len(s), tuple(sorted(tuple(i - len(s) for i, d in enumerate(s) if d == 1) +
                                        tuple(range(-rank, -len(s))))))
                  for s in map(tuple, shapes))
+
+
+def _row_results(program: RowReduce, shape: tuple) -> list:
+    """A RowReduce's results over `shape`: zeros where it adds rows into them."""
+    reduced, _, accumulate = reduced_layout(shape, program.axes)
+    return [empty(shape, dtype) if not op else
+            (np.zeros if accumulate else empty)(reduced, dtype)
+            for (_, dtype), op in zip(program.outputs, program.ops)]
+
+
+def _divide_means(program: RowReduce, shape: tuple, results: list):
+    """Where the RowReduce added rows into its results, its means are the sums divided
+    after that, as np.mean does: the float64 quotient by the count (intp)."""
+    if not reduced_layout(shape, program.axes)[2]:
+        return
+    count = np.intp(math.prod(shape[a] for a in program.axes))
+    for r, op in zip(results, program.ops):
+        if op == "rmean":
+            with np.errstate(invalid="ignore", divide="ignore"):
+                np.true_divide(r, count, out=r, casting="unsafe")
 
 
 def _same_data(view, a) -> bool:
