@@ -6,9 +6,10 @@ computes outk[i * cols + j] = fk(a0[r0[i] + j * c0], ...) for i < rows, j < cols
 table of each row's first element, c is 1 for an input that runs along the row or 0 for
 one that is the same all along it (a scalar, or a row's mean broadcast over the row), so
 broadcasting needs no copies. Each row runs in chunks of CHUNK elements; an input that
-is constant along the row is copied into a chunk-long buffer once per row, so that in the
-inner loop every input is read at unit stride and the outputs, marked noalias, overlap
-nothing: LLVM vectorizes it with no runtime checks. Float instructions carry no fast-math
+is constant along the row is loaded once per row and selected in the inner loop (which
+reads a block of zeros in its place), so that every input is read at unit stride and the
+outputs, marked noalias, overlap nothing: LLVM vectorizes it with no runtime checks.
+Large results go out through non-temporal vector stores (STREAM_BYTES). Float instructions carry no fast-math
 flags unless asked: `contract` lets LLVM fuse a*b+c into an FMA (which changes results),
 `fastmath` allows every reassociation. Transcendental functions are calls to the C
 library (expf, sin, ...), resolved when the object code is loaded.
