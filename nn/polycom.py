@@ -56,7 +56,7 @@ class _PolyCom(torch.nn.Module):
 
     def _apply_kernel(self, kernel, x):
         w = self.weight.to(x.dtype)
-        return kernel(x, w[0], w[1], w[2], self.bias.to(x.dtype))
+        return kernel(x, *w.unbind(), self.bias.to(x.dtype))
 
 
 class PolyReLU(_PolyCom):
