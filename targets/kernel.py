@@ -384,7 +384,7 @@ class LoopKernel(Kernel):
 
                 def run(start, count):   # results from row `start`: views (width 0)
                     launch(runner, start, count, 0, cols, 0, operands,
-                                [r[start * w:] for r, w in zip(flat, widths)])
+                           [r[start * w:] for r, w in zip(flat, widths)])
                 bounds = [rows * k // workers for k in range(workers + 1)]
                 list(_pool().map(lambda k: run(bounds[k], bounds[k + 1] - bounds[k]),
                                  range(workers)))

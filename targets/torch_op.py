@@ -30,7 +30,7 @@ from exprforge.engine import dtypes as dt
 from exprforge.engine.derive import hoist_constant_factors, vjp
 from exprforge.engine.expr import F, rebuild, var
 
-from .kernel import Kernel, broadcasts_to, reduced_layout, unit_axes  # noqa: F401 (API)
+from .kernel import Kernel, broadcasts_to, reduced_layout, unit_axes
 
 NAME = "torch"
 OPTIONS = {"cpu": "llvm"}

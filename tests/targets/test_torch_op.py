@@ -6,7 +6,7 @@ import torch
 import exprforge as xf
 from exprforge.codegen.lower import Reduce, RowReduce
 from exprforge.engine.evaluate import evaluate
-from exprforge.targets.torch_op import unit_axes
+from exprforge.targets.kernel import unit_axes
 
 CASES = ["x * y + sin(x)",
          "where(x > 0, x, 0.1 * x) + abs(y)",   # selections and kinks

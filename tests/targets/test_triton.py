@@ -373,7 +373,8 @@ def test_a_kernel_of_several_results_writes_each():
 def test_a_torch_backward_kernel_runs_as_on_the_cpu():
     """The torch op's backward on CUDA tensors runs its kernel of several gradients here:
     gradients of different shapes, parameters summed where broadcast."""
-    from exprforge.targets.torch_op import _cuda_forward, unit_axes
+    from exprforge.targets.kernel import unit_axes
+    from exprforge.targets.torch_op import _cuda_forward
     k = compile_kernel(parse("mean(x * (x * y), axis=(-2, -1)) * ((y * y) / (1.5 + a * a))"
                              " + b * x"), "torch")
     rng = np.random.default_rng(3)
