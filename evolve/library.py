@@ -32,15 +32,15 @@ def program(name: str):
 SUFFIX = {"float32": "f32", "float64": "f64"}
 
 
-def with_library_functions(expr):
-    """`expr` with every float32 or float64 call of a function the library has (exp ->
+def with_library_functions(expr, dtypes=tuple(SUFFIX)):
+    """`expr` with every call (of one of `dtypes`) of a function the library has (exp ->
     exp_f32 or exp_f64, ...) replaced by that program, inlined on the call's argument."""
     from exprforge.engine.expr import rebuild, var
     entries = library()
 
     def visit(node, args):
         name = f"{node.op}_{SUFFIX.get(node.dtype, '')}"
-        if node.dtype in SUFFIX and len(args) == 1 and name in entries \
+        if node.dtype in dtypes and len(args) == 1 and name in entries \
                 and entries[name]["function"] == node.op:
             return program(name).subs({var("x", node.dtype): args[0]})
         return None

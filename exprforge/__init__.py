@@ -52,7 +52,7 @@ def from_sympy(s, dtype: str = "float64", vars=None):
 
 
 def compile(expr, target: str = "numba", dtype: str | None = None, args=None,
-            approx: bool = False, **options):
+            approx: bool | str | None = None, **options):
     """Compile an Expr (or expression text) into a Kernel for `target`: "numba" (NumPy
     ufuncs), "llvm" (llvmlite MCJIT), "triton" (GPU, on torch tensors) or "torch" (a
     torch custom op with autograd). Text's variables are float32 unless `dtype` says
@@ -65,13 +65,15 @@ def compile(expr, target: str = "numba", dtype: str | None = None, args=None,
     `kernel.matmul(A, B)` = sum over k of f(A[..., i, k], B[..., k, j]), a matmul with f
     as the product (batched like np.matmul, summed in order of k in f's dtype; with
     parallel=True its rows run on Numba's threads).
-    approx=True replaces float32 exp, exp2, log, log2, erf, tanh and sigmoid by the shipped
-    programs verified under 1 ULP on every input (evolve/library.json), and float64
-    exp, exp2, log, log2, sigmoid and tanh by programs under 1 ULP on a 2^24-point sample:
-    plain arithmetic that vectorizes, where the C library is called once per element
-    (`kernel.expr` is the program with them inlined, `kernel.source_expr` the expression
-    as given; the torch target differentiates the latter and inlines them in its backward
-    kernels).
+    approx: float32 exp, exp2, log, log2, erf, tanh and sigmoid become the shipped
+    programs verified under 1 ULP on every float32 input (evolve/library.json): plain
+    arithmetic that vectorizes, where the C library is called once per element. That is
+    the default (approx=None) on the CPU targets (numba, llvm, torch); approx=False keeps
+    the C library everywhere (Triton's default: libdevice); approx=True also replaces
+    float64 exp, exp2, log, log2, sigmoid and tanh by programs under 1 ULP on a 2^24-point
+    sample (glibc's are 0.5 ULP). `kernel.expr` is the program with them inlined,
+    `kernel.source_expr` the expression as given; the torch target differentiates the
+    latter and inlines them in its backward kernels.
     Compiled code is kept in the kernel store and reused by later calls and processes."""
     from exprforge.targets.build import compile_kernel
     return compile_kernel(expr, target, dtype, args, approx=approx, **options)

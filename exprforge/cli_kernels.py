@@ -2,6 +2,8 @@
 from expression text, and the kernel store."""
 from __future__ import annotations
 
+import argparse
+
 import numpy as np
 
 import exprforge as xf
@@ -24,9 +26,11 @@ def _add_compile(p):
     p.add_argument("--matmul", action="store_true",
                    help="numba, a program f(a, b): also kernel.matmul(A, B) = sum over k of "
                         "f(A[..., i, k], B[..., k, j])")
-    p.add_argument("--approx", action="store_true",
-                   help="use the shipped verified programs (< 1 ULP) for exp, log, tanh, ... "
-                        "instead of the C library: they vectorize")
+    p.add_argument("--approx", action=argparse.BooleanOptionalAction, default=None,
+                   help="the shipped verified programs (< 1 ULP) for exp, log, tanh, ... "
+                        "instead of the C library (they vectorize): --approx for float32 and "
+                        "float64, --no-approx for neither; default: float32 on numba, llvm "
+                        "and torch")
     p.add_argument("--show-source", action="store_true", help="print the generated source")
 
 

@@ -70,6 +70,23 @@ def _as_expr(expr, dtype):
     return expr
 
 
+# approx= -> the dtypes whose calls of exp, exp2, log, log2, erf, tanh and sigmoid become
+# the library's programs (evolve/library.json)
+APPROX = {False: (), "float32": ("float32",), True: ("float32", "float64")}
+
+
+def _approx_mode(approx, target: str):
+    """approx=None (the default) is "float32" on the CPU targets: those programs were
+    checked on every float32 input, all under 1 ULP, and vectorize where the C library is
+    called once per element; float64 keeps the C library (0.5 ULP against the programs'
+    0.86, and on a sample only). Triton keeps its own library (libdevice)."""
+    if approx is None:
+        return False if target == "triton" else "float32"
+    if approx not in APPROX:
+        raise ValueError(f"approx must be None, False, True or 'float32', not {approx!r}")
+    return approx
+
+
 def compile_kernel(expr, target: str = "numba", dtype: str | None = None, args=None,
                    full: str | tuple | None = None, scalars: tuple = (),
                    flat: dict | None = None, **options):
@@ -84,19 +101,23 @@ def compile_kernel(expr, target: str = "numba", dtype: str | None = None, args=N
         expr = _as_expr(expr, dtype)
     module = target_module(target)
     full = tuple(full) if isinstance(full, list) else full   # as the store's JSON gives it
-    approx = bool(options.pop("approx", False))
+    approx = _approx_mode(options.pop("approx", None), target)
     unknown = sorted(set(options) - set(module.OPTIONS))
     if unknown:
         raise TypeError(f"target {target} has no option(s) {', '.join(unknown)}; "
                         f"options: {', '.join(('approx',) + tuple(module.OPTIONS))}")
     options = {**module.OPTIONS, **options}
+    # recorded as resolved: a torch kernel's backward kernels follow its forward (d erf
+    # brings an exp), and a stored kernel loads as it was compiled
+    options["approx"] = approx
     program = expr
-    if approx:   # in the options only when set: other kernels keep their store keys
+    if approx:
         from exprforge.evolve.library import with_library_functions
         # after the retyping to `dtype`: what is float32 then gets the programs
-        options["approx"] = True
-        program = tuple(with_library_functions(prepare(e, dtype)) for e in _roots(expr))
-        program = program if isinstance(expr, tuple) else program[0]
+        prepared = tuple(prepare(e, dtype) for e in _roots(expr))
+        inlined = tuple(with_library_functions(e, APPROX[approx]) for e in prepared)
+        if any(a is not b for a, b in zip(inlined, prepared)):
+            program = inlined if isinstance(expr, tuple) else inlined[0]
     flat = {n: (d, tuple(a)) for n, (d, a) in flat.items()} if flat else None
     plan = lower(program, dtype, args, has=module.has, full=full, scalars=tuple(scalars),
                  flat=flat,
@@ -148,4 +169,4 @@ def load(name: str):
     return compile_kernel(expr, entry["target"], entry["dtype"], entry["args"],
                           full=entry.get("full"), scalars=tuple(entry.get("scalars", ())),
                           flat=entry.get("flat"),
-                          **entry["options"])
+                          **{"approx": False, **entry["options"]})   # saved before approx's default

@@ -170,7 +170,7 @@ class TorchKernel(Kernel):
         from .build import compile_kernel
         return compile_kernel((self.source_expr, *self.saved), self.options["cpu"], None,
                               self.plan.params, full=self.plan.full,
-                              approx=bool(self.options.get("approx")))
+                              approx=self.options.get("approx", False))
 
     def forward_numpy(self, *tensors):
         """The op's forward on NumPy copies of `tensors`: its result (a list of them for
@@ -316,7 +316,7 @@ def _cuda_forward(kernel: TorchKernel, tensors):
     exprs = (kernel.source_expr, *kernel.saved) if kernel.saved else kernel.source_expr
     triton_kernel = compile_kernel(exprs, "triton", None, kernel.plan.params,
                                    full=kernel.plan.full,
-                                   approx=bool(kernel.options.get("approx")))
+                                   approx=kernel.options.get("approx", False))
     return triton_kernel(*tensors)
 
 

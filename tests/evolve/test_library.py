@@ -105,7 +105,8 @@ def test_compile_with_library_functions():
     function's result is the library program's, bit for bit."""
     e = xf.parse("x * sigmoid(1.702 * x) + tanh(x) - exp(x / 8) + log2(abs(x) + 1)",
                  dtype="float32")
-    plain, fast = xf.compile(e, target="llvm"), xf.compile(e, target="llvm", approx=True)
+    plain = xf.compile(e, target="llvm", approx=False)
+    fast = xf.compile(e, target="llvm", approx=True)
     used = {n.op for n in fast.expr.toposort()}
     assert not used & {"sigmoid", "tanh", "exp", "log2"}
     x = np.random.default_rng(2).standard_normal(50_000).astype(np.float32) * 4
@@ -134,7 +135,7 @@ def test_torch_target_with_approx_differentiates_the_function_not_its_program():
     torch.testing.assert_close(y.grad, torch.exp(x.detach()), rtol=2e-7, atol=0)
     for e in k.backward_kernel(tuple(k.differentiable)).expr:
         assert "exp" not in {n.op for n in e.toposort()}
-    assert k.options["approx"] and "approx" not in xf.compile("exp(x)", target="torch").options
+    assert k.options["approx"] is True
     # with a dtype: inlined after the retyping, differentiated in that dtype too
     e64 = xf.parse("exp(x) * y", dtype="float64")
     k32 = xf.compile(e64, target="torch", dtype="float32", approx=True)
@@ -147,6 +148,46 @@ def test_torch_target_with_approx_differentiates_the_function_not_its_program():
     k64 = xf.compile(xf.parse("exp(x) + erf(x)", dtype="float32"), target="llvm",
                      dtype="float64", approx=True)
     assert {n.op for n in k64.expr.toposort()} & {"exp", "erf"} == {"erf"}
+
+
+def test_float32_calls_take_the_library_programs_by_default():
+    """approx=None (the default) inlines the float32 programs (each checked on every
+    float32 input: test_library_has_the_verified_functions) on the CPU targets, keeps
+    libm for float64, and approx=False keeps it everywhere: in a torch kernel's backward
+    kernels too (erf's derivative brings an exp), and in a kernel stored before the
+    default existed."""
+    import torch
+
+    from exprforge.targets import store
+    from exprforge.targets.build import load
+
+    def calls(k):
+        return {n.op for e in (k.expr if isinstance(k.expr, tuple) else (k.expr,))
+                for n in e.toposort()} & {"exp", "erf", "tanh"}
+    for target in ("llvm", "numba", "torch"):
+        k = xf.compile("tanh(x) + exp(x)", target=target)
+        assert k.options["approx"] == "float32" and not calls(k), target
+    x = np.linspace(-3, 3, 1001, dtype=np.float32)
+    assert np.array_equal(xf.compile("tanh(x)", target="llvm")(x),
+                          xf.compile("tanh(x)", target="llvm", approx=True)(x))
+    k64 = xf.compile(xf.parse("exp(x)", dtype="float64"), target="llvm")
+    assert calls(k64) == {"exp"} and k64.options["approx"] == "float32"
+    assert calls(xf.compile("tanh(x)", target="llvm", approx=False)) == {"tanh"}
+
+    plain, default = (xf.compile("erf(x)", target="torch", approx=a) for a in (False, None))
+    assert calls(plain.backward_kernel(tuple(plain.differentiable))) == {"exp"}
+    assert not calls(default.backward_kernel(tuple(default.differentiable)))
+    t = torch.linspace(-2, 2, 51, requires_grad=True)
+    plain(t).sum().backward()
+    torch.testing.assert_close(t.grad, 2 / np.pi ** 0.5 * torch.exp(-t.detach() ** 2))
+
+    xf.save(xf.compile("tanh(x)", target="llvm", approx=False), "old_tanh")
+    entry = store.read_entry("old_tanh")
+    del entry["options"]["approx"]   # as saved before approx had a default
+    store.save_entry("old_tanh", entry)
+    assert calls(load("old_tanh")) == {"tanh"}
+    with pytest.raises(ValueError, match="approx must be"):
+        xf.compile("tanh(x)", target="llvm", approx="float16")
 
 
 def test_cli_compile_approx(capsys):
