@@ -501,8 +501,8 @@ class _Blocks:
             block = blocks.pop() if blocks else None
             if block is not None:
                 self.kept -= size
-        if block is None:
-            block = (ctypes.c_char * size)()
+        if block is None:   # NumPy's memory: it asks for huge pages from 4 MB on
+            block = np.empty(size, np.uint8)
         view = (ctypes.c_char * size).from_buffer(block)   # lives as long as the array
         weakref.finalize(view, self._give_back, block, size).atexit = False
         start = -ctypes.addressof(view) % self.ALIGN
