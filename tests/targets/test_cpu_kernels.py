@@ -455,22 +455,32 @@ def test_large_results_reuse_memory_nothing_refers_to(target):
     assert small.base is None   # small arrays are NumPy's own
 
 
+LONG_BODY_TEXT = ("(((((((((0.3*x + r)*x - s)*x + 0.25)*x - r)*x + 0.5)*x - s)*x + r)*x + 1)"
+                  " / (1 + x*x)) * s - r")
+
+
+@pytest.mark.parametrize("text", ["0.7*relu(x) + 0.2*x*x + r * x - s", LONG_BODY_TEXT])
 @pytest.mark.parametrize("target", TARGETS)
-def test_large_results_stored_past_the_cache_are_the_same_bits(target):
+def test_large_results_stored_past_the_cache_are_the_same_bits(target, text):
     """Results of STREAM_BYTES and more go through non-temporal vector stores (LLVM) when
-    each output's rows start on 64-byte boundaries: the same bits as the evaluator for one
-    row or many, rows of any length (vectors, then the chunk's last elements one by one),
-    inputs constant along the row, and an out= that is not aligned (normal stores)."""
-    from exprforge.codegen.llvm import STREAM_BYTES
+    each output's rows start on 64-byte boundaries, and long bodies are computed in
+    vector pieces in cache too: the same bits as the evaluator for one row or many, rows
+    of any length (vectors, then the chunk's last elements one by one; rows too short
+    for the vectors), inputs constant along the row, small results, and an out= that is
+    not aligned (normal stores)."""
+    from exprforge.codegen.llvm import LONG_BODY, STREAM_BYTES
     v = {"x": "float32", "r": "float32", "s": "float32"}
-    e = xf.parse("0.7*relu(x) + 0.2*x*x + r * x - s", vars=v)
+    e = xf.parse(text, vars=v)
     k = xf.compile(e, target=target, args=("x", "r", "s"))
     assert target != "llvm" or "!nontemporal" in k.source
+    if text == LONG_BODY_TEXT:
+        assert sum(n.op != "var" for n in e.toposort()) > LONG_BODY
     rng = np.random.default_rng(11)
     n = STREAM_BYTES // 4 + 37
     s = np.float32(0.25)
     for shape, rshape in [((n,), ()), ((n // 1024, 1024), (n // 1024, 1)),
-                          ((n // 1000, 1000), (n // 1000, 1)), ((n // 250, 250), (250,))]:
+                          ((n // 1000, 1000), (n // 1000, 1)), ((n // 250, 250), (250,)),
+                          ((n // 100, 100), (100,)), ((5003,), ()), ((37, 300), (37, 1))]:
         x = rng.standard_normal(shape).astype(np.float32)
         r = rng.standard_normal(rshape).astype(np.float32)
         want = evaluate(e, {"x": x, "r": r, "s": s})
