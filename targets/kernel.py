@@ -19,7 +19,8 @@ from functools import cache, cached_property, lru_cache, partial
 
 import numpy as np
 
-from exprforge.codegen.lower import Plan, Program, Reduce, RowReduce, pairwise_schedule
+from exprforge.codegen.lower import (Branch, Plan, Program, Reduce, RowReduce,
+                                     pairwise_schedule)
 from exprforge.engine.dtypes import DTYPES
 from exprforge.engine.evaluate import apply_node, evaluate
 from exprforge.engine.ops import OPS
@@ -182,9 +183,14 @@ class LoopKernel(Kernel):
     it (see loop_layout). NumPy's broadcasting and out= are done here, without copying a
     broadcast input; an input that is not C-contiguous is copied (at its own size)."""
 
-    # Threads pay off once a call has about this many cycles of work (handing work to a
-    # thread costs ~0.1 ms here): a 1-cycle add needs 2**20 elements, exp (16) 65536.
+    # Threads pay off once a call has about this many cycles of work (waking a thread of
+    # the pool took ~0.1 ms on this VM): a 1-cycle add needs 2**20 elements, libm's exp
+    # (16) 65536, silu made of the library's sigmoid (43 ops, 5 cycles on vectors)
+    # 210,000 (it took 85 us serial and 173 us on two threads at 1e5, before this
+    # counted vectors; 808 and 556 us at 1e6).
     PARALLEL_WORK = 1 << 20
+    SIMD_LANES = 8
+    VECTOR_COST = 5    # op-table costs from here on are C library calls (exp2: 8)
 
     def __call__(self, *arrays, out=None):
         # The usual call, kept cheap: one loop, arrays of the parameters' dtypes, one
@@ -196,7 +202,7 @@ class LoopKernel(Kernel):
             if shape and all(type(a) is np.ndarray and a.dtype is d and a.shape == shape
                              and a.flags.c_contiguous for a, d in zip(arrays, fast[1])):
                 n = arrays[0].size
-                if n and not (self.options.get("parallel") and _workers() > 1):
+                if 0 < n < fast[4]:
                     result = empty(shape, fast[3])
                     self.launch_whole(fast[0], [arrays[i] for i in fast[2]], result, n)
                     return result
@@ -291,7 +297,8 @@ class LoopKernel(Kernel):
     @cached_property
     def _fast(self):
         """(runner, parameter dtypes, the loop's parameters as indices into them, result
-        dtype) for a plan of one loop over variables alone; else None."""
+        dtype, the fewest elements worth threads) for a plan of one loop over variables
+        alone; else None."""
         step = self._one_loop
         if step is None or isinstance(step, RowReduce) or self.plan.full is not None:
             return None
@@ -299,17 +306,29 @@ class LoopKernel(Kernel):
         if not all(p in index for p, _ in step.params):
             return None
         (_, dtype), = step.outputs
+        threads = self.options.get("parallel") and _workers() > 1
         return (self.runners[step.name], [_DTYPES[d] for _, d in self.plan.params],
-                [index[p] for p, _ in step.params], _DTYPES[dtype])
+                [index[p] for p, _ in step.params], _DTYPES[dtype],
+                self.parallel_elements(step) if threads else math.inf)
 
     def launch_whole(self, runner, arrays, result, n: int):
         """runner over n elements: C-contiguous arrays of the result's shape, one row."""
         _, _, operands = self.operands(1, n, [(a.reshape(-1), _FIRST_ROW, 1) for a in arrays])
         self.launch(runner, 0, 1, 0, n, n, operands, [result.reshape(-1)])
 
+    def parallel_elements(self, program: Program) -> float:
+        """The fewest elements for which `program` runs on threads. The op table's costs
+        are a scalar loop's; a body of plain arithmetic (no branch, no C library call:
+        every op under VECTOR_COST) runs on vectors of about SIMD_LANES."""
+        costs = [OPS[i.op].cost for i in program.flat() if i.op != "const"]
+        cycles = sum(costs)
+        if max(costs, default=0) < self.VECTOR_COST and \
+                not any(isinstance(i, Branch) for i in program.body):
+            cycles /= self.SIMD_LANES
+        return self.PARALLEL_WORK / max(cycles, 1.0)
+
     def parallel_worth(self, program: Program, n: int) -> bool:
-        cycles = sum(OPS[i.op].cost for i in program.flat() if i.op != "const")
-        return n * max(cycles, 1.0) >= self.PARALLEL_WORK
+        return n >= self.parallel_elements(program)
 
     def run_program(self, program: Program, arrays, outs, launch=None):
         launch = launch or self.launch
@@ -359,8 +378,7 @@ class LoopKernel(Kernel):
         jobs = [(bounds[k], bounds[k + 1] - bounds[k]) for k in range(workers)]
         jobs = [(start, count, 0, cols) if rows > 1 else (0, 1, start, count)
                 for start, count in jobs if count]
-        list(_pool().map(lambda job: launch(runner, *job, cols, operands, results),
-                         jobs))
+        _share(lambda job: launch(runner, *job, cols, operands, results), jobs)
 
     def _run_rows(self, program: RowReduce, shape: tuple, arrays, outs, launch):
         """A RowReduce over `shape` (see reduced_layout): each row's sum is one output
@@ -386,8 +404,7 @@ class LoopKernel(Kernel):
                     launch(runner, start, count, 0, cols, 0, operands,
                            [r[start * w:] for r, w in zip(flat, widths)])
                 bounds = [rows * k // workers for k in range(workers + 1)]
-                list(_pool().map(lambda k: run(bounds[k], bounds[k + 1] - bounds[k]),
-                                 range(workers)))
+                _share(lambda k: run(bounds[k], bounds[k + 1] - bounds[k]), range(workers))
             else:
                 launch(runner, 0, rows, 0, cols, 0, operands, flat)
         _divide_means(program, shape, results)
@@ -415,6 +432,16 @@ def _workers() -> int:
 @cache
 def _pool():
     return ThreadPoolExecutor(max_workers=_workers())
+
+
+def _share(work, shares) -> None:
+    """work(share) for every share, the first on this thread and the others on the pool
+    (one hand-off fewer, and this thread does not sleep while they run)."""
+    first, *rest = shares
+    pending = [_pool().submit(work, s) for s in rest]
+    work(first)
+    for f in pending:
+        f.result()
 
 
 def _unpadded(shape) -> tuple:

@@ -218,11 +218,23 @@ def test_the_usual_call_matches_the_general_path(target):
 
 
 @pytest.mark.parametrize("target", TARGETS)
-def test_parallel_matches_serial(target):
+def test_parallel_matches_serial(target, monkeypatch):
+    """Threads give the serial kernel's bits; they run only where the work pays for
+    them (a body of plain arithmetic counts its op costs over SIMD_LANES), and small
+    calls of a parallel kernel take the one-loop fast path."""
+    from exprforge.targets import kernel as kernel_module
+    shares = []
+    real = kernel_module._share
+    monkeypatch.setattr(kernel_module, "_share",
+                        lambda work, jobs: shares.append(len(list(jobs))) or real(work, jobs))
     e = xf.parse("sqrt(x * x + 1) * exp(-x)", dtype="float32")
-    x = np.random.default_rng(0).standard_normal(300_001).astype(np.float32)
-    serial = xf.compile(e, target=target)(x)
-    _same_bits(xf.compile(e, target=target, parallel=True)(x), serial)
+    x = np.random.default_rng(0).standard_normal(1_000_001).astype(np.float32)
+    k = xf.compile(e, target=target, parallel=True)
+    _same_bits(k(x), xf.compile(e, target=target)(x))
+    assert shares == [2] or kernel_module._workers() == 1
+    shares.clear()
+    _same_bits(k(x[:50_001]), xf.compile(e, target=target)(x[:50_001]))
+    assert shares == []
 
 
 @pytest.mark.parametrize("target", TARGETS)
