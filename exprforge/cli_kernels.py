@@ -46,9 +46,18 @@ def _kernel_options(args) -> dict:
     return {**options, "matmul": True} if args.matmul else options
 
 
+def _library_calls(kernel) -> list:
+    """The functions of the kernel's expression that run as the library's programs."""
+    def calls(e):
+        roots = e if isinstance(e, tuple) else (e,)
+        return {(n.op, n.dtype) for r in roots for n in r.toposort() if n.args}
+    return sorted(f"{op} ({dtype})" for op, dtype in calls(kernel.source_expr) - calls(kernel.expr))
+
+
 def _kernel_info(kernel, name=None) -> dict:
     info = kernel.cache_info
-    program = {"program": str(kernel.expr)} if kernel.options.get("approx") else {}
+    library = _library_calls(kernel) if kernel.options.get("approx") else []
+    program = {"program": str(kernel.expr), "library_programs": library} if library else {}
     return {"name": name, "expr": str(kernel.source_expr), **program, "target": kernel.target,
             "dtype": kernel.dtype, "args": list(kernel.args), "key": kernel.key,
             "options": kernel.options, "from_store": info.get("hit", False),
@@ -75,6 +84,9 @@ def show_compile(r: dict) -> str:
     how = "loaded from the store" if r["from_store"] else "compiled"
     lines = [f"{r['target']} kernel ({', '.join(r['args'])}) -> {r['dtype']}: {r['expr']}",
              f"{how} in {r['seconds'] * 1000:.1f} ms; key {r['key'][:16]}"]
+    if r.get("library_programs"):
+        lines.append(f"runs the library's verified programs for {', '.join(r['library_programs'])}"
+                     " (--no-approx: the C library's)")
     if r["name"]:
         lines.append(f"stored as {r['name']}:  from exprforge.kernels import {r['name']}")
     if "source" in r:

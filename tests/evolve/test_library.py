@@ -197,3 +197,11 @@ def test_cli_compile_approx(capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["expr"] == "tanh(x)" and out["options"]["approx"]   # as given; what runs:
     assert "tanh" not in out["program"] and "float64" in out["program"]
+    assert out["library_programs"] == ["tanh (float32)"]
+    # by default too, and said in the text; --no-approx keeps the C library
+    assert main(["compile", "tanh(x) * exp(x)", "--target", "llvm"]) == 0
+    assert "library's verified programs for exp (float32), tanh (float32)" in \
+        capsys.readouterr().out
+    assert main(["compile", "tanh(x)", "--target", "llvm", "--no-approx", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["options"]["approx"] is False and "library_programs" not in out
