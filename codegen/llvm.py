@@ -633,6 +633,12 @@ def _fold(loop: _Loop, start, stop, step, firsts: list, update, name: str) -> li
     return carried
 
 
+# Groups of 8 a long argument (over LONG_BODY instructions) computes side by side: each
+# lane still adds its elements in NumPy's order, but the groups' arithmetic is
+# independent, so more of it is in flight (the summing itself is a short chain).
+GROUPS = 4
+
+
 def _leaf_sums(loop: _Loop, reads: list, n, sums: list, stores: list) -> list:
     """NumPy's sum of the program's values over elements j < n (n <= 128) of each row's
     `reads`, for each output in `sums` ((k, dtype) pairs), computed as they are summed
@@ -667,11 +673,22 @@ def _leaf_sums(loop: _Loop, reads: list, n, sums: list, stores: list) -> list:
             out.append(b.fadd(acc, group))
         return out
 
+    def add_groups(g, accs):     # GROUPS groups computed side by side, added in order
+        groups = [values_at(b.add(g, ir.Constant(I64, 8 * i)), 8) for i in range(GROUPS)]
+        for values in groups:
+            accs = [b.fadd(acc, v) for acc, v in zip(accs, values)]
+        return accs
+
     def add_one(j, totals):
         return [b.fadd(t, v) for t, v in zip(totals, values_at(j))]
     end = b.and_(n, ir.Constant(I64, -8))
     zeros = [ir.Constant(ir.VectorType(TYPES[dtype], 8), None) for _ in reads for _, dtype in sums]
-    accs = _fold(loop, loop.zero, end, ir.Constant(I64, 8), zeros, add_group, "lanes")
+    start = loop.zero
+    if len(p.flat()) > LONG_BODY and not any(isinstance(item, Branch) for item in p.body):
+        start = b.and_(n, ir.Constant(I64, -8 * GROUPS))
+        zeros = _fold(loop, loop.zero, start, ir.Constant(I64, 8 * GROUPS), zeros,
+                      add_groups, "groups")
+    accs = _fold(loop, start, end, ir.Constant(I64, 8), zeros, add_group, "lanes")
     trees = []
     for acc in accs:
         r = [b.extract_element(acc, ir.Constant(I32, k)) for k in range(8)]

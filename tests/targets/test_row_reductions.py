@@ -101,6 +101,10 @@ CASES = [
     ("sum(where(True, 1, x), axis=-1)", lambda n: {"x": (2, n)}),
     ("sum(where(True, 1, x - y), axis=(-3, -1)) * mean(x, axis=(-3, -1))",
      lambda n: {"x": (2, 4, 3, n), "y": (3, 1)}),
+    # a long argument (over LONG_BODY instructions): groups of 8 computed side by side,
+    # each lane still in NumPy's order
+    ("sum((((((((0.3*x + y)*x - 0.5)*x + 0.25)*x - y)*x + 0.5)*x - y)*x + 1) / (1 + x*x),"
+     " axis=-1) + x * y", lambda n: {"x": (3, n), "y": (3, 1)}),
 ]
 
 
