@@ -123,8 +123,8 @@ def _kernel_of(obj):
             obj = getattr(exprforge.kernels, obj)
         else:
             obj = load(obj)    # a stored name (LookupError when there is none)
-    elif isinstance(obj, (str, Expr)):
-        obj = compile_kernel(obj, "llvm")
+    elif isinstance(obj, (str, Expr)):   # as written: its exp, tanh, ... are the C library's
+        obj = compile_kernel(obj, "llvm", approx=False)
     if not isinstance(obj, Kernel) or obj.target not in ("llvm", "numba"):
         raise ValueError("verify takes an llvm or numba Kernel, an Expr, text or a stored "
                          f"kernel's name, not {obj!r}")

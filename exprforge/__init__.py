@@ -68,10 +68,12 @@ def compile(expr, target: str = "numba", dtype: str | None = None, args=None,
     approx: float32 exp, exp2, log, log2, erf, tanh and sigmoid become the shipped
     programs verified under 1 ULP on every float32 input (evolve/library.json): plain
     arithmetic that vectorizes, where the C library is called once per element. That is
-    the default (approx=None) on the CPU targets (numba, llvm, torch); approx=False keeps
-    the C library everywhere (Triton's default: libdevice); approx=True also replaces
-    float64 exp, exp2, log, log2, sigmoid and tanh by programs under 1 ULP on a 2^24-point
-    sample (glibc's are 0.5 ULP). `kernel.expr` is the program with them inlined,
+    the default (approx=None) on the CPU targets (numba, llvm, and torch's CPU kernels);
+    approx=False keeps the C library everywhere; Triton (and the torch target on CUDA
+    tensors) keeps libdevice unless approx=True, which also replaces float64 exp, exp2,
+    log, log2, sigmoid and tanh by programs under 1 ULP on a 2^24-point sample (glibc's
+    are 0.5 ULP). fastmath=True lets LLVM reassociate inside the programs too (their
+    bound is then not guaranteed). `kernel.expr` is the program with them inlined,
     `kernel.source_expr` the expression as given; the torch target differentiates the
     latter and inlines them in its backward kernels.
     Compiled code is kept in the kernel store and reused by later calls and processes."""

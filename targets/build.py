@@ -82,6 +82,8 @@ def _approx_mode(approx, target: str):
     0.86, and on a sample only). Triton keeps its own library (libdevice)."""
     if approx is None:
         return False if target == "triton" else "float32"
+    if not isinstance(approx, str):
+        approx = bool(approx)   # 1, 0, numpy booleans: one store key per meaning
     if approx not in APPROX:
         raise ValueError(f"approx must be None, False, True or 'float32', not {approx!r}")
     return approx

@@ -14,7 +14,7 @@ import os
 import threading
 import weakref
 from abc import ABC, abstractmethod
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from functools import cache, cached_property, lru_cache, partial
 
 import numpy as np
@@ -439,7 +439,10 @@ def _share(work, shares) -> None:
     (one hand-off fewer, and this thread does not sleep while they run)."""
     first, *rest = shares
     pending = [_pool().submit(work, s) for s in rest]
-    work(first)
+    try:
+        work(first)
+    finally:   # every share is done before the caller sees a result or an error
+        wait(pending)
     for f in pending:
         f.result()
 

@@ -314,9 +314,11 @@ def _cuda_forward(kernel: TorchKernel, tensors):
     saved reductions included."""
     from .build import compile_kernel
     exprs = (kernel.source_expr, *kernel.saved) if kernel.saved else kernel.source_expr
+    # libdevice unless every library program was asked for ("float32" is the CPU's
+    # default, not the GPU's)
     triton_kernel = compile_kernel(exprs, "triton", None, kernel.plan.params,
                                    full=kernel.plan.full,
-                                   approx=kernel.options.get("approx", False))
+                                   approx=kernel.options.get("approx") is True)
     return triton_kernel(*tensors)
 
 

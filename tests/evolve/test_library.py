@@ -188,6 +188,8 @@ def test_float32_calls_take_the_library_programs_by_default():
     assert calls(load("old_tanh")) == {"tanh"}
     with pytest.raises(ValueError, match="approx must be"):
         xf.compile("tanh(x)", target="llvm", approx="float16")
+    assert xf.compile("tanh(x)", target="llvm", approx=np.True_).options["approx"] is True
+    assert xf.compile("tanh(x)", target="llvm", approx=0).options["approx"] is False
 
 
 def test_cli_compile_approx(capsys):

@@ -34,6 +34,14 @@ def test_libm_exp_on_every_float_of_1_2(libm_exp):
     assert d["ok"] and d["domain"] == [1.0, 2.0] and d["n"] == r.n
 
 
+def test_text_is_verified_as_written(libm_exp):
+    """Expression text runs its exp through the C library, as written (compile's default
+    would inline the library's program)."""
+    r = verify("exp(x)", "exp", domain=(1, 1.01))
+    assert r.kernel == "exp(x)"
+    assert r.max_ulp == verify(libm_exp, "exp", domain=(1, 1.01)).max_ulp
+
+
 def test_figures_match_engine_errors(libm_exp):
     """The fused reduction gives ulp_error's numbers (no exact zeros in this domain)."""
     r = verify(libm_exp, "exp", domain=(-0.6, -0.5), chunk=100_000)

@@ -237,6 +237,24 @@ def test_parallel_matches_serial(target, monkeypatch):
     assert shares == []
 
 
+def test_shares_on_threads_finish_before_an_error_reaches_the_caller():
+    """A share failing on the calling thread does not leave the others writing into the
+    caller's arrays after it has seen the error."""
+    import time
+
+    from exprforge.targets.kernel import _share
+    done = []
+
+    def work(k):
+        if k == 0:
+            raise RuntimeError("first share")
+        time.sleep(0.2)
+        done.append(k)
+    with pytest.raises(RuntimeError, match="first share"):
+        _share(work, [0, 1])
+    assert done == [1]
+
+
 @pytest.mark.parametrize("target", TARGETS)
 def test_reductions_over_named_axes(target):
     x = var("x", "float32", axes=("N", "C"))

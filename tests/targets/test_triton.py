@@ -390,6 +390,23 @@ def test_a_torch_backward_kernel_runs_as_on_the_cpu():
         np.testing.assert_allclose(t.cpu().numpy(), c, rtol=1e-12, atol=1e-14)
 
 
+def test_the_torch_target_on_cuda_keeps_libdevice_unless_approx_is_true(monkeypatch):
+    """The float32 library programs are the CPU's default; on CUDA tensors the torch op's
+    Triton kernel keeps tanh (libdevice) unless the kernel was compiled with approx=True."""
+    from exprforge.targets import build
+    from exprforge.targets.torch_op import _cuda_forward
+    made = []
+    real = build.compile_kernel
+    monkeypatch.setattr(build, "compile_kernel",
+                        lambda *a, **k: made.append(real(*a, **k)) or made[-1])
+    x = torch.linspace(-3, 3, 64, dtype=torch.float32)
+    for approx, kept in ((None, True), ("float32", True), (True, False)):
+        k = compile_kernel(parse("tanh(x) * 2", dtype="float32"), "torch", approx=approx)
+        (out,) = [_cuda_forward(k, [x])]
+        assert ("tanh" in {n.op for n in made[-1].expr.toposort()}) == kept, approx
+        np.testing.assert_allclose(out.cpu().numpy(), np.tanh(x.numpy()) * 2, rtol=3e-7)
+
+
 def test_the_torch_forward_with_saved_reductions_runs_as_on_the_cpu():
     """On CUDA tensors the op's forward is a Triton kernel of the result and the
     reductions it saves for the backward."""
