@@ -626,7 +626,7 @@ def _compute_and_memory_ns(by, expr, threads, tool, n_goal):
     element of the copy reference at n_goal with `threads`): a kernel whose arithmetic
     alone takes longer than moving its bytes is compute-bound, not held to the copy."""
     cached, copy = by.get((expr, CACHE_N, 1, tool)), by.get((expr, n_goal, threads, "copy"))
-    if cached is None or copy is None:
+    if cached is None or copy is None or n_goal <= CACHE_N:   # --quick: no out-of-cache N
         return None, None
     return cached["seconds"] / CACHE_N / threads * 1e9, copy["seconds"] / n_goal * 1e9
 
