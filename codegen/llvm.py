@@ -11,9 +11,11 @@ reads a block of zeros in its place), so that every input is read at unit stride
 outputs, marked noalias, overlap nothing: LLVM vectorizes it with no runtime checks.
 Large results go out through non-temporal vector stores (STREAM_BYTES), computed on
 explicit vectors in several independent pieces (STREAM_STEP), as long bodies are in
-cache too (LONG_BODY). Float instructions carry no fast-math flags unless asked: `contract` lets LLVM fuse a*b+c into an FMA (which changes results),
-`fastmath` allows every reassociation. Transcendental functions are calls to the C
-library (expf, sin, ...), resolved when the object code is loaded.
+cache too (LONG_BODY). Float instructions carry no fast-math flags unless asked:
+`contract` lets LLVM fuse a*b+c into an FMA (which changes results), `fastmath` allows
+every reassociation. Transcendental functions left in the program (compile inlines the
+library's float32 programs by default) are calls to the C library (expf, sin, ...),
+resolved when the object code is loaded.
 """
 from __future__ import annotations
 
