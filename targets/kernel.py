@@ -186,7 +186,9 @@ class LoopKernel(Kernel):
     # counted vectors; 808 and 556 us at 1e6).
     PARALLEL_WORK = 1 << 20
     SIMD_LANES = 8
-    VECTOR_COST = 5    # op-table costs from here on are C library calls (exp2: 8)
+    VECTOR_COST = 5    # a proxy read off the op table's costs: ops this dear are taken
+                       # for calls that do not vectorize (the renderers know exactly;
+                       # this only decides on threads)
 
     def __call__(self, *arrays, out=None):
         # The usual call, kept cheap: one loop, arrays of the parameters' dtypes, one
@@ -314,8 +316,8 @@ class LoopKernel(Kernel):
 
     def parallel_elements(self, program: Program) -> float:
         """The fewest elements for which `program` runs on threads. The op table's costs
-        are a scalar loop's; a body of plain arithmetic (no branch, no C library call:
-        every op under VECTOR_COST) runs on vectors of about SIMD_LANES."""
+        are a scalar loop's; a body of plain arithmetic (no branch, every op under
+        VECTOR_COST) runs on vectors of about SIMD_LANES."""
         costs = [OPS[i.op].cost for i in program.flat() if i.op != "const"]
         cycles = sum(costs)
         if max(costs, default=0) < self.VECTOR_COST and \
