@@ -63,12 +63,13 @@ is a new temporary folder), after one primer compile per target that pays the on
 initialization (reported separately). torch.compile: the first call of each compiled
 function, after a primer compile (TORCHINDUCTOR_CACHE_DIR is a new temporary folder).
 Load: every kernel is saved (xf.save) and loaded in fresh subprocesses:
-  load_s           `from exprforge.kernels import NAME` after numpy, numba, llvmlite.binding
-                   and exprforge are imported (includes the lazy first-use initialization of
-                   numba / llvmlite inside exprforge), best of LOAD_REPEATS processes
+  load_s           `from exprforge.kernels import NAME` after numpy, llvmlite.binding and
+                   exprforge are imported (includes the lazy first-use initialization of
+                   llvmlite inside exprforge; a load imports no Numba: numba_imported says
+                   whether it did), best of LOAD_REPEATS processes
   load_warm_s      the same statement after another kernel of the same target was loaded in
                    that process (the per-kernel cost once initialization is paid)
-  cold_s           import numpy + numba + llvmlite + exprforge + the load statement: what a
+  cold_s           import numpy + llvmlite + exprforge + the load statement: what a
                    fresh process pays (interpreter start-up excluded)
 and each loaded kernel's output on fixed inputs is compared bit for bit with the compiled one.
 
@@ -363,7 +364,7 @@ def ulp_check(out, ref) -> dict:
 LOAD_CODE = r"""
 import hashlib, json, sys, time
 t0 = time.perf_counter()
-import numpy, numba, llvmlite.binding
+import numpy, llvmlite.binding
 t1 = time.perf_counter()
 import exprforge
 t2 = time.perf_counter()
@@ -375,7 +376,7 @@ for name in sys.argv[1:]:
     rng = numpy.random.default_rng(12345)
     out = k(*[rng.uniform(0.1, 1.0, 4096).astype(numpy.float32) for _ in k.args])
     loads.append({"name": name, "seconds": tb - ta, "hit": k.cache_info["hit"],
-                  "compiled": k.cache_info["compiled"],
+                  "compiled": k.cache_info["compiled"], "numba_imported": "numba" in sys.modules,
                   "digest": hashlib.sha256(out.tobytes()).hexdigest()})
 print(json.dumps({"import_libs_s": t1 - t0, "import_exprforge_s": t2 - t1, "loads": loads}))
 """
@@ -453,6 +454,7 @@ def compile_all(exprs, quick) -> tuple[dict, dict, dict]:
                      "import_libs_s": best["import_libs_s"],
                      "import_exprforge_s": best["import_exprforge_s"],
                      "compiled_on_load": any(r["loads"][0]["compiled"] for r in runs),
+                     "numba_imported": any(r["loads"][0]["numba_imported"] for r in runs),
                      "same_output": first["digest"] == digest(k)}
     for target in ("numba", "llvm"):            # per-kernel cost after initialization
         for parallel in (False, True):

@@ -1,20 +1,21 @@
 """Numba renderer: a Plan becomes the source of a Python module of compiled loops.
 
 Each Program becomes an `@njit(error_model="numpy")` scalar function (IEEE division: inf
-and NaN, no ZeroDivisionError) called by a loop with an explicit signature,
+and NaN, no ZeroDivisionError) called by a loop compiled as a C function (`@cfunc`),
 
     kernel_NAME(rows, cols, a0, r0, c0, ..., out0, ...):
         out0[i * cols + j] = core(a0[r0[i] + j * c0], ...)
 
-over 1-D contiguous arrays, the same contract as the LLVM target's loops (see
-targets.kernel.loop_layout); the target does NumPy's broadcasting and `out=` around it.
-The loops release the GIL (nogil), so parallel=True runs parts of them on threads.
-Explicit signatures compile (or load from Numba's cache) at import, and the whole kernel
-sits in Numba's cache: a `@vectorize` ufunc would rebuild its wrapper on every load.
-Every SSA value is passed
-through its dtype's constructor because Numba computes int32 arithmetic in int64; the
-conversion compiles to nothing where the types already agree. Literals are module
-globals of the exact NumPy type (Numba freezes globals as typed constants).
+over pointers to contiguous data, the same contract and C signature as the LLVM
+target's loops (see targets.kernel.loop_layout); the target does NumPy's broadcasting
+and `out=` around them, and stores their machine code (targets/numba.py). The loops use
+nothing of Numba's runtime, so that code links and runs without Numba (a RowReduce
+loop's scratch memory is on the stack: targets/numba_helpers.scratch_*).
+
+Every SSA value is passed through its dtype's constructor because Numba computes int32
+arithmetic in int64; the conversion compiles to nothing where the types already agree.
+Literals are module globals of the exact NumPy type (Numba freezes globals as typed
+constants).
 """
 from __future__ import annotations
 
@@ -52,7 +53,8 @@ SPELLINGS = {
     "bitcast": "bitcast_{src}_{dst}({0})",
 }
 HELPERS = ("fma_", "block_sum", "bitcast_float32_int32", "bitcast_int32_float32",
-           "bitcast_float64_int64", "bitcast_int64_float64")
+           "bitcast_float64_int64", "bitcast_int64_float64", "scratch_float32",
+           "scratch_float64", "scratch_int32", "scratch_int64")
 
 
 def has(op: str) -> bool:
@@ -120,17 +122,35 @@ def _constant(constants: dict, value, dtype: str) -> str:
     return constants.setdefault(literal(value, dtype), f"c{len(constants)}")
 
 
+def _numba_type(dtype: str) -> str:
+    return "boolean" if dtype == "bool" else dtype
+
+
 def _array_type(dtype: str) -> str:
-    return ("boolean" if dtype == "bool" else dtype) + "[::1]"
+    return _numba_type(dtype) + "[::1]"
+
+
+def _pointer(dtype: str) -> str:
+    # NumPy's bools are bytes; Numba stores an i1 through a bool pointer: bytes it is
+    return f"CPointer({'uint8' if dtype == 'bool' else dtype})"
+
+
+def _load(pointer: str, dtype: str, index: str) -> str:
+    return f"({pointer}[{index}] != 0)" if dtype == "bool" else f"{pointer}[{index}]"
+
+
+def _stored(value: str, dtype: str) -> str:
+    return f"np.uint8({value})" if dtype == "bool" else value
 
 
 def loop_signature(p: Program, extra: int = 0) -> str:
-    """The loop's signature; `extra` int64 (array, table, step) triples follow the inputs
-    (a RowReduce's schedule and result rows)."""
-    arrays = [f"{_array_type(d)}, int64[::1], int64" for _, d in p.params]
-    arrays += ["int64[::1], int64[::1], int64"] * extra
-    outs = ", ".join(_array_type(d) for _, d in p.outputs)
-    return f"void(int64, int64, {', '.join(arrays)}, {outs})"
+    """The loop's C signature: pointers as the LLVM target's loops take them; `extra`
+    int64 (pointer, table, step) triples follow the inputs (a RowReduce's schedule and
+    result rows)."""
+    triples = [f"{_pointer(d)}, CPointer(int64), int64" for _, d in p.params]
+    triples += ["CPointer(int64), CPointer(int64), int64"] * extra
+    outs = [_pointer(d) for _, d in p.outputs]
+    return f"void(int64, int64, {', '.join(triples + outs)})"
 
 
 def _loop(p: Program, name: str, options: str) -> list[str]:
@@ -142,13 +162,15 @@ def _loop(p: Program, name: str, options: str) -> list[str]:
     outs = [f"out{k}" for k in range(len(p.outputs))]
 
     def body(pad, row, col):
-        args = ", ".join(f"{n}[b_{n} + {col} * u_{n}]" for n in params)
+        args = ", ".join(_load(n, d, f"b_{n} + {col} * u_{n}") for n, d in p.params)
         if len(outs) == 1:
-            return [f"{pad}out0[{row} + {col}] = core_{p.name}({args})"]
+            value = _stored(f"core_{p.name}({args})", p.outputs[0][1])
+            return [f"{pad}out0[{row} + {col}] = {value}"]
         values = [f"v{k}" for k in range(len(outs))]   # one call, then a store per output
         return [f"{pad}{', '.join(values)} = core_{p.name}({args})",
-                *[f"{pad}{o}[{row} + {col}] = {v}" for o, v in zip(outs, values)]]
-    return [f"@njit([{loop_signature(p)!r}], {options})",
+                *[f"{pad}{o}[{row} + {col}] = {_stored(v, d)}"
+                  for o, v, (_, d) in zip(outs, values, p.outputs)]]
+    return [f"@cfunc({loop_signature(p)!r}, {options})",
             f"def {name}(rows, cols, {header}, {', '.join(outs)}):",
             *[f"    u_{n} = uint64(c_{n})" for n in params],
             "    for i in range(rows):",
@@ -171,16 +193,15 @@ def _row_loop(p: RowReduce, name: str, options: str, constants: dict) -> list[st
     values = [f"v{k}" for k in range(len(outs))]
     sums = [k for k, op in enumerate(p.ops) if op and op != "rcount"]
     counts = [k for k, op in enumerate(p.ops) if op == "rcount"]   # the row's length
-    args = ", ".join(f"{n}[b_{n} + j * u_{n}]" for n in params)
+    args = ", ".join(_load(n, d, f"b_{n} + j * u_{n}") for n, d in p.params)
     zeros = {k: _constant(constants, 0, p.outputs[k][1]) for k in sums}
-    lines = [f"@njit([{loop_signature(p, extra=2)!r}], {options})",
+    def stack(k, at):   # entry sp + at of sum k's stack, which follows its block
+        return f"block{k}[{PAIRWISE_BLOCK + at} + sp]"
+    lines = [f"@cfunc({loop_signature(p, extra=2)!r}, {options})",
              f"def {name}(rows, cols, {header}, schedule, r_schedule, c_schedule, "
              f"table, r_table, accumulate, {', '.join(outs)}):",
              *[f"    u_{n} = uint64(c_{n})" for n in params],
-             *[f"    block{k} = np.empty({PAIRWISE_BLOCK}, {CTOR[p.outputs[k][1]]})"
-               for k in sums],
-             *[f"    stack{k} = np.empty({PAIRWISE_STACK}, {CTOR[p.outputs[k][1]]})"
-               for k in sums],
+             *[f"    block{k} = scratch_{p.outputs[k][1]}()   # then the stack" for k in sums],
              "    for i in range(rows):",
              *[f"        b_{n} = uint64(r_{n}[i])" for n in params],
              "        first = uint64(i) * uint64(cols)",
@@ -196,19 +217,21 @@ def _row_loop(p: RowReduce, name: str, options: str, constants: dict) -> list[st
              "                    u = uint64(t)",
              f"                    {', '.join(values)} = core_{p.name}({args})",
              *[f"                    block{k}[u] = v{k}" if k in sums else
-               f"                    out{k}[first + j] = v{k}" for k in range(len(outs))
+               f"                    out{k}[first + j] = {_stored(f'v{k}', p.outputs[k][1])}"
+               for k in range(len(outs))
                if k not in counts],
-             *[f"                stack{k}[sp] = block_sum(block{k}, s, {zeros[k]})"
+             *[f"                {stack(k, 0)} = block_sum(block{k}, s, {zeros[k]})"
                for k in sums],
              "                sp += 1",
              "                off += s",
              "            else:",
              "                sp -= 1",
-             *[f"                stack{k}[sp - 1] = stack{k}[sp - 1] + stack{k}[sp]"
+             *[f"                {stack(k, -1)} = {stack(k, -1)} + {stack(k, 0)}"
                for k in sums]]
     lines.append("        if accumulate:   # out[table[i]] += total; the caller divides means")
     for k in sums:
-        lines.append(f"            out{k}[table[i]] += (stack{k}[0] if sp else {zeros[k]})")
+        total = f"(block{k}[{PAIRWISE_BLOCK}] if sp else {zeros[k]})"
+        lines.append(f"            out{k}[table[i]] += {total}")
     for k in counts:
         lines.append(f"            out{k}[table[i]] += {CTOR[p.outputs[k][1]]}(cols)")
     lines.append("        else:   # out[i] = 0 + total (NumPy's start: -0 becomes +0)")
@@ -216,7 +239,7 @@ def _row_loop(p: RowReduce, name: str, options: str, constants: dict) -> list[st
         lines.append(f"            out{k}[i] = {CTOR[p.outputs[k][1]]}(cols)")
     for k in sums:
         d = p.outputs[k][1]
-        total = f"({zeros[k]} + (stack{k}[0] if sp else {zeros[k]}))"
+        total = f"({zeros[k]} + (block{k}[{PAIRWISE_BLOCK}] if sp else {zeros[k]}))"
         if p.ops[k] == "rmean":   # NumPy divides in float64, then rounds to the dtype
             total = f"{CTOR[d]}(np.float64({total}) / np.float64(cols))"
         lines.append(f"            out{k}[i] = {total}")
@@ -254,20 +277,22 @@ def render(plan: Plan, *, parallel: bool = False, fastmath=False, cache: bool = 
     constants: dict[str, str] = {}
     bodies = []
     options = f"error_model='numpy', cache={cache}, fastmath={fastmath!r}"
+    # the loops' machine code is what the target stores (targets/numba.py), not Numba's cache
+    loops = f"error_model='numpy', fastmath={fastmath!r}"
     for p in plan.programs:
         if p.constant:
             continue
         lines = render_program(p, constants, cache, fastmath)
         if isinstance(p, RowReduce):
-            lines += ["", ""] + _row_loop(p, f"kernel_{p.name}", options + ", nogil=True",
-                                          constants)
+            lines += ["", ""] + _row_loop(p, f"kernel_{p.name}", loops, constants)
         else:
-            lines += ["", ""] + _loop(p, f"kernel_{p.name}", options + ", nogil=True")
+            lines += ["", ""] + _loop(p, f"kernel_{p.name}", loops)
         bodies.append("\n".join(lines))
     if matmul:
         bodies.append("\n".join(_matmul(plan, options, parallel)))
     head = [f'"""Generated by exprforge. {title}"""'.replace("\n", " "),
-            "import math", "", "import numpy as np", "from numba import njit, prange, uint64", "",
+            "import math", "", "import numpy as np",
+            "from numba import cfunc, njit, prange, uint64", "",
             f"from exprforge.targets.numba_helpers import {', '.join(HELPERS)}  # noqa: F401",
             ""]
     head += [f"{name} = {text}" for text, name in constants.items()]

@@ -222,20 +222,19 @@ class LoopKernel(Kernel):
         self._recipes[key] = None if recipe.pop(None, False) else recipe
         return result
 
-    # A call of several loops spends most of its time, on small arrays, working out each
-    # loop's layout from the shapes. The first call with given shapes (arrays of the
-    # parameters' dtypes, C-contiguous, no out=, one thread) records what each loop was
-    # launched with; later calls with those shapes launch the same on their arrays.
+    # A call on small arrays spends most of its time working out each loop's layout from
+    # the shapes (a row reduction of 1x256: 3 of 10 us). The first call with given
+    # shapes (arrays of the parameters' dtypes, C-contiguous, no out=, one thread)
+    # records what each loop was launched with; later calls with those shapes launch the
+    # same on their arrays.
     def _replay_key(self, arrays):
-        if self._one_loop is not None or self.options.get("parallel") or \
-                len(arrays) != len(self.plan.params):
+        if self.options.get("parallel") or len(arrays) != len(self.plan.params):
             return None
         dtypes = self._param_dtypes
         if not all(type(a) is np.ndarray and a.dtype == d and a.flags.c_contiguous
                    for a, d in zip(arrays, dtypes)):
             return None
-        # a read-only array is copied for Numba's loops: not the array the launch reads
-        return tuple((a.shape, a.flags.writeable) for a in arrays)
+        return tuple(a.shape for a in arrays)
 
     @cached_property
     def _param_dtypes(self):
@@ -288,8 +287,7 @@ class LoopKernel(Kernel):
         def run(arrays, results):
             found = [(arrays[a].reshape(-1) if type(a) is int else a, table, step)
                      for a, table, step in operands]
-            n, m, found = self.operands(rows, cols, found)
-            self.launch(runner, 0, n, 0, m, width, found, results)
+            self.launch(runner, 0, rows, 0, cols, width, found, results)
         return run
 
     @cached_property
@@ -311,7 +309,7 @@ class LoopKernel(Kernel):
 
     def launch_whole(self, runner, arrays, result, n: int):
         """runner over n elements: C-contiguous arrays of the result's shape, one row."""
-        _, _, operands = self.operands(1, n, [(a.reshape(-1), _FIRST_ROW, 1) for a in arrays])
+        operands = [(a.reshape(-1), _FIRST_ROW, 1) for a in arrays]
         self.launch(runner, 0, 1, 0, n, n, operands, [result.reshape(-1)])
 
     def parallel_elements(self, program: Program) -> float:
@@ -363,7 +361,7 @@ class LoopKernel(Kernel):
         n = results[0].size
         if not n:
             return
-        rows, cols, operands = self.operands(*loop_layout(shape, arrays))
+        rows, cols, operands = loop_layout(shape, arrays)
         runner, results = self.runners[program.name], [r.reshape(-1) for r in results]
         workers = _workers()
         if not (self.options.get("parallel") and workers > 1 and
@@ -388,7 +386,7 @@ class LoopKernel(Kernel):
         results = _row_results(program, shape)
         rows, cols = math.prod(shape[:split]), math.prod(shape[split:])
         if rows:
-            rows, cols, operands = self.operands(*loop_layout(shape, arrays, split))
+            rows, cols, operands = loop_layout(shape, arrays, split)
             operands.append((_schedule(cols), _FIRST_ROW, 0))   # never indexed by row
             operands.append((_output_rows(shape, split, program.axes) if accumulate
                              else _FIRST_ROW, _FIRST_ROW, int(accumulate)))
@@ -407,11 +405,6 @@ class LoopKernel(Kernel):
                 launch(runner, 0, rows, 0, cols, 0, operands, flat)
         _divide_means(program, shape, results)
         return [self.deliver(r, out) for r, out in zip(results, outs)]
-
-    def operands(self, rows: int, cols: int, operands):
-        """(rows, cols, operands) as the loops take them; a target may adjust the
-        operands here, once per call, before any thread starts."""
-        return rows, cols, operands
 
     @abstractmethod
     def launch(self, runner, row: int, rows: int, col: int, cols: int, width: int,

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from numba import njit, types, uint64
+from numba.core import cgutils
 from numba.extending import intrinsic
+
+from exprforge.codegen.lower import PAIRWISE_BLOCK, PAIRWISE_STACK
 
 
 @intrinsic
@@ -33,6 +36,25 @@ bitcast_float32_int32 = _bitcast(types.float32, types.int32)
 bitcast_int32_float32 = _bitcast(types.int32, types.float32)
 bitcast_float64_int64 = _bitcast(types.float64, types.int64)
 bitcast_int64_float64 = _bitcast(types.int64, types.float64)
+
+
+def _scratch(dtype):
+    @intrinsic
+    def scratch(typingctx):
+        """A pointer to PAIRWISE_BLOCK + PAIRWISE_STACK values on the stack (one alloca in
+        the function's entry block): a RowReduce loop's block and stack of partial sums,
+        without Numba's runtime, which the stored loops run without."""
+        def codegen(context, builder, signature, args):
+            return cgutils.alloca_once(builder, context.get_data_type(dtype),
+                                       size=PAIRWISE_BLOCK + PAIRWISE_STACK)
+        return types.CPointer(dtype)(), codegen
+    return scratch
+
+
+scratch_float32 = _scratch(types.float32)
+scratch_float64 = _scratch(types.float64)
+scratch_int32 = _scratch(types.int32)
+scratch_int64 = _scratch(types.int64)
 
 
 @njit(error_model="numpy", cache=True, nogil=True)

@@ -112,6 +112,31 @@ def import_source(directory: Path, source: str, module_name: str):
     return module
 
 
+def write_checked(directory: Path, meta_name: str, files: dict, **meta) -> None:
+    """Write `files` (name -> bytes) into directory, then meta_name: their checksums and
+    `meta`. The metadata comes last, so an entry that has it is complete."""
+    for name, data in files.items():
+        write_once(directory / name, data)
+    sums = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
+    write_once(directory / meta_name, json.dumps({"files": sums, **meta}))
+
+
+def read_checked(directory: Path, meta_name: str) -> tuple[dict, dict]:
+    """(meta, name -> bytes) of an entry written by write_checked; CorruptEntry when
+    anything is missing or does not match its checksum (damaged code is never linked)."""
+    try:
+        meta = json.loads((directory / meta_name).read_text())
+        if "files" not in meta:   # entries of LLVM kernels from before write_checked
+            meta = {**meta, "files": {"kernel.o": meta["sha256"]}}
+        files = {name: (directory / name).read_bytes() for name in meta["files"]}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CorruptEntry(f"{directory}: {type(e).__name__}: {e}") from e
+    for name, data in files.items():
+        if hashlib.sha256(data).hexdigest() != meta["files"][name]:
+            raise CorruptEntry(f"{directory / name} does not match its checksum")
+    return meta, files
+
+
 def discard(directory: Path) -> None:
     """Move a corrupt artifact folder aside and delete it (readers keep their open files)."""
     if not directory.exists():
