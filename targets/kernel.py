@@ -192,18 +192,28 @@ class LoopKernel(Kernel):
 
     def __call__(self, *arrays, out=None):
         # The usual call, kept cheap: one loop, arrays of the parameters' dtypes, one
-        # shape, C-contiguous, no out=; anything else takes the general path, which gives
-        # the same result.
+        # shape, C-contiguous, an out= (if any) of that shape and the result's dtype,
+        # writable and apart from the inputs; anything else takes the general path, which
+        # gives the same result.
         fast = self._fast
-        if fast is not None and out is None and len(arrays) == len(fast[1]):
+        if fast is not None and len(arrays) == len(fast[1]):
             shape = getattr(arrays[0], "shape", None)
             if shape and all(type(a) is np.ndarray and a.dtype is d and a.shape == shape
                              and a.flags.c_contiguous for a, d in zip(arrays, fast[1])):
                 n = arrays[0].size
                 if 0 < n < fast[4]:
-                    result = empty(shape, fast[3])
-                    self.launch_whole(fast[0], [arrays[i] for i in fast[2]], result, n)
-                    return result
+                    if out is None:
+                        result = empty(shape, fast[3])
+                    elif type(out) is np.ndarray and out.dtype is fast[3] and \
+                            out.shape == shape and out.flags.c_contiguous and \
+                            out.flags.writeable and \
+                            not any(np.may_share_memory(out, a) for a in arrays):
+                        result = out
+                    else:
+                        result = None
+                    if result is not None:
+                        self.launch_whole(fast[0], [arrays[i] for i in fast[2]], result, n)
+                        return result
         key = self._replay_key(arrays) if out is None else None
         if key is None:
             return super().__call__(*arrays, out=out)
@@ -342,6 +352,8 @@ class LoopKernel(Kernel):
                 continue
             if out.dtype != np.dtype(dtype):
                 raise TypeError(f"out has dtype {out.dtype}; the kernel returns {dtype}")
+            if not out.flags.writeable:   # the loops write through its address regardless
+                raise ValueError("out is read-only")
             if np.broadcast_shapes(shape, out.shape) != out.shape:
                 raise ValueError(f"out has shape {out.shape}; the result has shape {shape}")
             shape = out.shape

@@ -308,6 +308,35 @@ def test_signed_zero_through_sign_relu_and_overlapping_out(target):
 
 
 @pytest.mark.parametrize("target", TARGETS)
+def test_out_of_every_kind_on_the_one_loop_kernel(target):
+    # the cheap call takes a plain out=; the others (in place, read-only, another dtype
+    # or shape, a view with strides) take the general path: the same results or errors
+    k = xf.compile(xf.parse("x * 2 + y", vars={"x": "float32", "y": "float32"}),
+                   target=target)
+    x, y = np.arange(6, dtype=np.float32), np.full(6, 0.5, np.float32)
+    want = x * 2 + y
+    out = np.full(6, np.nan, np.float32)
+    assert k(x, y, out=out) is out
+    np.testing.assert_array_equal(out, want)
+    a = x.copy()
+    assert k(a, y, out=a) is a                  # in place: each element read, then written
+    np.testing.assert_array_equal(a, want)
+    wide = np.zeros(12, np.float32)
+    k(x, y, out=wide[::2])
+    np.testing.assert_array_equal(wide[::2], want)
+    assert not wide[1::2].any()
+    frozen = np.zeros(6, np.float32)
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        k(x, y, out=frozen)
+    assert not frozen.any()
+    with pytest.raises(TypeError, match="dtype"):
+        k(x, y, out=np.zeros(6, np.float64))
+    with pytest.raises(ValueError, match="shape"):
+        k(x, y, out=np.zeros(5, np.float32))
+
+
+@pytest.mark.parametrize("target", TARGETS)
 def test_ldexp_with_a_64_bit_exponent_does_not_wrap(target):
     e = xf.parse("ldexp(x, j)", vars={"x": "float64", "j": "int64"})
     env = {"x": np.ones(4), "j": np.array([2**62, 2**32 + 1, -2**40, 3], np.int64)}
