@@ -1,13 +1,17 @@
 """Numba target: Numba compiles the rendered module (written into the store as
-kernel.py), and the machine code of its loops, C functions, is stored next to it.
-Loading a kernel links that code as the LLVM target does, without importing Numba
-(which takes a quarter of a second); only a kernel with a matmul imports it, for the
-matmul's own compiled code (Numba's cache, in the folder's __pycache__). Whether
-anything compiled is read from Numba's event stream ("numba:compile"), not guessed
-from timings."""
+kernel.py), and the machine code of its loops, C functions, is stored next to it with
+the symbols it needs. Loading a kernel links that code as the LLVM target does, without
+importing Numba (which takes a quarter of a second); only a kernel with a matmul imports
+it, for the matmul's own module (matmul.py, from Numba's cache in the folder's
+__pycache__). Whether anything compiled is read from Numba's event stream
+("numba:compile") and from whether the loops' module had to run, not from timings."""
 from __future__ import annotations
 
+import hashlib
+import importlib.util
+import sys
 from functools import cache
+from pathlib import Path
 
 import numpy as np
 
@@ -24,11 +28,18 @@ ROW_REDUCTIONS = True   # the renderer spells RowReduce loops
 OPTIONS = {"parallel": False, "fastmath": False, "contract": False, "matmul": False}
 META = "numba.json"     # the loops' object files, their checksums and symbols
 
-# Numba's C functions take the GIL through these to report an error; the loops raise
-# none (error_model="numpy", no allocation), but their object code names them
-_GIL_IR = """
+# What Numba's C functions call beyond the C library and Python: to take the GIL, and on
+# the path that reports an error raised in a loop, which no loop takes (error_model=
+# "numpy", no allocation, no bounds checks). Numba defines these in its own runtime,
+# which a loaded kernel runs without; here the error path reports a SystemError (printed
+# as unraisable by the C function, as Numba's own helpers would).
+_RUNTIME_IR = r"""
+@PyExc_SystemError = external global i8*
+@message = private constant [60 x i8] c"exprforge: a Numba loop raised; its results are incomplete\0A\00"
 declare i32 @PyGILState_Ensure()
 declare void @PyGILState_Release(i32)
+declare void @PyErr_SetString(i8*, i8*)
+declare void @free(i8*)
 define void @numba_gil_ensure(i32* %state) {
   %s = call i32 @PyGILState_Ensure()
   store i32 %s, i32* %state
@@ -39,55 +50,115 @@ define void @numba_gil_release(i32* %state) {
   call void @PyGILState_Release(i32 %s)
   ret void
 }
+define i8* @numba_unpickle(i8* %data, i32 %n, i8* %hashed) {
+  ret i8* null
+}
+define i8* @numba_runtime_build_excinfo_struct(i8* %gv, i8* %args) {
+  ret i8* null
+}
+define void @numba_do_raise(i8* %exc) {
+  %type = load i8*, i8** @PyExc_SystemError
+  %text = getelementptr [60 x i8], [60 x i8]* @message, i64 0, i64 0
+  call void @PyErr_SetString(i8* %type, i8* %text)
+  ret void
+}
+define void @NRT_Free(i8* %p) {
+  call void @free(i8* %p)
+  ret void
+}
 """
+RUNTIME = ("numba_gil_ensure", "numba_gil_release", "numba_unpickle",
+           "numba_runtime_build_excinfo_struct", "numba_do_raise", "NRT_Free")
+
+
+MATMUL = "\n# --- matmul.py ---\n"   # joins the two modules in the source (and the key)
 
 
 def source_of(plan: Plan, options: dict) -> str:
     fastmath = True if options["fastmath"] else ({"contract"} if options["contract"] else False)
-    return renderer.render(plan, parallel=options["parallel"], fastmath=fastmath, cache=True,
-                           title=str(plan.expr), matmul=options["matmul"])
+    source = renderer.render(plan, fastmath=fastmath, title=str(plan.expr))
+    if options["matmul"]:
+        source += MATMUL + renderer.render_matmul(plan, parallel=options["parallel"],
+                                                  fastmath=fastmath, title=str(plan.expr))
+    return source
 
 
-def _import(directory, source: str, key: str):
+def _import(directory, source: str, name: str, filename: str):
     """(module, compiled?): the rendered module, compiled by Numba or from its cache."""
     from numba.core import event
 
+    fresh = name not in sys.modules
     with event.install_recorder("numba:compile") as compiles:
-        module = import_source(directory, source, f"exprforge_kernel_{key[:24]}")
-    return module, bool(compiles.buffer)
+        module = import_source(directory, source, name, filename)
+    # a @cfunc compiles as its module runs, without a compile event
+    return module, bool(compiles.buffer) or (fresh and filename == "kernel.py")
 
 
 @cache
-def _gil_object() -> bytes:
-    return llvm.compile_object(_GIL_IR)
+def _runtime_object() -> bytes:
+    return llvm.compile_object(_RUNTIME_IR)
 
 
 def materialize(plan: Plan, directory, options: dict, key: str, source: str):
     """(runners, compiled?): the loops' object code linked from `directory`, or compiled
     by Numba into it."""
     programs = [p for p in plan.programs if not p.constant]
+    loops, _, matmul = source.partition(MATMUL)
     compiled = False
     if (directory / META).exists():
         meta, files = read_checked(directory, META)
     else:
-        module, compiled = _import(directory, source, key)
-        files, symbols = {"gil.o": _gil_object()}, {}
+        module, compiled = _import(directory, loops, f"exprforge_kernel_{key[:24]}",
+                                   "kernel.py")
+        runtime = _runtime_object()
+        files, symbols, undefined = {f"runtime.{_digest(runtime)}.o": runtime}, {}, set()
         for p in programs:
             loop = getattr(module, f"kernel_{p.name}")
-            # the object code Numba's own cache would hold
+            # the object code Numba's own cache would hold; named by its checksum, since
+            # Numba's symbols (and so the bytes) depend on what the process compiled before
             obj = loop._library.serialize_using_object_code()[2][0]
-            files[f"kernel_{p.name}.o"], symbols[p.name] = obj, loop.native_name
-        write_checked(directory, META, files, symbols=symbols)
-        meta = {"symbols": symbols}
-    symbols = meta.get("symbols", {})
-    if set(symbols) != {p.name for p in programs}:
+            files[f"kernel_{p.name}.{_digest(obj)}.o"] = obj
+            symbols[p.name] = loop.native_name
+            undefined |= _undefined(loop._library._final_module)
+        undefined -= set(RUNTIME)
+        _resolve(undefined, "compiled")   # a call of Numba's runtime left: a renderer bug
+        write_checked(directory, META, files, symbols=symbols, undefined=sorted(undefined))
+        meta = {"symbols": symbols, "undefined": sorted(undefined)}
+    symbols = meta.get("symbols")
+    if not isinstance(symbols, dict) or set(symbols) != {p.name for p in programs}:
         raise CorruptEntry(f"{directory / META} does not name the kernel's loops")
+    _resolve(meta.get("undefined", ()), "stored")
     runners = llvm.link(list(files.values()), {
         p.name: (symbols[p.name], llvm.prototype(p)) for p in programs})
     if options["matmul"]:
-        module, again = _import(directory, source, key)
+        module, again = _import(directory, matmul, f"exprforge_matmul_{key[:24]}",
+                                "matmul.py")
         runners["matmul"], compiled = module.matmul, compiled or again
     return runners, compiled
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def _undefined(module) -> set:
+    """The symbols an LLVM module (Numba's final one) declares and does not define."""
+    names = {f.name for f in module.functions if f.is_declaration}
+    names |= {g.name for g in module.global_variables if g.is_declaration}
+    return {n for n in names if not n.startswith("llvm.")}
+
+
+def _resolve(names, kernel: str) -> None:
+    """Check that each symbol the loops call is in the process (the C library's and
+    Python's): an MCJIT link takes a symbol it cannot find as address 0, and the first
+    call would jump there."""
+    import ctypes
+    process = ctypes.CDLL(None)
+    missing = [n for n in names if not isinstance(n, str) or not hasattr(process, n)]
+    if missing:
+        raise ImportError(f"the {kernel} kernel's code calls {', '.join(map(str, missing))}, "
+                          "which this process does not define (Numba's runtime is not "
+                          "linked into kernels)")
 
 
 class NumbaKernel(LLVMKernel):
@@ -140,16 +211,19 @@ def platform_key() -> str:
 
 
 @cache
-def _numba_version() -> str:
-    """Numba's version without importing Numba (a quarter of a second) or
-    importlib.metadata (~15 ms): the name of its installed metadata folder."""
-    import importlib.util
-    from pathlib import Path
+def _numba_package():
+    """Numba's installed folder, found without importing it."""
     spec = importlib.util.find_spec("numba")
     if spec is None or not spec.submodule_search_locations:
         raise ImportError("the numba target needs Numba installed")
-    package = Path(list(spec.submodule_search_locations)[0])
-    found = sorted(package.parent.glob("numba-*.dist-info"))
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+@cache
+def _numba_version() -> str:
+    """Numba's version without importing Numba (a quarter of a second) or
+    importlib.metadata (~15 ms): the name of its installed metadata folder."""
+    found = sorted(_numba_package().parent.glob("numba-*.dist-info"))
     if len(found) == 1:
         return found[0].name.removeprefix("numba-").removesuffix(".dist-info")
     from importlib.metadata import version

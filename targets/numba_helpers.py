@@ -2,6 +2,7 @@
 (llvm.fma, a register bitcast), where Python-level code would build arrays."""
 from __future__ import annotations
 
+from llvmlite import ir
 from numba import njit, types, uint64
 from numba.core import cgutils
 from numba.extending import intrinsic
@@ -18,6 +19,22 @@ def fma_(typingctx, a, b, c):
     def codegen(context, builder, signature, args):
         return builder.fma(*args)
     return a(a, b, c), codegen
+
+
+@intrinsic
+def ldexp_(typingctx, x, n):
+    """x * 2**n with one rounding (llvm.ldexp, as the LLVM target's): Numba's math.ldexp
+    calls a helper of its own runtime, which a loaded kernel runs without."""
+    if not (isinstance(x, types.Float) and n == types.int32):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ty = args[0].type
+        suffix = "f32" if x == types.float32 else "f64"
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(
+            ty, [ty, ir.IntType(32)]), f"llvm.ldexp.{suffix}.i32")
+        return builder.call(fn, list(args))
+    return x(x, n), codegen
 
 
 def _bitcast(src, dst):

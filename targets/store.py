@@ -20,6 +20,7 @@ import re
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -88,14 +89,24 @@ def write_once(path: Path, data: bytes | str) -> bool:
         _unlink(tmp)
 
 
-def import_source(directory: Path, source: str, module_name: str):
-    """The module `source`, written once as directory/kernel.py and imported from there
+_IMPORTING = threading.Lock()   # one import of a kernel module at a time: a module is in
+                                # sys.modules before its code has run
+
+
+def import_source(directory: Path, source: str, module_name: str,
+                  filename: str = "kernel.py"):
+    """The module `source`, written once as directory/filename and imported from there
     (kernel compilers cache their work next to the file). Raises CorruptEntry when the
     stored file is not `source` or an existing entry fails to import."""
-    path = directory / "kernel.py"
+    path = directory / filename
     fresh = write_once(path, source)
     if path.read_text() != source:
         raise CorruptEntry(f"{path} does not hold the kernel's source")
+    with _IMPORTING:
+        return _import_file(path, module_name, fresh)
+
+
+def _import_file(path: Path, module_name: str, fresh: bool):
     module = sys.modules.get(module_name)
     if module is not None and getattr(module, "__file__", None) == str(path):
         return module
@@ -128,6 +139,8 @@ def read_checked(directory: Path, meta_name: str) -> tuple[dict, dict]:
         meta = json.loads((directory / meta_name).read_text())
         if "files" not in meta:   # entries of LLVM kernels from before write_checked
             meta = {**meta, "files": {"kernel.o": meta["sha256"]}}
+        if not isinstance(meta["files"], dict):
+            raise TypeError("'files' is not a mapping")
         files = {name: (directory / name).read_bytes() for name in meta["files"]}
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise CorruptEntry(f"{directory}: {type(e).__name__}: {e}") from e

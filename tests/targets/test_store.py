@@ -2,6 +2,7 @@
 corrupt entries rebuilt, names and locations."""
 import json
 import os
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -102,7 +103,61 @@ def test_corrupt_object_code_is_rebuilt_with_a_warning(fresh_store):
     assert xf.compile(e, target="llvm").cache_info["hit"]  # and the rebuilt entry is good
 
 
-@pytest.mark.parametrize("damage", ["metadata", "object", "symbols", "source"])
+def test_numba_kernels_load_as_object_code_without_numba(fresh_store):
+    # ldexp (Numba's math.ldexp calls a helper of Numba's runtime), a row mean (its loop
+    # object names Numba's error-reporting helpers), bools and several results
+    exprs = {"scaled": xf.parse("ldexp(x, n)", vars={"x": "float64", "n": "int32"}),
+             "rowmean": xf.parse("x / sqrt(mean(x * x, axis=-1) + 1e-6)",
+                                 vars={"x": ("float32", ("i", "j"))}),
+             "flags": xf.parse("where(b, x, -x) > 0.5", vars={"b": "bool", "x": "float32"})}
+    rng = np.random.default_rng(3)
+    inputs = {"scaled": (np.int32([3, -2, 900, -1100]), np.array([1.5, 3.0, 2.0, 2.0])),
+              "rowmean": (rng.standard_normal((3, 37)).astype(np.float32),),
+              "flags": (rng.random(9) < 0.5, rng.standard_normal(9).astype(np.float32))}
+    want = {}
+    for name, e in exprs.items():
+        k = xf.compile(e, target="numba")
+        xf.save(k, name)
+        want[name] = k(*inputs[name])
+        (fresh_store.parent / f"{name}_in.pickle").write_bytes(pickle.dumps(inputs[name]))
+    result = _python(f"""
+        import json, pickle, sys
+        from exprforge.kernels import scaled, rowmean, flags
+        out = {{}}
+        for name, k in (("scaled", scaled), ("rowmean", rowmean), ("flags", flags)):
+            with open(f"{fresh_store.parent}/{{name}}_in.pickle", "rb") as f:
+                args = pickle.load(f)
+            out[name] = [k(*args).tolist(), k.cache_info["hit"]]
+        print(json.dumps({{"out": out, "numba": "numba" in sys.modules}}))
+    """, fresh_store)
+    assert result["numba"] is False
+    for name, (values, hit) in result["out"].items():
+        assert hit
+        np.testing.assert_array_equal(np.array(values, dtype=want[name].dtype), want[name])
+
+
+def test_numba_entries_of_two_processes_never_mix(fresh_store):
+    # Numba's symbols carry a count of what the process compiled before, so two processes
+    # make different object bytes for one kernel: each entry's metadata must name its own
+    e = xf.parse("x * 3 - 1", dtype="float32")
+    folder = _artifact(xf.compile(e, target="numba"))
+    (folder / "numba.json").unlink()      # as if this process's metadata were not written
+    _python("""
+        import json, exprforge as xf
+        xf.compile(xf.parse("x * x + 7", dtype="float32"), target="numba")   # counts on
+        k = xf.compile(xf.parse("x * 3 - 1", dtype="float32"), target="numba")
+        print(json.dumps({"compiled": k.cache_info["compiled"]}))
+    """, fresh_store)
+    result = _python("""
+        import json, warnings, numpy as np, exprforge as xf
+        warnings.simplefilter("error")
+        k = xf.compile(xf.parse("x * 3 - 1", dtype="float32"), target="numba")
+        print(json.dumps({"hit": k.cache_info["hit"], "value": float(k(np.float32(2)))}))
+    """, fresh_store)
+    assert result == {"hit": True, "value": 5.0}
+
+
+@pytest.mark.parametrize("damage", ["metadata", "object", "symbols", "source", "types"])
 def test_damaged_numba_entries_are_rebuilt(fresh_store, damage):
     e = xf.parse("x - 2", dtype="float32")
     k = xf.compile(e, target="llvm")
@@ -120,8 +175,10 @@ def test_damaged_numba_entries_are_rebuilt(fresh_store, damage):
         obj.write_bytes(obj.read_bytes()[:-64])
     elif damage == "symbols":
         (folder / "numba.json").write_text(json.dumps({**meta, "symbols": {}}))
+    elif damage == "types":
+        (folder / "numba.json").write_text(json.dumps({**meta, "symbols": None}))
     else:
-        (folder / "kernel.py").write_text((folder / "kernel.py").read_text()[:40])
+        (folder / "matmul.py").write_text((folder / "matmul.py").read_text()[:40])
     with pytest.warns(UserWarning, match="corrupt"):
         again = xf.compile(e, target="numba", matmul=matmul)
     assert again(np.float32(5), np.float32(1)) == 3
