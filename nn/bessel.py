@@ -8,7 +8,8 @@ kernels run only the region taken (see codegen.lower's branches), Triton compute
                         30 terms, with log Gamma(1+v) written out (a (zeta(k) - 1) series
                         near its zeros at v = 0, 1; Stirling after a shift above)
   log I, v < 25, x>10   Debye at top = v + m >= 25 (m integer), then m steps of the
-                        downward recurrence I_{n-1} = I_{n+1} + (2n/x) I_n, which is stable
+                        downward recurrence I_{n-1} = I_{n+1} + (2n/x) I_n, which is stable;
+                        from x = 1e4 on the large-x expansion (9 terms)
   log K, v >= 25        Debye
   log K, v < 25         K_mu and K_{mu+1}, mu = v - n in [-1/2, 1/2), by Temme's series for
                         x <= 2, the trapezoid rule on K_mu(x) e**x = int_0^inf
@@ -17,9 +18,12 @@ kernels run only the region taken (see codegen.lower's branches), Triton compute
                         expansion above; then n steps of the upward recurrence
                         K_{j+1} = K_{j-1} + (2j/x) K_j, which is stable for K
 
-The term counts above are float64's. The float32 programs (float32 in and out) use
-fewer (Terms: each series stops at float32's round-off) and the Hankel expansion from
-x = 30; they form the large terms of the logarithm (the Debye phase, v log(x/2) -
+The term counts above are float64's, and the most any element takes: the power series
+and Temme's take fewer below x = 0.1, 1 and 0.2 (Terms: series_x, temme_x), and K's upward
+recurrence at most CHUNK steps for orders up to CHUNK + 1, each such tier a branch.
+The float32 programs (float32 in and out) use fewer (Terms: each series stops at
+float32's round-off), the Hankel expansion from x = 30 and I's large-x one from x = 1e3;
+they form the large terms of the logarithm (the Debye phase, v log(x/2) -
 log Gamma(1 + v), -x, the recurrences' log scales), Temme's series and the recurrences
 in float64, so that a result near 0 (I or K near 1) does not lose what those terms
 cancel: within 8 * 2**-24 of the float64 programs, relative (absolute below 1).
@@ -72,16 +76,35 @@ class Terms:
     hankel: int         # with this many terms (Steed's q_k overflow from x ~ 100 in
                         # float32, x ~ 1.5e11 in float64; the first term left out is
                         # below 1e-24 at x = 1e3 and 1e-10 at x = 30)
+    # Fewer terms where a series converges faster, as (edge, terms) from the narrowest
+    # edge out; each tier is a branch of the compiled loops (see _tiers)
+    series_x: tuple     # the log I power series, for x <= edge
+    temme_x: tuple      # Temme's series, for x <= edge
+    large_x: float      # log I, v < DEBYE_V: the large-x expansion from this x on
+    large: int          # with this many terms
 
 
 TERMS = {"float64": Terms(debye=12, series=30, lgamma=29, stirling=10, temme=20, rgamma=26,
-                          quad=64, steed=30, hankel_x=1e3, hankel=8),
+                          quad=64, steed=30, hankel_x=1e3, hankel=8,
+                          # each at least one more than the fewest whose first term left
+                          # out is below 2**-56 (float32: 2**-26) over its tier (the
+                          # large-x terms over v < DEBYE_V, the series' terms by their
+                          # bound at the edge). Tried and dropped: Debye sums by v (their
+                          # first terms are shared, so computed before the branch: no
+                          # gain). The Debye region's own code is the same whatever the
+                          # tiers, but its speed is not: with an edge at x = 0.01, or 5
+                          # terms below x = 0.1, it ran 45% slower here (LLVM's register
+                          # allocation of the whole loop spilled differently); 7 did not
+                          series_x=((0.1, 7), (1.0, 11)), temme_x=((0.2, 7),),
+                          large_x=1e4, large=9),
          # each about one and a half times the fewest that reach float32 round-off (the
          # Debye and log Gamma tails by their bounds: the first Debye term left out,
          # u_6(t) / 25**6, is <= 1.7e-10, the first Stirling term <= 1.2e-10; the others
          # measured against the float64 program)
          "float32": Terms(debye=5, series=16, lgamma=14, stirling=4, temme=12, rgamma=14,
-                          quad=24, steed=12, hankel_x=30.0, hankel=6)}
+                          quad=24, steed=12, hankel_x=30.0, hankel=6,
+                          series_x=((0.1, 3), (1.0, 6)), temme_x=((0.2, 4),),
+                          large_x=1e3, large=8)}
 
 
 @cache
@@ -113,12 +136,22 @@ def _poly(coefs, y):
     return acc
 
 
-def _debye_sum(nu: Expr, r: Expr, sign: float, terms: Terms) -> Expr:
-    """sum_{k>=1} (sign)^k u_k(t) / nu^k, t = nu / r, r = hypot(nu, x)."""
+def _tiers(value, tiers, build, most):
+    """build(n) with the n of the first (edge, n) in tiers with value <= edge, else
+    build(most): a nest of wheres, whose sides the CPU kernels branch on, so an element
+    runs only its own series (what the sides share is computed before the branch)."""
+    out = build(most)
+    for edge, n in reversed(tiers):
+        out = F.where(value <= edge, build(n), out)
+    return out
+
+
+def _debye_sum(nu: Expr, r: Expr, sign: float, n: int) -> Expr:
+    """sum_{k=1..n} (sign)^k u_k(t) / nu^k, t = nu / r, r = hypot(nu, x)."""
     t = nu / r
     w, tau = sign * (t / nu), t * t
     acc = None
-    for q in reversed(_debye_polys(terms.debye)):
+    for q in reversed(_debye_polys(n)):
         term = _poly(q, tau)
         acc = term if acc is None else term + w * acc
     return w * acc
@@ -143,7 +176,7 @@ def _log_debye(nu, x, terms, narrow, sign):
     r = F.hypot(nu, x)
     lead = _phase(nu, x, r) - 0.5 * math.log(2 * math.pi) if sign > 0 else \
         -_phase(nu, x, r) + 0.5 * math.log(math.pi / 2)
-    total = _debye_sum(_narrow(nu, narrow), _narrow(r, narrow), float(sign), terms)
+    total = _debye_sum(_narrow(nu, narrow), _narrow(r, narrow), float(sign), terms.debye)
     return lead - 0.5 * F.log(r) + _wide(F.log1p(total))
 
 
@@ -152,7 +185,7 @@ def _log_ratio_i_debye(nu, x, terms):
     r0, r1 = F.hypot(nu, x), F.hypot(nu + 1, x)
     dr = (2 * nu + 1) / (r0 + r1)
     dphase = dr + F.log(x / (nu + 1 + r1)) - nu * F.log1p((1 + dr) / (nu + r0))
-    s0, s1 = _debye_sum(nu, r0, 1.0, terms), _debye_sum(nu + 1, r1, 1.0, terms)
+    s0, s1 = _debye_sum(nu, r0, 1.0, terms.debye), _debye_sum(nu + 1, r1, 1.0, terms.debye)
     return (dphase - 0.25 * F.log1p((2 * nu + 1) / (r0 * r0))
             + F.log1p((s1 - s0) / (1 + s0)))
 
@@ -191,24 +224,28 @@ def _lgamma1p(v: Expr, terms: Terms) -> Expr:
 
 def _log_i_series(v, x, terms):
     q = x * x * 0.25
-    s = None
-    for k in range(terms.series, 0, -1):
-        a = q / (k * (v + k))
-        s = a if s is None else a * (1 + s)
+
+    def series(n):
+        s = None
+        for k in range(n, 0, -1):
+            a = q / (k * (v + k))
+            s = a if s is None else a * (1 + s)
+        return s
+    s = _tiers(x, terms.series_x, series, terms.series)
     v, x = _wide(v), _wide(x)
     return v * F.log(x * 0.5) - _lgamma1p(v, terms) + _wide(F.log1p(s))
 
 
-def _three_term(prev, cur, coef, active, back=1.0):
+def _three_term(prev, cur, coef, active, back=1.0, steps=DEBYE_V):
     """Run y_{j+1} = back * y_{j-1} + coef(j) y_j from (y_0, y_1) = (prev, cur) for j = 1
-    .. DEBYE_V, each step only where active(j); returns (prev, cur, log scale): the last
+    .. steps, each step only where active(j); returns (prev, cur, log scale): the last
     two values divided by exp(log scale). No divisions but one per CHUNK steps, where the
     pair is rescaled so that nothing overflows."""
     total = None
-    for j in range(1, DEBYE_V + 1):
+    for j in range(1, steps + 1):
         on = active(j)
         prev, cur = F.where(on, cur, prev), F.where(on, back * prev + coef(j) * cur, cur)
-        if j % CHUNK == 0 or j == DEBYE_V:
+        if j % CHUNK == 0 or j == steps:
             scale = F.log(_wide(cur))
             total = scale if total is None else total + scale
             prev, cur = prev / cur, 1.0
@@ -238,7 +275,8 @@ def _terms(dtype: str) -> Terms:
 def log_besseli_expr(dtype: str = "float64") -> Expr:
     terms = _terms(dtype)
     v, x = (var(n, dtype) for n in ARGS)
-    small = F.where(x <= SERIES_X, _log_i_series(v, x, terms), _log_i_recur(v, x, terms))
+    large = F.where(x < terms.large_x, _log_i_recur(v, x, terms), _log_i_large_x(v, x, terms))
+    small = F.where(x <= SERIES_X, _log_i_series(v, x, terms), large)
     out = F.where(v >= DEBYE_V, _log_debye(_wide(v), _wide(x), terms, dtype, 1), small)
     return _narrow(out, dtype)
 
@@ -251,8 +289,9 @@ def _rgamma_taylor(n: int):
         return [float(c) for c in mpmath.taylor(mpmath.rgamma, 1, n - 1)]
 
 
-def _k_temme(mu, x, terms):
+def _k_temme(mu, x, terms, n=None):
     """(log K_mu(x), K_{mu+1}(x) / K_mu(x)) for |mu| <= 1/2, x <= TEMME_X: Temme's series
+    to n terms (terms.temme by default)
     (Temme 1975; the form of Numerical Recipes' bessik), its gamma terms from the Taylor
     series of 1/Gamma(1 + z), split into odd and even parts so nothing cancels at mu = 0."""
     c = _rgamma_taylor(terms.rgamma)
@@ -274,7 +313,7 @@ def _k_temme(mu, x, terms):
     ee = F.exp(e)
     p, q = 0.5 * ee / gampl, 0.5 / (ee * gammi)
     total, total1, cc, quarter = ff, p, 1.0, x * x * 0.25
-    for i in range(1, terms.temme + 1):
+    for i in range(1, (n or terms.temme) + 1):
         ff = (i * ff + p + q) / (i * i - mu2)
         cc = cc * quarter / i
         p, q = p / (i - mu), q / (i + mu)
@@ -329,39 +368,55 @@ def _k_steed(mu, x, terms):
     return log_k, (mu + x + 0.5 - a1 * h) / x
 
 
+def _hankel_sum(nu, x, n: int, sign: float):
+    """sum_{k=0..n} sign**k a_k(nu) / x**k, a_0 = 1, a_k = a_{k-1} (4 nu**2 - (2k - 1)**2)
+    / 8k: the large-x expansions of K (sign 1, DLMF 10.40.2) and I (sign -1, 10.40.1)."""
+    four = 4 * nu * nu
+    acc = 1.0
+    for k in range(n, 0, -1):
+        acc = 1 + sign * (four - (2 * k - 1) ** 2) / (8 * k * x) * acc
+    return acc
+
+
 def _k_hankel(mu, x, terms):
     """(log K_mu(x), K_{mu+1} / K_mu) for |mu| <= 1/2 and large x from the asymptotic
-    expansion K_nu(x) ~ sqrt(pi / 2x) e**-x sum_k a_k(nu) / x**k, a_k = a_{k-1}
-    (4 nu**2 - (2k - 1)**2) / 8k (DLMF 10.40.2), terms.hankel terms."""
-    def tail(nu):
-        four = 4 * nu * nu
-        acc = 1.0
-        for k in range(terms.hankel, 0, -1):
-            acc = 1 + (four - (2 * k - 1) ** 2) / (8 * k * x) * acc
-        return acc
-    s0, s1 = tail(mu), tail(mu + 1)
+    expansion K_nu(x) ~ sqrt(pi / 2x) e**-x sum_k a_k(nu) / x**k, terms.hankel terms."""
+    s0, s1 = _hankel_sum(mu, x, terms.hankel, 1.0), _hankel_sum(mu + 1, x, terms.hankel, 1.0)
     wx = _wide(x)
     return 0.5 * F.log(math.pi / (2 * wx)) - wx + F.log(_wide(s0)), s1 / s0
 
 
-def _k_climb(method, v, x, terms):
+def _log_i_large_x(v, x, terms):
+    """log I_v(x) for v < DEBYE_V and x >= terms.large_x: I_v(x) ~ e**x / sqrt(2 pi x)
+    sum_k (-1)**k a_k(v) / x**k (the e**-x part is below round-off there)."""
+    wx = _wide(x)
+    s = _hankel_sum(v, x, terms.large, -1.0)
+    return wx - 0.5 * F.log(2 * math.pi * wx) + F.log(_wide(s))
+
+
+def _k_climb(method, v, x, terms, **options):
     """log K_v for 0 <= v < DEBYE_V: K_mu and K_{mu+1} (mu = v - n, |mu| <= 1/2) by
-    `method`, then n steps of the upward recurrence, which is stable for K."""
+    `method` (given `options`), then n steps of the upward recurrence, which is stable
+    for K."""
     wv, wx = _wide(v), _wide(x)
     n = F.floor(wv + 0.5)
     mu = wv - n
     if method is _k_temme:    # it loses ~5 bits near |mu| = 1/2, x = 2: WIDE throughout
-        log_k_mu, ratio = method(mu, wx, terms)
+        log_k_mu, ratio = method(mu, wx, terms, **options)
     else:                     # K_{mu+1} / K_mu
-        log_k_mu, ratio = method(_narrow(mu, v.dtype), x, terms)
+        log_k_mu, ratio = method(_narrow(mu, v.dtype), x, terms, **options)
     # w_j = K_{mu+j} h**j with h = min(x/2, 1): w_{j+1} = h**2 w_{j-1} + (mu + j)(2h/x) w_j,
     # whose coefficients stay below 26 however small x is (2(mu + j)/x would overflow a
     # CHUNK of steps below x ~ 1e-30); in WIDE, as the I recurrence
     h = F.min(wx * 0.5, 1.0)
     inv = 2 * h / wx
-    prev, cur, total = _three_term(1.0, _wide(ratio) * h, lambda j: (mu + j) * inv,
-                                   lambda j: n >= j + 1, back=h * h)
-    return log_k_mu + total + F.log(F.where(n >= 1, cur, prev)) - n * F.log(h)
+
+    def climb(steps):
+        prev, cur, total = _three_term(1.0, _wide(ratio) * h, lambda j: (mu + j) * inv,
+                                       lambda j: n >= j + 1, back=h * h, steps=steps)
+        return log_k_mu + total + F.log(F.where(n >= 1, cur, prev)) - n * F.log(h)
+    # n <= CHUNK + 1 takes at most CHUNK steps: 9 of 10 orders below DEBYE_V, log-uniform
+    return _tiers(n, ((CHUNK + 1.0, CHUNK),), climb, DEBYE_V)
 
 
 def log_besselk_expr(dtype: str = "float64") -> Expr:
@@ -370,17 +425,19 @@ def log_besselk_expr(dtype: str = "float64") -> Expr:
     large = _k_climb(_k_steed, v, x, terms)
     if terms.hankel_x < math.inf:
         large = F.where(x <= terms.hankel_x, large, _k_climb(_k_hankel, v, x, terms))
-    small = F.where(x <= TEMME_X, _k_climb(_k_temme, v, x, terms),
+    temme = _tiers(x, terms.temme_x, lambda n: _k_climb(_k_temme, v, x, terms, n=n),
+                   terms.temme)
+    small = F.where(x <= TEMME_X, temme,
                     F.where(x <= QUAD_X, _k_climb(_k_quadrature, v, x, terms), large))
     out = F.where(v >= DEBYE_V, _log_debye(_wide(v), _wide(x), terms, dtype, -1), small)
     return _narrow(out, dtype)
 
 
 @cache
-def _kernel(which: str, target: str, dtype: str):
+def _kernel(which: str, target: str, dtype: str, parallel: bool = False):
     from exprforge.targets.build import compile_kernel
     expr = log_besseli_expr(dtype) if which == "i" else log_besselk_expr(dtype)
-    return compile_kernel(expr, target, None, ARGS)
+    return compile_kernel(expr, target, None, ARGS, **({"parallel": True} if parallel else {}))
 
 
 def _numpy(which, v, x):
@@ -388,7 +445,7 @@ def _numpy(which, v, x):
     # float32 in, float32 out (the float32 program); anything else in float64
     dtype = "float32" if v.dtype == np.float32 and x.dtype == np.float32 else "float64"
     v, x = np.broadcast_arrays(v.astype(dtype), x.astype(dtype))
-    return _kernel(which, "llvm", dtype)(v, x)
+    return _kernel(which, "llvm", dtype, parallel=True)(v, x)   # threads for large arrays
 
 
 def _torch_fn():
@@ -444,7 +501,7 @@ def _dispatch(which, v, x):
 
 def log_besseli(v, x):
     """log I_v(x) for v >= 0, x > 0, elementwise with broadcasting, on NumPy arrays (llvm
-    kernel) or torch tensors (torch kernel, autograd in x). Arrays: float32 v and x run
+    kernel, on all cores for large arrays) or torch tensors (torch kernel, autograd in x). Arrays: float32 v and x run
     the float32 program and give float32, anything else runs in float64. Tensors: x's
     dtype decides (v's when only v is a tensor; the other is converted to it): float32
     runs the float32 program, any other float64, and the result has that dtype."""

@@ -15,9 +15,10 @@ Run:  .venv/bin/python benchmarks/papers/bessel.py [--quick] [--out PATH]
    grid rounded to float32, and against the float64 programs at N_SPEED such points;
    error relative to max(|true|, 1) (absolute near a zero of the log, where a relative
    error of log I means nothing), in units of 2**-24.
-4. Speed: N = 1e6 log-uniform (v, x), one thread each, best of REPEATS: log_besseli vs
-   SciPy's log(ive(v, x)) + x, and log_besselk vs log(kve(v, x)) - x, in float64 and
-   with float32 arrays (SciPy's float32 loops against our float32 programs).
+4. Speed: N = 1e6 log-uniform (v, x), one thread each, best of REPEATS: the kernel of
+   log_besseli vs SciPy's log(ive(v, x)) + x, and log_besselk's vs log(kve(v, x)) - x,
+   in float64 and with float32 arrays (SciPy's float32 loops against our float32
+   programs); and log_besseli / log_besselk themselves, which use every core.
 5. vMF: for p = 2048, 8192, 32768 and kappa = p/2, p, 2p, SAMPLES unit vectors from our
    Wood (1994) sampler (seed 0); kappa by maximum likelihood (Newton in log kappa on
    A_p = I_{p/2} / I_{p/2-1}) with our log-Bessel and with SciPy's (log ive) in its place.
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -41,7 +43,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from exprforge.nn import fit_vmf, log_besseli, log_besselk  # noqa: E402
-from exprforge.nn.bessel import DEBYE_V, QUAD_X, TEMME_X, TERMS, mp_log_bessel  # noqa: E402
+from exprforge.nn.bessel import (DEBYE_V, QUAD_X, TEMME_X, TERMS, _kernel,  # noqa: E402
+                                 mp_log_bessel)
 from exprforge.nn.vmf import sample_vmf  # noqa: E402
 
 POINTS, N_SPEED, REPEATS, SAMPLES = 300, 1_000_000, 3, 1000
@@ -158,19 +161,24 @@ def speed(n, repeats):
     v32, x32 = v.astype(np.float32), x.astype(np.float32)
     for a, b in ((v, x), (v32, x32)):                              # compile outside timing
         log_besseli(a[:10], b[:10]), log_besselk(a[:10], b[:10])
+
+    def serial(which, a, b):   # the kernel log_besseli runs, without its threads
+        return lambda: _kernel(which, "llvm", str(a.dtype))(a, b)
     with np.errstate(all="ignore"):
-        t = {"log_besseli": best(lambda: log_besseli(v, x), repeats),
+        t = {"log_besseli": best(serial("i", v, x), repeats),
              "scipy log(ive)+x": best(lambda: np.log(special.ive(v, x)) + x, repeats),
-             "log_besselk": best(lambda: log_besselk(v, x), repeats),
+             "log_besselk": best(serial("k", v, x), repeats),
              "scipy log(kve)-x": best(lambda: np.log(special.kve(v, x)) - x, repeats),
-             "log_besseli float32": best(lambda: log_besseli(v32, x32), repeats),
+             "log_besseli float32": best(serial("i", v32, x32), repeats),
              "scipy log(ive)+x float32":
                  best(lambda: np.log(special.ive(v32, x32)) + x32, repeats),
-             "log_besselk float32": best(lambda: log_besselk(v32, x32), repeats),
+             "log_besselk float32": best(serial("k", v32, x32), repeats),
              "scipy log(kve)-x float32":
-                 best(lambda: np.log(special.kve(v32, x32)) - x32, repeats)}
+                 best(lambda: np.log(special.kve(v32, x32)) - x32, repeats),
+             "log_besseli all cores": best(lambda: log_besseli(v, x), repeats),
+             "log_besselk all cores": best(lambda: log_besselk(v, x), repeats)}
     ratio = lambda a, b: round(t[a] / t[b], 2)                         # noqa: E731
-    return {"n": n, "seconds": {k: round(s, 4) for k, s in t.items()},
+    return {"n": n, "cores": os.cpu_count(), "seconds": {k: round(s, 4) for k, s in t.items()},
             "speedup_i_vs_scipy": ratio("scipy log(ive)+x", "log_besseli"),
             "speedup_k_vs_scipy": ratio("scipy log(kve)-x", "log_besselk"),
             "speedup_i_float32_vs_scipy": ratio("scipy log(ive)+x float32",
@@ -178,7 +186,9 @@ def speed(n, repeats):
             "speedup_k_float32_vs_scipy": ratio("scipy log(kve)-x float32",
                                                 "log_besselk float32"),
             "float32_vs_float64_i": ratio("log_besseli", "log_besseli float32"),
-            "float32_vs_float64_k": ratio("log_besselk", "log_besselk float32")}
+            "float32_vs_float64_k": ratio("log_besselk", "log_besselk float32"),
+            "all_cores_i_vs_scipy": ratio("scipy log(ive)+x", "log_besseli all cores"),
+            "all_cores_k_vs_scipy": ratio("scipy log(kve)-x", "log_besselk all cores")}
 
 
 def scipy_logi(v, x):
@@ -249,7 +259,9 @@ def main(argv=None):
     sp = result["speed"]
     print(f"\nspeed at N = {sp['n']} (seconds, one thread): {sp['seconds']}; "
           f"log I {sp['speedup_i_vs_scipy']}x, log K {sp['speedup_k_vs_scipy']}x vs SciPy; "
-          f"float32: {sp['speedup_i_float32_vs_scipy']}x, {sp['speedup_k_float32_vs_scipy']}x")
+          f"float32: {sp['speedup_i_float32_vs_scipy']}x, {sp['speedup_k_float32_vs_scipy']}x; "
+          f"log_besseli / log_besselk on all {sp['cores']} cores: {sp['all_cores_i_vs_scipy']}x, "
+          f"{sp['all_cores_k_vs_scipy']}x")
     print(f"\nvMF kappa by maximum likelihood ({samples} samples)")
     print("| p | kappa | exprforge | rel err | SciPy (ive) | rel err |")
     print("|---|---|---|---|---|---|")

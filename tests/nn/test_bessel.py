@@ -110,14 +110,21 @@ def test_log_k_at_huge_x_and_its_gradient():
 
 @pytest.mark.parametrize("fn", [log_besseli, log_besselk])
 def test_continuous_where_the_method_changes(fn):
-    from exprforge.nn.bessel import DEBYE_V, QUAD_X, SERIES_X, TEMME_X
+    from exprforge.nn.bessel import CHUNK, DEBYE_V, QUAD_X, SERIES_X, TEMME_X, TERMS
     v = np.array([0.0, 0.5, 0.5000001, 3.3, 11.0, 24.5, DEBYE_V])
-    for edge in (TEMME_X, QUAD_X, SERIES_X):
+    terms = TERMS["float64"]   # and the tiers of fewer terms, and the large-x expansion
+    tiers = [edge for edge, _ in terms.series_x + terms.temme_x] + [terms.large_x]
+    for edge in (TEMME_X, QUAD_X, SERIES_X, *tiers):
         # one ulp apart, on the two sides of the switch (x <= edge is the lower method)
         below, above = fn(v, np.full(v.shape, edge)), fn(v, np.full(v.shape, np.nextafter(edge, 99)))
         assert np.all(np.abs(above - below) <= 2e-12 * np.maximum(np.abs(below), 1.0))
     x = np.array([1e-5, 0.9, 3.0, 7.0, 50.0, 1e4])
     below, above = fn(np.full(x.shape, np.nextafter(DEBYE_V, 0)), x), fn(np.full(x.shape, DEBYE_V), x)
+    assert np.all(np.abs(above - below) <= 1e-12 * np.maximum(np.abs(below), 1.0))
+    # log K climbs at most CHUNK steps up to order CHUNK + 1 (v < CHUNK + 1.5), else all
+    edge = CHUNK + 1.5
+    below = fn(np.full(x.shape, np.nextafter(edge, 0)), x)
+    above = fn(np.full(x.shape, edge), x)
     assert np.all(np.abs(above - below) <= 1e-12 * np.maximum(np.abs(below), 1.0))
 
 
