@@ -1,9 +1,10 @@
 """Paper layers on generated kernels vs the same formulas in torch, eager and compiled.
 
-Run:  .venv/bin/python benchmarks/bench_layers.py [--quick] [--out PATH]
-      -> a markdown table on stdout + benchmarks/results/layers.json
+Run:  .venv/bin/python benchmarks/bench_layers.py [--quick] [--threads N] [--out PATH]
+      -> a markdown table on stdout + benchmarks/results/layers.json (layers_threadsN.json)
 
-Side by side in one run, float32, one thread: the time of one training step's layer work
+Side by side in one run, float32, on one thread (--threads: torch.set_num_threads(N),
+which exprforge's torch kernels follow as torch's own ops do): the time of one training step's layer work
 (forward, then backward of a fixed random cotangent, so the incoming gradient is an
 ordinary contiguous tensor) for
   - exprforge: the layer of exprforge.nn (generated LLVM kernels; the backward is one
@@ -119,9 +120,14 @@ def measure(name, module, formula, shape):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="a quarter of the sizes")
-    ap.add_argument("--out", type=Path, default=OUT_JSON)
+    ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (1)")
+    ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
-    torch.set_num_threads(1)
+    if args.threads < 1:
+        ap.error("--threads must be at least 1")
+    out = args.out or (OUT_JSON if args.threads == 1 else
+                       OUT_JSON.with_name(f"layers_threads{args.threads}.json"))
+    torch.set_num_threads(args.threads)
     began = time.perf_counter()
     rows = {}
     for name, module, formula, shape in cases(args.quick):
@@ -129,11 +135,12 @@ def main(argv=None):
         print(f"{name}: {rows[name]['ms']}", file=sys.stderr)
     result = {"machine": {"date": time.strftime("%Y-%m-%dT%H:%M:%S"),
                           "python": platform.python_version(), "torch": torch.__version__,
-                          "cpu": platform.processor() or platform.machine(), "threads": 1},
+                          "cpu": platform.processor() or platform.machine(),
+                          "threads": torch.get_num_threads()},
               "config": {"quick": args.quick, "reps": REPS, "rounds": ROUNDS,
                          "dtype": "float32", "method": __doc__},
               "rows": rows, "total_seconds": round(time.perf_counter() - began, 1)}
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    out.write_text(json.dumps(result, indent=1) + "\n")
     print("| layer (float32, forward + backward) | shape | exprforge ms | torch ms | "
           "torch.compile ms | torch / exprforge | torch.compile / exprforge |")
     print("|---|---|---|---|---|---|---|")

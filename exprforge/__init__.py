@@ -60,7 +60,9 @@ def compile(expr, target: str = "numba", dtype: str | None = None, args=None,
     (`args`, else the variable names sorted). A tuple of expressions compiles into one
     kernel returning a tuple of arrays, computing what they share once (no autograd
     for such a kernel on the torch target). Options: numba/llvm parallel=, fastmath=,
-    contract= (let LLVM fuse a*b+c into an FMA); torch cpu="llvm"|"numba"; numba
+    contract= (let LLVM fuse a*b+c into an FMA); torch cpu="llvm"|"numba",
+    parallel=True (the CPU loops share large calls among torch.get_num_threads()
+    threads); numba
     matmul=True for a program f(a, b) of two arguments also gives
     `kernel.matmul(A, B)` = sum over k of f(A[..., i, k], B[..., k, j]), a matmul with f
     as the product (batched like np.matmul, summed in order of k in f's dtype; with

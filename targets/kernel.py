@@ -333,6 +333,11 @@ class LoopKernel(Kernel):
             cycles /= self.SIMD_LANES
         return self.PARALLEL_WORK / max(cycles, 1.0)
 
+    def workers(self) -> int:
+        """Threads a parallel=True call shares its work among: every core (a torch
+        kernel's follow torch.get_num_threads())."""
+        return _workers()
+
     def parallel_worth(self, program: Program, n: int) -> bool:
         return n >= self.parallel_elements(program)
 
@@ -375,7 +380,7 @@ class LoopKernel(Kernel):
             return
         rows, cols, operands = loop_layout(shape, arrays)
         runner, results = self.runners[program.name], [r.reshape(-1) for r in results]
-        workers = _workers()
+        workers = self.workers()
         if not (self.options.get("parallel") and workers > 1 and
                 self.parallel_worth(program, n)) or 1 < rows < workers:
             launch(runner, 0, rows, 0, cols, cols, operands, results)
@@ -403,7 +408,7 @@ class LoopKernel(Kernel):
             operands.append((_output_rows(shape, split, program.axes) if accumulate
                              else _FIRST_ROW, _FIRST_ROW, int(accumulate)))
             runner, flat = self.runners[program.name], [r.reshape(-1) for r in results]
-            workers = _workers()
+            workers = self.workers()
             if self.options.get("parallel") and workers > 1 and rows >= workers and \
                     not accumulate and self.parallel_worth(program, rows * cols):
                 widths = [1 if op else cols for op in program.ops]   # elements per row

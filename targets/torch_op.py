@@ -33,7 +33,11 @@ from exprforge.engine.expr import F, rebuild, var
 from .kernel import Kernel, broadcasts_to, reduced_layout, unit_axes
 
 NAME = "torch"
-OPTIONS = {"cpu": "llvm"}
+# parallel: the CPU loops share large calls among torch's intra-op threads. Off by default:
+# on this 2-core VM a PolyReLU or PolyNorm step at 4096x256 took 1.9 / 3.0 ms with it
+# against 1.5 / 2.4 without (thread hand-offs, torch's own threads spinning); PolyNorm at
+# 16384x1024 gained (47 -> 35 ms), PolyReLU did not
+OPTIONS = {"cpu": "llvm", "parallel": False}
 ROW_REDUCTIONS = True   # both CPU targets run RowReduce loops
 GRAD = "grad_out"   # the incoming gradient's variable name in backward programs
 SAVED = "saved_"    # saved_0, saved_1, ...: the forward's reductions in backward programs
@@ -74,7 +78,16 @@ def source_of(plan: Plan, options: dict) -> str:
 
 
 def options_for_cpu(options: dict) -> dict:
-    return dict(_cpu_module(options).OPTIONS)
+    return {**_cpu_module(options).OPTIONS, "parallel": options.get("parallel", False)}
+
+
+def _torch_threads() -> int:
+    """The threads a torch kernel's CPU loops share work among: torch's intra-op
+    threads (torch.set_num_threads), at most one per core."""
+    import torch
+
+    from .kernel import _workers
+    return max(1, min(torch.get_num_threads(), _workers()))
 
 
 def materialize(plan: Plan, directory, options: dict, key: str, source: str):
@@ -117,6 +130,7 @@ class TorchKernel(Kernel):
         cpu_class = _cpu_module(options).KERNEL
         self.cpu = cpu_class(plan, options["cpu"], dtype, source, options_for_cpu(options),
                              runners, key, cache_info)
+        self.cpu.workers = _torch_threads
         self.op = _op_for(key, self)
 
     def __call__(self, *tensors, out=None):
@@ -168,9 +182,12 @@ class TorchKernel(Kernel):
         if not self.saved:
             return self.cpu
         from .build import compile_kernel
-        return compile_kernel((self.source_expr, *self.saved), self.options["cpu"], None,
-                              self.plan.params, full=self.plan.full,
-                              approx=self.options.get("approx", False))
+        kernel = compile_kernel((self.source_expr, *self.saved), self.options["cpu"], None,
+                                self.plan.params, full=self.plan.full,
+                                approx=self.options.get("approx", False),
+                                parallel=self.options.get("parallel", False))
+        kernel.workers = _torch_threads
+        return kernel
 
     def forward_numpy(self, *tensors):
         """The op's forward on NumPy copies of `tensors`: its result (a list of them for

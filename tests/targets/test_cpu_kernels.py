@@ -307,6 +307,41 @@ def test_signed_zero_through_sign_relu_and_overlapping_out(target):
     np.testing.assert_array_equal(a, np.float32([0, 0, 2, 4, 6]))
 
 
+def test_torch_kernels_share_work_among_torch_threads(monkeypatch):
+    import torch
+
+    from exprforge.targets import kernel as kernel_module
+    shares = []
+    real = kernel_module._share
+    monkeypatch.setattr(kernel_module, "_share",
+                        lambda work, jobs: shares.append(len(list(jobs))) or real(work, jobs))
+    e = xf.parse("sqrt(x * x + 1) * exp(-x)", dtype="float32")
+    x = torch.randn(1_000_001, requires_grad=True)
+    k = xf.compile(e, target="torch", parallel=True)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = k(x)
+        grad_one, = torch.autograd.grad(one.sum(), x)
+        assert shares == []
+        torch.set_num_threads(2)
+        two = k(x)
+        grad_two, = torch.autograd.grad(two.sum(), x)
+        assert shares == [2, 2] or kernel_module._workers() == 1   # forward, backward
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(one, two) and torch.equal(grad_one, grad_two)
+    serial = xf.compile(e, target="torch")
+    assert torch.equal(serial(x), one)
+    shares.clear()
+    torch.set_num_threads(2)
+    try:
+        serial(x)
+    finally:
+        torch.set_num_threads(before)
+    assert shares == []   # parallel is off by default
+
+
 @pytest.mark.parametrize("target", TARGETS)
 def test_out_of_every_kind_on_the_one_loop_kernel(target):
     # the cheap call takes a plain out=; the others (in place, read-only, another dtype
