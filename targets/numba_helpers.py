@@ -74,7 +74,9 @@ scratch_int32 = _scratch(types.int32)
 scratch_int64 = _scratch(types.int64)
 
 
-@njit(error_model="numpy", cache=True, nogil=True)
+# no cache=True: Numba would write it next to this file (site-packages); kernels store
+# their loops' object code themselves
+@njit(error_model="numpy", nogil=True)
 def block_sum(block, n, zero):
     """NumPy's sum of block[:n], n <= 128 (lower.pairwise_schedule): left to right from
     `zero` when n < 8, else 8 partial sums (sum k adds elements k, k + 8, ... below n
