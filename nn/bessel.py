@@ -383,7 +383,8 @@ def _k_hankel(mu, x, terms):
     expansion K_nu(x) ~ sqrt(pi / 2x) e**-x sum_k a_k(nu) / x**k, terms.hankel terms."""
     s0, s1 = _hankel_sum(mu, x, terms.hankel, 1.0), _hankel_sum(mu + 1, x, terms.hankel, 1.0)
     wx = _wide(x)
-    return 0.5 * F.log(math.pi / (2 * wx)) - wx + F.log(_wide(s0)), s1 / s0
+    # log(pi / 2x) / 2 as a difference: 2x overflows above x ~ 9e307
+    return 0.5 * math.log(math.pi / 2) - 0.5 * F.log(wx) - wx + F.log(_wide(s0)), s1 / s0
 
 
 def _log_i_large_x(v, x, terms):
@@ -391,7 +392,8 @@ def _log_i_large_x(v, x, terms):
     sum_k (-1)**k a_k(v) / x**k (the e**-x part is below round-off there)."""
     wx = _wide(x)
     s = _hankel_sum(v, x, terms.large, -1.0)
-    return wx - 0.5 * F.log(2 * math.pi * wx) + F.log(_wide(s))
+    # log(2 pi x) / 2 as a sum: 2 pi x overflows above x ~ 2.9e307
+    return wx - 0.5 * math.log(2 * math.pi) - 0.5 * F.log(wx) + F.log(_wide(s))
 
 
 def _k_climb(method, v, x, terms, **options):

@@ -83,10 +83,27 @@ def source_of(plan: Plan, options: dict) -> str:
     return source
 
 
+@cache
+def _compiler_runtime() -> None:
+    """Make the compiler runtime's functions (libgcc_s) visible to JIT linking: with
+    fastmath, LLVM turns pow(x, float(n)) into llvm.powi, whose code calls __powidf2,
+    which no LLVM IR of Numba's names (so _resolve cannot see it) and which Numba's own
+    link then aborts the process on (Numba issue #9554) when the library was loaded
+    privately or not at all."""
+    import ctypes
+    import ctypes.util
+    try:
+        ctypes.CDLL(ctypes.util.find_library("gcc_s") or "libgcc_s.so.1",
+                    mode=ctypes.RTLD_GLOBAL)
+    except OSError:   # not there: such kernels fail to link, the others are unaffected
+        pass
+
+
 def _import(directory, source: str, name: str, filename: str):
     """(module, compiled?): the rendered module, compiled by Numba or from its cache."""
     from numba.core import event
 
+    _compiler_runtime()
     fresh = name not in sys.modules
     with event.install_recorder("numba:compile") as compiles:
         module = import_source(directory, source, name, filename)
@@ -124,10 +141,13 @@ def materialize(plan: Plan, directory, options: dict, key: str, source: str):
         _resolve(undefined, "compiled")   # a call of Numba's runtime left: a renderer bug
         write_checked(directory, META, files, symbols=symbols, undefined=sorted(undefined))
         meta = {"symbols": symbols, "undefined": sorted(undefined)}
-    symbols = meta.get("symbols")
-    if not isinstance(symbols, dict) or set(symbols) != {p.name for p in programs}:
-        raise CorruptEntry(f"{directory / META} does not name the kernel's loops")
-    _resolve(meta.get("undefined", ()), "stored")
+    symbols, undefined = meta.get("symbols"), meta.get("undefined", [])
+    if not isinstance(symbols, dict) or set(symbols) != {p.name for p in programs} or \
+            not isinstance(undefined, list) or not all(isinstance(n, str) for n in undefined):
+        raise CorruptEntry(f"{directory / META} does not name the kernel's loops and the "
+                           "symbols they call")
+    _compiler_runtime()
+    _resolve(undefined, "stored")
     runners = llvm.link(list(files.values()), {
         p.name: (symbols[p.name], llvm.prototype(p)) for p in programs})
     if options["matmul"]:
@@ -154,9 +174,9 @@ def _resolve(names, kernel: str) -> None:
     call would jump there."""
     import ctypes
     process = ctypes.CDLL(None)
-    missing = [n for n in names if not isinstance(n, str) or not hasattr(process, n)]
+    missing = [n for n in names if not hasattr(process, n)]
     if missing:
-        raise ImportError(f"the {kernel} kernel's code calls {', '.join(map(str, missing))}, "
+        raise ImportError(f"the {kernel} kernel's code calls {', '.join(missing)}, "
                           "which this process does not define (Numba's runtime is not "
                           "linked into kernels)")
 

@@ -128,6 +128,18 @@ def test_continuous_where_the_method_changes(fn):
     assert np.all(np.abs(above - below) <= 1e-12 * np.maximum(np.abs(below), 1.0))
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_finite_up_to_the_largest_x(dtype):
+    # log I ~ x - log(2 pi x) / 2 and log K ~ -x + log(pi / 2x) / 2 there: 2 pi x and 2x
+    # overflow, the logs of x alone do not
+    top = np.finfo(dtype).max
+    x = np.array([top / 8, top / 3, top / 2, top], dtype)
+    for v in (np.zeros(4, dtype), np.full(4, 7.5, dtype), np.full(4, 30.0, dtype)):
+        i, k = log_besseli(v, x), log_besselk(v, x)
+        np.testing.assert_allclose(i.astype(np.float64), x, rtol=1e-6)
+        np.testing.assert_allclose(k.astype(np.float64), -x.astype(np.float64), rtol=1e-6)
+
+
 def test_log_k_far_below_the_stated_range_of_x():
     # the upward recurrence's 2(mu + j)/x would overflow a chunk of steps below x ~ 1e-30
     v, x = np.array([24.9, 3.0, 0.5, 12.3]), np.array([1e-40, 1e-200, 1e-300, 1e-100])

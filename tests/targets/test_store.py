@@ -106,25 +106,29 @@ def test_corrupt_object_code_is_rebuilt_with_a_warning(fresh_store):
 def test_numba_kernels_load_as_object_code_without_numba(fresh_store):
     # ldexp (Numba's math.ldexp calls a helper of Numba's runtime), a row mean (its loop
     # object names Numba's error-reporting helpers), bools and several results
+    # and, under fastmath, x ** float(n): LLVM makes it llvm.powi, a compiler-runtime call
     exprs = {"scaled": xf.parse("ldexp(x, n)", vars={"x": "float64", "n": "int32"}),
+             "powi": xf.parse("x ** float32(n)", vars={"x": "float32", "n": "int32"}),
              "rowmean": xf.parse("x / sqrt(mean(x * x, axis=-1) + 1e-6)",
                                  vars={"x": ("float32", ("i", "j"))}),
              "flags": xf.parse("where(b, x, -x) > 0.5", vars={"b": "bool", "x": "float32"})}
     rng = np.random.default_rng(3)
     inputs = {"scaled": (np.int32([3, -2, 900, -1100]), np.array([1.5, 3.0, 2.0, 2.0])),
               "rowmean": (rng.standard_normal((3, 37)).astype(np.float32),),
-              "flags": (rng.random(9) < 0.5, rng.standard_normal(9).astype(np.float32))}
+              "flags": (rng.random(9) < 0.5, rng.standard_normal(9).astype(np.float32)),
+              "powi": (np.int32([2, 3, -1, 0]), np.float32([1.5, 2.0, 4.0, 7.0]))}
     want = {}
     for name, e in exprs.items():
-        k = xf.compile(e, target="numba")
+        k = xf.compile(e, target="numba", fastmath=name == "powi")
         xf.save(k, name)
         want[name] = k(*inputs[name])
         (fresh_store.parent / f"{name}_in.pickle").write_bytes(pickle.dumps(inputs[name]))
     result = _python(f"""
         import json, pickle, sys
-        from exprforge.kernels import scaled, rowmean, flags
+        from exprforge.kernels import scaled, rowmean, flags, powi
         out = {{}}
-        for name, k in (("scaled", scaled), ("rowmean", rowmean), ("flags", flags)):
+        for name, k in (("scaled", scaled), ("rowmean", rowmean), ("flags", flags),
+                        ("powi", powi)):
             with open(f"{fresh_store.parent}/{{name}}_in.pickle", "rb") as f:
                 args = pickle.load(f)
             out[name] = [k(*args).tolist(), k.cache_info["hit"]]
@@ -157,7 +161,8 @@ def test_numba_entries_of_two_processes_never_mix(fresh_store):
     assert result == {"hit": True, "value": 5.0}
 
 
-@pytest.mark.parametrize("damage", ["metadata", "object", "symbols", "source", "types"])
+@pytest.mark.parametrize("damage", ["metadata", "object", "symbols", "source", "types",
+                                    "undefined"])
 def test_damaged_numba_entries_are_rebuilt(fresh_store, damage):
     e = xf.parse("x - 2", dtype="float32")
     k = xf.compile(e, target="llvm")
@@ -177,6 +182,8 @@ def test_damaged_numba_entries_are_rebuilt(fresh_store, damage):
         (folder / "numba.json").write_text(json.dumps({**meta, "symbols": {}}))
     elif damage == "types":
         (folder / "numba.json").write_text(json.dumps({**meta, "symbols": None}))
+    elif damage == "undefined":
+        (folder / "numba.json").write_text(json.dumps({**meta, "undefined": 5}))
     else:
         (folder / "matmul.py").write_text((folder / "matmul.py").read_text()[:40])
     with pytest.warns(UserWarning, match="corrupt"):
