@@ -91,10 +91,8 @@ def _compiler_runtime() -> None:
     link then aborts the process on (Numba issue #9554) when the library was loaded
     privately or not at all."""
     import ctypes
-    import ctypes.util
-    try:
-        ctypes.CDLL(ctypes.util.find_library("gcc_s") or "libgcc_s.so.1",
-                    mode=ctypes.RTLD_GLOBAL)
+    try:   # by its soname: ctypes.util.find_library runs ldconfig (~2+ ms a load)
+        ctypes.CDLL("libgcc_s.so.1", mode=ctypes.RTLD_GLOBAL)
     except OSError:   # not there: such kernels fail to link, the others are unaffected
         pass
 
