@@ -201,7 +201,8 @@ class LoopKernel(Kernel):
             if shape and all(type(a) is np.ndarray and a.dtype is d and a.shape == shape
                              and a.flags.c_contiguous for a, d in zip(arrays, fast[1])):
                 n = arrays[0].size
-                if 0 < n < fast[4]:
+                # (fast[4] counts every core; a torch kernel may be held to one thread)
+                if 0 < n and (n < fast[4] or self.workers() <= 1):
                     if out is None:
                         result = empty(shape, fast[3])
                     elif type(out) is np.ndarray and out.dtype is fast[3] and \
