@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from exprforge.engine import dtypes as dt
 
-from .lower import PAIRWISE_BLOCK, PAIRWISE_STACK, Branch, Instr, Plan, Program, RowReduce
+from .lower import PAIRWISE_BLOCK, Branch, Instr, Plan, Program, RowReduce
 
 CTOR = {"float32": "np.float32", "float64": "np.float64", "int32": "np.int32",
         "int64": "np.int64", "bool": "np.bool_"}

@@ -161,6 +161,23 @@ def test_numba_entries_of_two_processes_never_mix(fresh_store):
     assert result == {"hit": True, "value": 5.0}
 
 
+def test_llvm_entries_of_the_older_metadata_still_load(fresh_store):
+    # before write_checked, kernel.json held {"sha256": <checksum of kernel.o>}
+    import hashlib
+    e = xf.parse("x * 5 + 2", dtype="float32")
+    folder = _artifact(xf.compile(e, target="llvm"))
+    obj = (folder / "kernel.o").read_bytes()
+    (folder / "kernel.json").write_text(json.dumps({"sha256": hashlib.sha256(obj).hexdigest()}))
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = xf.compile(e, target="llvm")
+    assert again.cache_info["hit"] and again(np.float32(1)) == 7
+    (folder / "kernel.json").write_text(json.dumps({"sha256": "0" * 64}))
+    with pytest.warns(UserWarning, match="corrupt"):
+        assert xf.compile(e, target="llvm")(np.float32(1)) == 7
+
+
 @pytest.mark.parametrize("damage", ["metadata", "object", "symbols", "source", "types",
                                     "undefined"])
 def test_damaged_numba_entries_are_rebuilt(fresh_store, damage):
