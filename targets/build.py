@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib
 import time
 import warnings
+from functools import cache
+from pathlib import Path
 
 from exprforge.codegen.lower import lower
 from exprforge.engine.evaluate import prepare
@@ -91,10 +93,10 @@ def _approx_mode(approx, target: str):
 
 def compile_kernel(expr, target: str = "numba", dtype: str | None = None, args=None,
                    full: str | tuple | None = None, scalars: tuple = (),
-                   flat: dict | None = None, **options):
+                   flat: dict | None = None, saved: dict | None = None, **options):
     """A Kernel for `expr` (an Expr or text, or a tuple of them: one kernel returning a
     tuple of arrays) on `target`; see exprforge.compile. `full`, `scalars`, `flat`: see
-    lower()."""
+    lower(). saved: the stored entry being loaded (see load)."""
     if isinstance(expr, (tuple, list)):
         expr = tuple(_as_expr(e, dtype) for e in expr)
         if not expr:
@@ -125,9 +127,50 @@ def compile_kernel(expr, target: str = "numba", dtype: str | None = None, args=N
                  flat=flat,
                  rows=getattr(module, "ROW_REDUCTIONS", False))
     spec = spec_of(expr, target, dtype, args, options, full, tuple(scalars), flat)
-    source = module.source_of(plan, options)  # in the key: a new renderer means a new entry
-    key = store.content_key({**spec, "platform": module.platform_key(), "source": source})
+    platform = module.platform_key()
+    source = _saved_source(module, spec, platform, saved)
+    if source is None:   # in the key: a new renderer means a new entry
+        source = module.source_of(plan, options)
+    key = store.content_key({**spec, "platform": platform, "source": source})
     return _materialize(module, plan, spec, key, source)
+
+
+@cache
+def code_digest() -> str:
+    """A digest of what a kernel's rendered source is a function of besides its spec and
+    its target's platform key: exprforge's engine, lowering, renderers and targets, the
+    library programs, and NumPy's version."""
+    import hashlib
+
+    import numpy
+
+    from exprforge import codegen, engine, evolve, targets
+    digest = hashlib.sha256(numpy.__version__.encode())
+    for package in (engine, codegen, targets, evolve):
+        folder = Path(package.__file__).parent
+        for path in sorted(folder.glob("*.py")) + sorted(folder.glob("*.json")):
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def render_stamp(spec: dict, platform: str) -> str:
+    """What a saved entry records so that a load can trust its stored source."""
+    return store.content_key({**spec, "platform": platform, "code": code_digest()})
+
+
+def _saved_source(module, spec: dict, platform: str, saved: dict | None) -> str | None:
+    """A saved kernel's source read back from its artifact instead of rendered again
+    (rendering an LLVM kernel's IR took ~25 of a ~45 ms load): when the entry was saved
+    by this same code on this platform, and the stored text is the one its key hashes."""
+    stored = getattr(module, "stored_source", None)
+    if not saved or stored is None or saved.get("render") != render_stamp(spec, platform):
+        return None
+    key = saved.get("key")
+    source = stored(store.artifact_dir(key), spec["options"]) if isinstance(key, str) else None
+    if source is None or \
+            store.content_key({**spec, "platform": platform, "source": source}) != key:
+        return None
+    return source
 
 
 def _materialize(module, plan, spec, key, source):
@@ -160,7 +203,9 @@ def save(kernel, name: str, overwrite: bool = True):
     path = store.name_path(name)
     if path.exists() and not overwrite:
         raise FileExistsError(f"a kernel named {name!r} is already stored")
-    store.save_entry(name, {**spec, "key": kernel.key, "saved": time.time()})
+    module = target_module(spec["target"])
+    store.save_entry(name, {**spec, "key": kernel.key, "saved": time.time(),
+                            "render": render_stamp(spec, module.platform_key())})
     return path
 
 
@@ -170,5 +215,5 @@ def load(name: str):
     expr = expr_of(entry)
     return compile_kernel(expr, entry["target"], entry["dtype"], entry["args"],
                           full=entry.get("full"), scalars=tuple(entry.get("scalars", ())),
-                          flat=entry.get("flat"),
+                          flat=entry.get("flat"), saved=entry,
                           **{"approx": False, **entry["options"]})   # saved before approx's default

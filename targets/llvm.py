@@ -89,6 +89,14 @@ def materialize(plan: Plan, directory, options: dict, key: str, text: str):
     return _link(obj, plan), compiled
 
 
+def stored_source(directory, options: dict) -> str | None:
+    """The IR text an artifact was compiled from (None when it is not there)."""
+    try:
+        return (directory / "kernel.ll").read_text()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 def _link(obj: bytes, plan: Plan) -> dict:
     return link([obj], {p.name: (p.name, prototype(p)) for p in plan.programs
                         if not p.constant})

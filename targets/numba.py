@@ -83,6 +83,17 @@ def source_of(plan: Plan, options: dict) -> str:
     return source
 
 
+def stored_source(directory, options: dict) -> str | None:
+    """The source an artifact was compiled from (None when it is not there)."""
+    try:
+        source = (directory / "kernel.py").read_text()
+        if options["matmul"]:
+            source += MATMUL + (directory / "matmul.py").read_text()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return source
+
+
 @cache
 def _compiler_runtime() -> None:
     """Make the compiler runtime's functions (libgcc_s) visible to JIT linking: with

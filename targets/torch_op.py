@@ -77,6 +77,10 @@ def source_of(plan: Plan, options: dict) -> str:
     return _cpu_module(options).source_of(plan, options_for_cpu(options))
 
 
+def stored_source(directory, options: dict) -> str | None:
+    return _cpu_module(options).stored_source(directory, options_for_cpu(options))
+
+
 def options_for_cpu(options: dict) -> dict:
     return {**_cpu_module(options).OPTIONS, "parallel": options.get("parallel", False)}
 

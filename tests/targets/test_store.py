@@ -161,6 +161,40 @@ def test_numba_entries_of_two_processes_never_mix(fresh_store):
     assert result == {"hit": True, "value": 5.0}
 
 
+@pytest.mark.parametrize("target", ["llvm", "numba", "torch"])
+def test_a_saved_kernel_loads_without_rendering_its_source_again(fresh_store, monkeypatch,
+                                                                target):
+    from exprforge.targets import build
+    e = xf.parse("x * sigmoid(1.5 * x) + 0.5", dtype="float32")
+    kernel = xf.compile(e, target=target)
+    xf.save(kernel, "swish")
+    module = build.target_module(target)
+    rendered = []
+    real = module.source_of
+    monkeypatch.setattr(module, "source_of", lambda *a: rendered.append(1) or real(*a))
+    loaded = build.load("swish")
+    assert loaded.cache_info["hit"] and rendered == [] and loaded.source == kernel.source
+    x = np.linspace(-3, 3, 7, dtype=np.float32)
+    want = kernel(x) if target != "torch" else kernel(torch_tensor(x)).numpy()
+    got = loaded(x) if target != "torch" else loaded(torch_tensor(x)).numpy()
+    np.testing.assert_array_equal(got, want)
+    # other exprforge code (or a stored source that is not the one the key hashes):
+    # rendered again, and the same artifact found by its key
+    digest = build.code_digest
+    monkeypatch.setattr(build, "code_digest", lambda: "other")
+    assert build.load("swish").cache_info["hit"] and rendered == [1]
+    monkeypatch.setattr(build, "code_digest", digest)
+    name = "kernel.ll" if target != "numba" else "kernel.py"
+    path = _artifact(kernel) / name
+    path.write_text(path.read_text() + "\n; edited")
+    assert build.load("swish").cache_info["hit"] and rendered == [1, 1]
+
+
+def torch_tensor(x):
+    import torch
+    return torch.from_numpy(x)
+
+
 def test_llvm_entries_of_the_older_metadata_still_load(fresh_store):
     # before write_checked, kernel.json held {"sha256": <checksum of kernel.o>}
     import hashlib
