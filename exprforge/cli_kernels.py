@@ -20,7 +20,8 @@ def _add_compile(p):
     p.add_argument("--dtype", default="float32", choices=dt.FLOATS,
                    help="dtype of the program and its variables (default float32)")
     p.add_argument("--args", help="comma-separated argument order (default: names sorted)")
-    p.add_argument("--parallel", action="store_true", help="numba/llvm: use all cores")
+    p.add_argument("--parallel", action="store_true",
+                   help="numba/llvm: use all cores; torch: torch's intra-op threads")
     p.add_argument("--contract", action="store_true", help="let LLVM fuse a*b+c into FMAs")
     p.add_argument("--fastmath", action="store_true", help="allow reassociation (changes results)")
     p.add_argument("--matmul", action="store_true",
@@ -38,10 +39,10 @@ def _kernel_options(args) -> dict:
     if args.matmul and args.target != "numba":
         raise UserError(f"--matmul applies to numba, not {args.target}")
     if args.target not in ("numba", "llvm"):
-        if args.parallel or args.contract or args.fastmath:
-            raise UserError(f"--parallel/--contract/--fastmath apply to numba and llvm, "
-                            f"not {args.target}")
-        return {}
+        if args.contract or args.fastmath or (args.parallel and args.target != "torch"):
+            raise UserError(f"--contract/--fastmath apply to numba and llvm, --parallel to "
+                            f"those and torch, not {args.target}")
+        return {"parallel": True} if args.parallel else {}
     options = {"parallel": args.parallel, "contract": args.contract, "fastmath": args.fastmath}
     return {**options, "matmul": True} if args.matmul else options
 

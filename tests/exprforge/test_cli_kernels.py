@@ -46,6 +46,14 @@ def test_compile_matmul_and_load_it(capsys):
     np.testing.assert_array_equal(k.matmul(a, b), want)
 
 
+def test_torch_kernel_with_threads(capsys):
+    r = run_json(capsys, "compile", "x * 2 + 1", "--target", "torch", "--parallel",
+                 "--name", "twice")
+    assert r["options"]["parallel"] is True
+    from exprforge.targets.build import load
+    assert load("twice").options["parallel"] is True
+
+
 def test_stored_kernel_imports(capsys):
     run_json(capsys, "compile", "2*x - y", "--name", "lin", "--dtype", "float64")
     from exprforge.targets.build import load
@@ -57,7 +65,8 @@ def test_stored_kernel_imports(capsys):
     (("compile", "x +"), "invalid syntax|unexpected|expected"),
     (("compile", "x + 1", "--name", "9lives"), "invalid kernel name"),
     (("compile", "x + 1", "--args", "y"), "leaves out"),
-    (("compile", "x + 1", "--target", "triton", "--parallel"), "apply to numba and llvm"),
+    (("compile", "x + 1", "--target", "triton", "--parallel"), "--parallel to those and torch"),
+    (("compile", "x + 1", "--target", "torch", "--fastmath"), "apply to numba and llvm"),
     (("compile", "x * y", "--target", "llvm", "--matmul"), "applies to numba"),
     (("compile", "x + 1", "--matmul"), "two arguments"),
     (("kernels", "show", "nothing"), "no stored kernel"),
